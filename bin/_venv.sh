@@ -1,0 +1,21 @@
+# Sourced by bin/run and bin/test: create .venv and install the project (again only when
+# pyproject.toml changes). $1 names the extras to install, e.g. "dev".
+ensure_venv() {
+    local extras="$1" python="${PYTHON:-python3}" stamp
+    if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "molecule-uploads needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2
+        exit 1
+    fi
+    if [ ! -x .venv/bin/python ]; then
+        "$python" -m venv .venv || {
+            echo "could not create .venv: on Debian/Ubuntu, apt-get install python3-venv" >&2
+            exit 1
+        }
+    fi
+    stamp=".venv/.installed-${extras:-base}-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+        .venv/bin/python -m pip install --quiet --upgrade pip
+        .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
+        touch "$stamp"
+    fi
+}

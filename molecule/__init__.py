@@ -1,0 +1,1 @@
+"""The Molecule platform core: project settings, workspaces, activity log and workspace auth."""

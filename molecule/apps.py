@@ -1,0 +1,9 @@
+"""App config for the platform core."""
+
+from django.apps import AppConfig
+
+
+class MoleculeConfig(AppConfig):
+    name = "molecule"
+    verbose_name = "Molecule platform"
+    default_auto_field = "django.db.models.BigAutoField"

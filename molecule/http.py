@@ -1,0 +1,141 @@
+"""JSON API plumbing shared by every endpoint: errors, body parsing and bearer auth."""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+View = Callable[..., HttpResponse]
+
+
+class ApiError(Exception):
+    """An expected client error, answered as ``{"error": message, **extra}``."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def json_error(status: int, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def api_view(*methods: str) -> Callable[[View], View]:
+    """Make a CSRF-exempt JSON endpoint that allows ``methods`` and answers ApiError as JSON."""
+
+    def decorate(view: View) -> View:
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                response = json_error(405, f"method {request.method} not allowed")
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except ApiError as exc:
+                return json_error(exc.status, exc.message, **exc.extra)
+
+        return wrapper
+
+    return decorate
+
+
+def parse_uuid(value: Any, what: str) -> uuid.UUID:
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ApiError(400, f"{what} must be a UUID")
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def json_object(request: HttpRequest) -> dict[str, Any]:
+    """Return the request's JSON object body, or raise ApiError 400/413/415."""
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise ApiError(413, "request body too large") from None
+    content_type = request.content_type or ""
+    if raw and content_type not in ("application/json", "") and not content_type.endswith("+json"):
+        raise ApiError(415, "request body must be application/json")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return body
+
+
+_MISSING = object()
+
+
+def json_field(
+    body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = _MISSING
+) -> Any:
+    """Return ``body[name]`` checked against ``kind``; a missing field without default is 400."""
+    value = body.get(name, _MISSING)
+    if value is _MISSING or (value is None and default is not _MISSING):
+        if default is _MISSING:
+            raise ApiError(400, f"{name} is required")
+        return default
+    # bool is an int in Python, but never a valid count or id here.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise ApiError(400, f"{name} has the wrong type")
+    return value
+
+
+def query_int(
+    request: HttpRequest, name: str, default: int | None, low: int, high: int
+) -> int | None:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}")
+    return value
+
+
+def workspace_auth(view: View) -> View:
+    """Require ``Authorization: Bearer <token>`` of the workspace named in the URL.
+
+    Passes the authenticated Workspace as ``workspace``. A malformed id is 400; a missing or
+    wrong token, another workspace's token, or an unknown id are all the same 401.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, workspace_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        from molecule.models import Workspace
+
+        parsed_id = parse_uuid(workspace_id, "workspace id")
+        token = bearer_token(request)
+        if token is None:
+            raise ApiError(401, "missing or malformed bearer token")
+        workspace = Workspace.objects.authenticate(parsed_id, token)
+        if workspace is None:
+            raise ApiError(401, "invalid token for this workspace")
+        return view(request, *args, workspace=workspace, **kwargs)
+
+    return wrapper

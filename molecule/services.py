@@ -1,0 +1,89 @@
+"""Workspace registration, heartbeats and activity: the writes the API performs."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, NamedTuple
+
+from django.contrib.postgres.functions import TransactionNow as Now
+from django.db import IntegrityError, transaction
+
+from molecule.models import ActivityLog, Workspace
+from molecule.tokens import token_generate, token_hash, token_matches
+
+logger = logging.getLogger(__name__)
+
+
+class WorkspaceAuthError(Exception):
+    """Re-registration without the workspace's own bearer token."""
+
+
+class Registration(NamedTuple):
+    workspace: Workspace
+    # The plain token, present only on first registration.
+    auth_token: str | None
+
+
+def workspace_register(
+    *,
+    workspace_id: uuid.UUID,
+    name: str,
+    delivery_mode: str,
+    url: str | None,
+    bearer_token: str | None,
+) -> Registration:
+    """Create the workspace and mint its token, or update it when the caller proves ownership."""
+    fields = {"name": name, "delivery_mode": delivery_mode, "url": url}
+    with transaction.atomic():
+        workspace = Workspace.objects.select_for_update().filter(pk=workspace_id).first()
+        if workspace is None:
+            token = token_generate()
+            try:
+                with transaction.atomic():
+                    workspace = Workspace.objects.create(
+                        id=workspace_id, token_hash=token_hash(token), **fields
+                    )
+            except IntegrityError:
+                # A concurrent first registration won; this caller holds no token for it.
+                raise WorkspaceAuthError from None
+            logger.info(
+                "workspace registered id=%s name=%s mode=%s", workspace_id, name, delivery_mode
+            )
+            return Registration(workspace, token)
+        if bearer_token is None or not token_matches(bearer_token, workspace.token_hash):
+            raise WorkspaceAuthError
+        Workspace.objects.filter(pk=workspace_id).update(
+            **fields, status=Workspace.Status.ONLINE, updated_at=Now()
+        )
+        workspace.refresh_from_db()
+    logger.info("workspace re-registered id=%s name=%s mode=%s", workspace_id, name, delivery_mode)
+    return Registration(workspace, None)
+
+
+def workspace_heartbeat(*, workspace: Workspace, active_tasks: int, current_task: str) -> None:
+    Workspace.objects.filter(pk=workspace.pk).update(
+        active_tasks=active_tasks,
+        current_task=current_task,
+        status=Workspace.Status.ONLINE,
+        updated_at=Now(),
+    )
+
+
+def activity_append(
+    *,
+    workspace_id: uuid.UUID,
+    activity_type: str,
+    method: str = "",
+    summary: str = "",
+    request_body: Any = None,
+    status: str = "ok",
+) -> ActivityLog:
+    return ActivityLog.objects.create(
+        workspace_id=workspace_id,
+        activity_type=activity_type,
+        method=method,
+        summary=summary,
+        request_body=request_body,
+        status=status,
+    )

@@ -1,0 +1,219 @@
+"""Django settings for molecule-uploads. The environment overrides the app defaults here only."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from molecule.durations import parse_duration
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
+
+
+def _env_duration(name: str):
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+
+
+DEBUG = _env_bool("DEBUG", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS")
+if not DEBUG:
+    # Production mode: refuse to start on a guessable key or an open Host header.
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off")
+else:
+    SECRET_KEY = SECRET_KEY or "django-insecure-development-only-key-never-use-in-production"
+    ALLOWED_HOSTS = ALLOWED_HOSTS or ["localhost", "127.0.0.1", "[::1]"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    # Listed before django_q so that its qcluster command wraps django_q's.
+    "scheduler",
+    "django_q",
+    "molecule",
+    "pending_uploads",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "molecule.middleware.DatabaseUnavailableMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "molecule.urls"
+WSGI_APPLICATION = "molecule.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# PostgreSQL is the only database. Without DATABASE_URL an embedded server is started (or reused).
+EMBEDDED_PG_DIR = Path(os.environ.get("MOLECULE_EMBEDDED_PG_DIR", BASE_DIR / ".data" / "postgres"))
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if not DATABASE_URL:
+    from molecule.embedded_pg import EmbeddedPostgresError, embedded_database_url
+
+    try:
+        DATABASE_URL = embedded_database_url(EMBEDDED_PG_DIR)
+    except EmbeddedPostgresError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", _env_int("DB_CONNECT_TIMEOUT", 5))
+DATABASES["default"]["OPTIONS"].setdefault("application_name", "molecule-uploads")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".data" / "static"
+
+# --- HTTP hardening. TLS ends at the reverse proxy, which sets X-Forwarded-Proto. ---
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = _env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")
+X_FRAME_OPTIONS = "DENY"
+# Redirect and HSTS are the proxy's call and are switched on from the environment (README).
+SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
+
+# --- Uploads: every file part streams to a temporary file, never into memory. ---
+FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+# JSON bodies (register, heartbeat, activity) are small; anything larger is refused.
+DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("MOLECULE_MAX_JSON_BYTES", 1024 * 1024)
+
+# --- App settings (defaults live in each app's conf.py). ---
+PENDING_UPLOADS_MAX_FILE_BYTES = _env_int("PENDING_UPLOADS_MAX_FILE_BYTES", 25 * 1024 * 1024)
+PENDING_UPLOADS_MAX_REQUEST_BYTES = _env_int("PENDING_UPLOADS_MAX_REQUEST_BYTES", 50 * 1024 * 1024)
+PENDING_UPLOADS_MAX_FILES = _env_int("PENDING_UPLOADS_MAX_FILES", 64)
+# One more than the per-request file cap, so that Django's own limit never answers first.
+DATA_UPLOAD_MAX_NUMBER_FILES = PENDING_UPLOADS_MAX_FILES + 1
+PENDING_UPLOADS_SWEEP_BATCH_SIZE = _env_int("PENDING_UPLOADS_SWEEP_BATCH_SIZE", 5000)
+for _name in (
+    "PENDING_UPLOADS_TTL",
+    "PENDING_UPLOADS_ACK_RETENTION",
+    "PENDING_UPLOADS_SWEEP_INTERVAL",
+    "PHANTOM_BUSY_STALE_AFTER",
+    "PHANTOM_BUSY_SWEEP_INTERVAL",
+):
+    _value = _env_duration(_name)
+    if _value is not None:
+        globals()[_name] = _value
+
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+# --- django-q2. Q_CLUSTER is read once at import, so tests cannot override it. ---
+Q_CLUSTER = {
+    "name": "molecule",
+    "workers": _env_int("Q_WORKERS", 2),
+    # A task that runs longer than `timeout` is killed; it must stay below `retry`
+    # or the broker re-delivers a task that is still running.
+    "timeout": 240,
+    "retry": 300,
+    # A failed sweep is not retried by the broker: the next scheduled run is the retry.
+    "max_attempts": 1,
+    "ack_failures": True,
+    # After downtime, run a missed schedule once, not once per missed interval.
+    "catch_up": False,
+    "save_limit": 500,
+    "poll": 1,
+    "label": "Task queue",
+}
+if os.environ.get("Q_REDIS_URL"):
+    Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+    },
+}

@@ -1,0 +1,26 @@
+"""URL routes: the workspace API, the admin and /metrics."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.urls import include, path
+
+from molecule import views
+
+urlpatterns = [
+    path("registry/register", views.register, name="registry-register"),
+    path("registry/heartbeat", views.heartbeat, name="registry-heartbeat"),
+    path("workspaces/<str:workspace_id>/activity", views.activity, name="workspace-activity"),
+    path("workspaces/<str:workspace_id>/", include("pending_uploads.urls")),
+    path("metrics", views.metrics, name="prometheus-django-metrics"),
+    path("admin/", admin.site.urls),
+]
+
+if settings.DEBUG:
+    # The run command serves the admin's CSS itself; production serves collectstatic output.
+    urlpatterns += staticfiles_urlpatterns()
+
+handler400 = "molecule.views.bad_request"
+handler403 = "molecule.views.permission_denied"
+handler404 = "molecule.views.not_found"
+handler500 = "molecule.views.server_error"

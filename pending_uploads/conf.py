@@ -1,0 +1,36 @@
+"""Pending-uploads settings with their defaults, read at call time."""
+
+from datetime import timedelta
+
+from django.conf import settings
+
+# The database CHECK pending_uploads_size_bytes_check carries this default cap.
+DEFAULT_MAX_FILE_BYTES = 25 * 1024 * 1024
+
+
+def max_file_bytes() -> int:
+    return getattr(settings, "PENDING_UPLOADS_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)
+
+
+def max_request_bytes() -> int:
+    return getattr(settings, "PENDING_UPLOADS_MAX_REQUEST_BYTES", 50 * 1024 * 1024)
+
+
+def max_files() -> int:
+    return getattr(settings, "PENDING_UPLOADS_MAX_FILES", 64)
+
+
+def ttl() -> timedelta:
+    return getattr(settings, "PENDING_UPLOADS_TTL", timedelta(hours=24))
+
+
+def ack_retention() -> timedelta:
+    return getattr(settings, "PENDING_UPLOADS_ACK_RETENTION", timedelta(hours=1))
+
+
+def sweep_interval() -> timedelta:
+    return getattr(settings, "PENDING_UPLOADS_SWEEP_INTERVAL", timedelta(minutes=5))
+
+
+def sweep_batch_size() -> int:
+    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_SIZE", 5000)

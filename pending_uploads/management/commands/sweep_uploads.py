@@ -1,0 +1,81 @@
+"""Delete acked pending uploads past retention and unacked ones past expires_at."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from molecule.cli import SweepCommand, duration_argument
+from pending_uploads.managers import SweepError, SweepResult
+from pending_uploads.services import uploads_sweep
+
+
+class Command(SweepCommand):
+    help = (
+        "Sweep pending_uploads: delete acked rows past the retention and unacked rows past "
+        "expires_at, and count them in the swept metrics. Safe to run from cron, also while "
+        "the scheduled sweep runs: concurrent sweeps share the rows and never count one twice."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--ack-retention",
+            type=duration_argument,
+            default=None,
+            metavar="DURATION",
+            help="Keep acked rows this long (90s, 30m, 1h, 2d or seconds); "
+            "default PENDING_UPLOADS_ACK_RETENTION.",
+        )
+        super().add_arguments(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        progress = _Progress() if sys.stderr.isatty() and not options["dry_run"] else None
+        try:
+            report = uploads_sweep(
+                ack_retention=options["ack_retention"],
+                dry_run=options["dry_run"],
+                on_batch=progress,
+            )
+        except SweepError as exc:
+            raise CommandError(str(exc).splitlines()[0], returncode=1) from None
+        finally:
+            if progress is not None:
+                progress.finish()
+        result = report.result
+        verb = "would sweep" if report.dry_run else "swept"
+        suffix = " (dry run)" if report.dry_run else ""
+        self.emit(
+            options,
+            f"{verb} {result.acked} acked, {result.expired} expired "
+            f"in {report.duration_ms:.0f} ms{suffix}",
+            {
+                "acked": result.acked,
+                "expired": result.expired,
+                "duration_ms": round(report.duration_ms, 3),
+                "gauges_ms": None if report.gauges_ms is None else round(report.gauges_ms, 3),
+                "dry_run": report.dry_run,
+            },
+        )
+
+
+class _Progress:
+    """Rows deleted so far, batches and rows/s on a terminal's stderr; never on stdout."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, done: SweepResult, batches: int) -> None:
+        if batches < 2:
+            return
+        rate = done.total / max(time.perf_counter() - self.started, 1e-9)
+        sys.stderr.write(f"\r{done.total} rows deleted, {batches} batches, {rate:,.0f} rows/s ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")

@@ -1,0 +1,271 @@
+"""Every query on pending_uploads, including the raw sweep statements."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, TYPE_CHECKING, NamedTuple
+
+from django.contrib.postgres.functions import TransactionNow as Now
+from django.db import DatabaseError, connections, models, router, transaction
+from django.db.models import Func
+
+if TYPE_CHECKING:
+    from pending_uploads.models import PendingUpload
+
+# Raw so that one round trip per batch deletes and counts, with no row data travelling back.
+# Each arm walks its own partial index in key order from where the previous batch stopped
+# (acked_from / expired_from), so a batch does not rescan the index entries of rows that earlier
+# batches already deleted. SKIP LOCKED lets concurrent sweepers share the work without waiting
+# or counting a row twice. An arm whose previous batch came back short runs with LIMIT 0.
+SWEEP_BATCH_SQL = """
+WITH acked AS (
+    SELECT file_id FROM pending_uploads
+     WHERE acked_at IS NOT NULL
+       AND acked_at <= now() - make_interval(secs => %(retention_seconds)s)
+       AND acked_at >= %(acked_from)s
+     ORDER BY acked_at
+     LIMIT %(acked_limit)s
+       FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT file_id FROM pending_uploads
+     WHERE acked_at IS NULL
+       AND expires_at <= now()
+       AND expires_at >= %(expired_from)s
+     ORDER BY expires_at
+     LIMIT %(expired_limit)s
+       FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM pending_uploads AS p
+     WHERE p.file_id IN (SELECT file_id FROM acked UNION ALL SELECT file_id FROM expired)
+ RETURNING p.acked_at, p.expires_at
+)
+SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
+       count(*) FILTER (WHERE acked_at IS NULL),
+       max(acked_at),
+       max(expires_at) FILTER (WHERE acked_at IS NULL)
+  FROM deleted
+"""
+
+# The sweep's predicate, counted without deleting (sweep(dry_run=True)).
+SWEEP_PREVIEW_SQL = """
+SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
+       count(*) FILTER (WHERE acked_at IS NULL)
+  FROM pending_uploads
+ WHERE (acked_at IS NOT NULL AND acked_at <= now() - make_interval(secs => %(retention_seconds)s))
+    OR (acked_at IS NULL AND expires_at <= now())
+"""
+
+# The backlog gauges in one statement; the acked count is an index-only scan.
+BACKLOG_SQL = """
+SELECT (SELECT count(*) FROM pending_uploads WHERE acked_at IS NOT NULL),
+       count(*) FILTER (WHERE fetched_at IS NULL),
+       count(*) FILTER (WHERE fetched_at IS NOT NULL),
+       EXTRACT(EPOCH FROM now() - min(created_at))
+  FROM pending_uploads
+ WHERE acked_at IS NULL
+"""
+
+_KEY_START = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class SweepResult(NamedTuple):
+    acked: int
+    expired: int
+
+    @property
+    def total(self) -> int:
+        return self.acked + self.expired
+
+    def __add__(self, other: object) -> SweepResult:
+        if not isinstance(other, SweepResult):
+            return NotImplemented
+        return SweepResult(self.acked + other.acked, self.expired + other.expired)
+
+
+class Backlog(NamedTuple):
+    pending: int
+    fetched: int
+    acked: int
+    oldest_unacked_age_seconds: float
+
+
+class SweepError(Exception):
+    """The pending-uploads sweep failed; ``partial`` holds what committed batches deleted."""
+
+    def __init__(self, message: str, partial: SweepResult | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial or SweepResult(0, 0)
+
+
+class FileTooLarge(Exception):
+    def __init__(self, filename: str, size: int, limit: int) -> None:
+        super().__init__(f"{filename} is {size} bytes, over the {limit}-byte cap")
+        self.filename = filename
+        self.size = size
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    filename: str
+    mimetype: str
+    size_bytes: int
+    # Read once, at insert time, so only one file's bytes are in memory at once.
+    source: IO[bytes]
+
+
+class ClockTimestamp(Func):
+    """clock_timestamp(): advances within a transaction, so one request's files keep their order."""
+
+    function = "clock_timestamp"
+    template = "clock_timestamp()"
+    output_field = models.DateTimeField()
+
+
+class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
+    def live(self) -> PendingUploadQuerySet:
+        """Unacked and unexpired: what a workspace may still list and fetch."""
+        return self.filter(acked_at__isnull=True, expires_at__gt=Now())
+
+    def for_workspace(self, workspace_id: uuid.UUID) -> PendingUploadQuerySet:
+        return self.filter(workspace_id=workspace_id)
+
+
+class PendingUploadManager(models.Manager.from_queryset(PendingUploadQuerySet)):  # type: ignore[misc]
+    def put(
+        self, workspace_id: uuid.UUID, upload: NewUpload, *, ttl: timedelta, max_bytes: int
+    ) -> PendingUpload:
+        return self.put_batch(workspace_id, [upload], ttl=ttl, max_bytes=max_bytes)[0]
+
+    def put_batch(
+        self,
+        workspace_id: uuid.UUID,
+        uploads: Iterable[NewUpload],
+        *,
+        ttl: timedelta,
+        max_bytes: int,
+        on_row: Callable[[PendingUpload], None] | None = None,
+    ) -> list[PendingUpload]:
+        """Insert every upload or none; every size is checked before the first write.
+
+        ``on_row`` runs inside the transaction after each insert, for writes that must
+        commit with the rows (the activity log).
+        """
+        uploads = list(uploads)
+        for upload in uploads:
+            if upload.size_bytes > max_bytes:
+                raise FileTooLarge(upload.filename, upload.size_bytes, max_bytes)
+        stored = []
+        with transaction.atomic(using=self.db):
+            for upload in uploads:
+                upload.source.seek(0)
+                row = self.create(
+                    workspace_id=workspace_id,
+                    content=upload.source.read(),
+                    size_bytes=upload.size_bytes,
+                    filename=upload.filename,
+                    mimetype=upload.mimetype,
+                    created_at=ClockTimestamp(),
+                    expires_at=ClockTimestamp() + ttl,
+                )
+                # Drop the bytes now: the caller needs the metadata, not another copy.
+                row.content = b""
+                if on_row is not None:
+                    on_row(row)
+                stored.append(row)
+        return stored
+
+    def get_live(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> PendingUpload | None:
+        return self.live().for_workspace(workspace_id).filter(file_id=file_id).first()
+
+    def mark_fetched(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> bool:
+        """Stamp fetched_at on the first fetch only; True when this call stamped it."""
+        return bool(
+            self.live()
+            .for_workspace(workspace_id)
+            .filter(file_id=file_id, fetched_at__isnull=True)
+            .update(fetched_at=Now())
+        )
+
+    def ack(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> bool:
+        """Stamp acked_at on a live row; False when it is absent, acked, expired or foreign."""
+        return bool(
+            self.live().for_workspace(workspace_id).filter(file_id=file_id).update(acked_at=Now())
+        )
+
+    def list_for_workspace(self, workspace_id: uuid.UUID) -> PendingUploadQuerySet:
+        return (
+            self.live()
+            .for_workspace(workspace_id)
+            .defer("content")
+            .order_by("created_at", "file_id")
+        )
+
+    def backlog(self) -> Backlog:
+        with self._cursor() as cursor:
+            cursor.execute(BACKLOG_SQL)
+            acked, pending, fetched, oldest = cursor.fetchone()
+        return Backlog(pending, fetched, acked, float(oldest or 0.0))
+
+    def sweep(
+        self,
+        ack_retention: timedelta,
+        *,
+        batch_size: int = 5000,
+        dry_run: bool = False,
+        on_batch: Callable[[SweepResult, int], None] | None = None,
+    ) -> SweepResult:
+        """Delete acked rows older than ``ack_retention`` and unacked rows past expires_at.
+
+        Works in batches of ``batch_size`` rows, each committed on its own, until every arm
+        comes back short. Negative retention counts as zero. Database errors are raised as
+        SweepError, carrying the counts of the batches that had already committed.
+        ``on_batch`` is called after each batch with the running total and batch count.
+        """
+        retention_seconds = max(ack_retention.total_seconds(), 0.0)
+        if dry_run:
+            try:
+                with self._cursor() as cursor:
+                    cursor.execute(SWEEP_PREVIEW_SQL, {"retention_seconds": retention_seconds})
+                    return SweepResult(*cursor.fetchone())
+            except DatabaseError as exc:
+                raise SweepError(f"pending_uploads sweep (dry run) failed: {exc}") from exc
+        done = SweepResult(0, 0)
+        try:
+            batches = self._sweep_batches(retention_seconds, max(batch_size, 1))
+            for number, batch in enumerate(batches, start=1):
+                done += batch
+                if on_batch is not None:
+                    on_batch(done, number)
+        except DatabaseError as exc:
+            raise SweepError(f"pending_uploads sweep failed: {exc}", partial=done) from exc
+        return done
+
+    def _sweep_batches(self, retention_seconds: float, batch_size: int) -> Iterator[SweepResult]:
+        params = {
+            "retention_seconds": retention_seconds,
+            "acked_from": _KEY_START,
+            "expired_from": _KEY_START,
+            "acked_limit": batch_size,
+            "expired_limit": batch_size,
+        }
+        while params["acked_limit"] or params["expired_limit"]:
+            with transaction.atomic(using=self.db), self._cursor() as cursor:
+                cursor.execute(SWEEP_BATCH_SQL, params)
+                acked, expired, last_acked_at, last_expires_at = cursor.fetchone()
+            yield SweepResult(acked, expired)
+            # A short arm is finished; a full one continues from its last key.
+            if acked < params["acked_limit"]:
+                params["acked_limit"] = 0
+            else:
+                params["acked_from"] = last_acked_at
+            if expired < params["expired_limit"]:
+                params["expired_limit"] = 0
+            else:
+                params["expired_from"] = last_expires_at
+
+    def _cursor(self):
+        return connections[router.db_for_write(self.model)].cursor()

@@ -1,0 +1,66 @@
+"""The pending_uploads staging table: one row, bytes inline, per uploaded file."""
+
+import uuid
+from datetime import timedelta
+
+from django.contrib.postgres.functions import RandomUUID, TransactionNow
+from django.db import models
+from django.db.models.functions import Length
+from django.db.models.lookups import Range
+
+from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
+from pending_uploads.managers import PendingUploadManager
+
+
+class PendingUpload(models.Model):
+    file_id = models.UUIDField(primary_key=True, default=uuid.uuid4, db_default=RandomUUID())
+    # Deliberately no foreign key: rows outlive their workspace and expire on their own.
+    workspace_id = models.UUIDField()
+    content = models.BinaryField()
+    size_bytes = models.BigIntegerField()
+    filename = models.TextField()
+    mimetype = models.TextField(default="", db_default="", blank=True)
+    created_at = models.DateTimeField(db_default=TransactionNow())
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_default=TransactionNow() + timedelta(hours=24))
+
+    objects = PendingUploadManager()
+
+    class Meta:
+        db_table = "pending_uploads"
+        ordering = ["created_at", "file_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(size_bytes__gt=0, size_bytes__lte=DEFAULT_MAX_FILE_BYTES),
+                name="pending_uploads_size_bytes_check",
+            ),
+            models.CheckConstraint(
+                condition=Range(Length("filename"), (1, 100)),
+                name="pending_uploads_filename_check",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["workspace_id", "created_at"],
+                name="pending_uploads_ws_unacked_idx",
+                condition=models.Q(acked_at__isnull=True),
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="pending_uploads_expiry_idx",
+                condition=models.Q(acked_at__isnull=True),
+            ),
+            models.Index(
+                fields=["acked_at"],
+                name="pending_uploads_acked_idx",
+                condition=models.Q(acked_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.file_id})"
+
+    @property
+    def uri(self) -> str:
+        return f"platform-pending:{self.workspace_id}/{self.file_id}"

@@ -1,0 +1,173 @@
+"""Receiving uploads and sweeping them: transactions, metrics and logging around the manager."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.files.uploadedfile import UploadedFile
+from django.db import close_old_connections
+
+from molecule.models import ActivityLog, Workspace
+from pending_uploads import conf, metrics
+from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
+from pending_uploads.models import PendingUpload
+from pending_uploads.sanitize import sanitize_filename, sanitize_mimetype
+
+logger = logging.getLogger(__name__)
+
+
+class UploadRejected(Exception):
+    """An upload the API refuses as a whole; nothing of it is stored."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def upload_json(row: PendingUpload) -> dict[str, Any]:
+    return {"uri": row.uri, "name": row.filename, "mimeType": row.mimetype, "size": row.size_bytes}
+
+
+def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> list[PendingUpload]:
+    """Store every file and its activity_logs row in one transaction, or nothing."""
+    if workspace.delivery_mode != Workspace.DeliveryMode.POLL:
+        raise UploadRejected(422, "workspace is not in poll mode")
+    if not files:
+        raise UploadRejected(400, "no files part in the request")
+    if len(files) > conf.max_files():
+        raise UploadRejected(400, f"at most {conf.max_files()} files per request")
+    uploads = []
+    for part in files:
+        name = sanitize_filename(part.name)
+        if not part.size:
+            raise UploadRejected(400, "empty files are not accepted", filename=name)
+        uploads.append(NewUpload(name, sanitize_mimetype(part.content_type), part.size, part.file))
+
+    def log_activity(row: PendingUpload) -> None:
+        ActivityLog.objects.create(
+            workspace_id=workspace.id,
+            activity_type="a2a_receive",
+            method="chat_upload_receive",
+            summary=f"chat_upload_receive: {row.filename}",
+            request_body={"file_id": str(row.file_id), **upload_json(row)},
+        )
+
+    try:
+        rows = PendingUpload.objects.put_batch(
+            workspace.id,
+            uploads,
+            ttl=conf.ttl(),
+            max_bytes=conf.max_file_bytes(),
+            on_row=log_activity,
+        )
+    except FileTooLarge as exc:
+        raise UploadRejected(
+            413, "file too large", filename=exc.filename, size=exc.size, max=exc.limit
+        ) from None
+    logger.info(
+        "chat uploads stored workspace=%s files=%d bytes=%d",
+        workspace.id,
+        len(rows),
+        sum(row.size_bytes for row in rows),
+    )
+    return rows
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    result: SweepResult
+    # Time spent in the sweep statements themselves.
+    duration_ms: float
+    dry_run: bool
+    # Time spent refreshing the backlog gauges afterwards (None for a dry run).
+    gauges_ms: float | None = None
+
+
+def uploads_sweep(
+    *,
+    ack_retention: timedelta | None = None,
+    dry_run: bool = False,
+    on_batch: Callable[[SweepResult, int], None] | None = None,
+) -> SweepReport:
+    """Run the sweep, count what it deleted, refresh the backlog gauges, log one line.
+
+    A failure counts the error outcome (plus whatever committed batches deleted), is logged
+    with its traceback and is raised again as SweepError.
+    """
+    retention = conf.ack_retention() if ack_retention is None else ack_retention
+    started = time.perf_counter()
+    try:
+        result = PendingUpload.objects.sweep(
+            retention, batch_size=conf.sweep_batch_size(), dry_run=dry_run, on_batch=on_batch
+        )
+    except Exception as exc:
+        partial = exc.partial if isinstance(exc, SweepError) else SweepResult(0, 0)
+        if not dry_run:
+            _count_swept(partial)
+            metrics.uploads_swept.labels(outcome="error").inc()
+        # One line here; the scheduled job adds the traceback (a command must print one line).
+        logger.error(
+            "pending uploads sweep failed after %d acked, %d expired deleted: %s",
+            partial.acked,
+            partial.expired,
+            exc,
+        )
+        if isinstance(exc, SweepError):
+            raise
+        raise SweepError(f"pending_uploads sweep failed: {exc}", partial) from exc
+    duration = time.perf_counter() - started
+    gauges_ms = None
+    if not dry_run:
+        _count_swept(result)
+        metrics.sweep_duration.observe(duration)
+        metrics.last_sweep_timestamp.set(time.time())
+        gauges_ms = uploads_refresh_gauges()
+    logger.info(
+        "pending uploads sweep%s: %d acked, %d expired in %.1f ms (retention %ss)",
+        " (dry run)" if dry_run else "",
+        result.acked,
+        result.expired,
+        duration * 1000,
+        int(retention.total_seconds()),
+    )
+    return SweepReport(result, duration * 1000, dry_run, gauges_ms)
+
+
+def _count_swept(result: SweepResult) -> None:
+    if result.acked:
+        metrics.uploads_swept.labels(outcome="acked").inc(result.acked)
+    if result.expired:
+        metrics.uploads_swept.labels(outcome="expired").inc(result.expired)
+
+
+def uploads_refresh_gauges() -> float | None:
+    """Set the backlog gauges; return the milliseconds it took, or None if it failed."""
+    started = time.perf_counter()
+    try:
+        backlog = PendingUpload.objects.backlog()
+    except Exception:
+        logger.exception("could not refresh the pending-uploads backlog gauges")
+        return None
+    for state in metrics.BACKLOG_STATES:
+        metrics.backlog_rows.labels(state=state).set(getattr(backlog, state))
+    metrics.oldest_unacked_age.set(backlog.oldest_unacked_age_seconds)
+    return (time.perf_counter() - started) * 1000
+
+
+def uploads_sweep_job() -> dict[str, Any]:
+    """The scheduled sweep: never raises, so a failure cannot stop the worker."""
+    try:
+        report = uploads_sweep()
+    except SweepError as exc:
+        logger.exception("scheduled pending-uploads sweep failed; the next run will retry")
+        # Drop a connection the failure may have broken, so the next run starts clean.
+        close_old_connections()
+        return {"error": str(exc)}
+    return {"acked": report.result.acked, "expired": report.result.expired}

@@ -1,0 +1,95 @@
+"""The poll-mode upload API: receive, list, fetch and ack pending uploads."""
+
+from __future__ import annotations
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+
+from molecule.http import ApiError, api_view, parse_uuid, workspace_auth
+from molecule.models import Workspace
+from pending_uploads import conf, services
+from pending_uploads.models import PendingUpload
+from pending_uploads.sanitize import FALLBACK_MIMETYPE
+
+# Uploaded bytes are the user's, not ours: never let a browser render them in our origin.
+ATTACHMENT_CSP = "default-src 'none'; sandbox"
+
+
+@api_view("POST")
+@workspace_auth
+def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError(400, "invalid Content-Length") from None
+    if declared > conf.max_request_bytes():
+        raise ApiError(413, "request body too large", max=conf.max_request_bytes())
+    if request.content_type != "multipart/form-data":
+        raise ApiError(400, "expected a multipart/form-data body with parts named files")
+    try:
+        files = request.FILES.getlist("files")
+    except RequestDataTooBig:
+        raise ApiError(413, "request body too large", max=conf.max_request_bytes()) from None
+    except (MultiPartParserError, SuspiciousOperation) as exc:
+        # SuspiciousOperation covers Django's own part-count limit (TooManyFilesSent).
+        raise ApiError(400, f"malformed multipart body: {exc}") from None
+    try:
+        rows = services.uploads_receive(workspace=workspace, files=files)
+    except services.UploadRejected as exc:
+        raise ApiError(exc.status, exc.message, **exc.extra) from None
+    finally:
+        for part in files:
+            part.close()
+    return JsonResponse({"files": [services.upload_json(row) for row in rows]})
+
+
+def _pending_json(row: PendingUpload) -> dict[str, object]:
+    return {
+        "file_id": str(row.file_id),
+        "name": row.filename,
+        "mimeType": row.mimetype,
+        "size": row.size_bytes,
+        "created_at": row.created_at.isoformat(),
+        "fetched_at": row.fetched_at.isoformat() if row.fetched_at else None,
+        "expires_at": row.expires_at.isoformat(),
+        "uri": row.uri,
+    }
+
+
+@api_view("GET")
+@workspace_auth
+def pending_list(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    rows = PendingUpload.objects.list_for_workspace(workspace.id)
+    return JsonResponse([_pending_json(row) for row in rows], safe=False)
+
+
+@api_view("GET")
+@workspace_auth
+def content(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponse:
+    row = PendingUpload.objects.get_live(workspace.id, parse_uuid(file_id, "file_id"))
+    if row is None:
+        raise ApiError(404, "no such pending upload")
+    if row.fetched_at is None:
+        PendingUpload.objects.mark_fetched(workspace.id, row.file_id)
+    return attachment_response(row)
+
+
+def attachment_response(row: PendingUpload) -> HttpResponse:
+    """The stored bytes as a download that no browser will render in our origin."""
+    data = row.content
+    response = HttpResponse(data, content_type=row.mimetype or FALLBACK_MIMETYPE)
+    response["Content-Disposition"] = f'attachment; filename="{row.filename}"'
+    response["Content-Length"] = str(len(data))
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = ATTACHMENT_CSP
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@api_view("POST")
+@workspace_auth
+def ack(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponse:
+    if not PendingUpload.objects.ack(workspace.id, parse_uuid(file_id, "file_id")):
+        raise ApiError(404, "no such pending upload")
+    return JsonResponse({"acked": True})

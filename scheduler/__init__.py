@@ -1,0 +1,1 @@
+"""Periodic housekeeping: the schedules, the phantom-busy sweep and their metrics."""

@@ -1,0 +1,13 @@
+"""Scheduler settings with their defaults, read at call time."""
+
+from datetime import timedelta
+
+from django.conf import settings
+
+
+def phantom_busy_stale_after() -> timedelta:
+    return getattr(settings, "PHANTOM_BUSY_STALE_AFTER", timedelta(minutes=10))
+
+
+def phantom_busy_sweep_interval() -> timedelta:
+    return getattr(settings, "PHANTOM_BUSY_SWEEP_INTERVAL", timedelta(minutes=5))

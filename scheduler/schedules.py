@@ -1,0 +1,29 @@
+"""Every periodic job, declared once. The schedule rows are upserted from here by name."""
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import NamedTuple
+
+from pending_uploads import conf as uploads_conf
+from scheduler import conf
+
+
+class ScheduleSpec(NamedTuple):
+    name: str
+    # A dotted path that django-q2 resolves when the job runs; a test imports each one.
+    func: str
+    interval: Callable[[], timedelta]
+
+
+SCHEDULES = (
+    ScheduleSpec(
+        "pending_uploads.sweep",
+        "pending_uploads.tasks.sweep_pending_uploads",
+        uploads_conf.sweep_interval,
+    ),
+    ScheduleSpec(
+        "scheduler.phantom_busy_sweep",
+        "scheduler.tasks.sweep_phantom_busy",
+        conf.phantom_busy_sweep_interval,
+    ),
+)

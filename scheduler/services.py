@@ -1,0 +1,131 @@
+"""Schedule upkeep and the phantom-busy sweep: transactions, metrics and logging."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.apps import AppConfig
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+from django_q.models import Schedule
+
+from molecule.managers import WorkspaceRef
+from molecule.models import Workspace
+from scheduler import conf, metrics
+from scheduler.schedules import SCHEDULES
+
+logger = logging.getLogger(__name__)
+
+
+def _interval_minutes(interval: timedelta) -> int:
+    # django-q2 schedules have minute resolution.
+    return max(1, round(interval.total_seconds() / 60))
+
+
+def schedules_sync(*, using: str = "default") -> list[Schedule]:
+    """Upsert every declared schedule by name; changed intervals take effect at once."""
+    now = timezone.now()
+    synced = []
+    for spec in SCHEDULES:
+        minutes = _interval_minutes(spec.interval())
+        schedule, created = Schedule.objects.using(using).update_or_create(
+            name=spec.name,
+            defaults={
+                "func": spec.func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": minutes,
+                "repeats": -1,
+            },
+            create_defaults={
+                "func": spec.func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": minutes,
+                "repeats": -1,
+                "next_run": now + timedelta(minutes=minutes),
+            },
+        )
+        # A shortened interval should not wait out the old, longer one.
+        if schedule.next_run and schedule.next_run > now + timedelta(minutes=minutes):
+            schedule.next_run = now + timedelta(minutes=minutes)
+            schedule.save(update_fields=["next_run"])
+        logger.info(
+            "schedule %s %s: %s every %d min",
+            spec.name,
+            "created" if created else "updated",
+            spec.func,
+            minutes,
+        )
+        synced.append(schedule)
+    return synced
+
+
+def schedules_sync_after_migrate(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
+    # post_migrate fires once per app with models; django_q's owns the schedule table.
+    if sender.label == "django_q":
+        schedules_sync(using=using)
+
+
+def schedules_mark_due() -> int:
+    """Make every declared schedule due now, so a starting worker sweeps at its first tick."""
+    schedules_sync()
+    return Schedule.objects.filter(name__in=[spec.name for spec in SCHEDULES]).update(
+        next_run=timezone.now()
+    )
+
+
+class PhantomBusySweepError(Exception):
+    """The phantom-busy sweep failed."""
+
+
+@dataclass(frozen=True)
+class PhantomBusyReport:
+    workspaces: list[WorkspaceRef]
+    stale_after: timedelta
+    dry_run: bool
+
+
+def workspaces_reset_phantom_busy(
+    *, stale_after: timedelta | None = None, dry_run: bool = False
+) -> PhantomBusyReport:
+    """Reset active_tasks of busy workspaces with no activity for ``stale_after``."""
+    stale = conf.phantom_busy_stale_after() if stale_after is None else stale_after
+    minutes = stale.total_seconds() / 60
+    try:
+        with transaction.atomic():
+            reset = Workspace.objects.reset_phantom_busy(stale, dry_run=dry_run)
+    except Exception as exc:
+        if not dry_run:
+            metrics.phantom_busy_sweep_errors.inc()
+        logger.error("phantom-busy sweep failed: %s", exc)
+        raise PhantomBusySweepError(f"phantom-busy sweep failed: {exc}") from exc
+    if dry_run:
+        return PhantomBusyReport(reset, stale, dry_run)
+    # The UPDATE has committed: count and log each reset row.
+    metrics.phantom_busy_resets.inc(len(reset))
+    for ref in reset:
+        logger.info(
+            "phantom-busy reset workspace id=%s name=%s: no activity for %.0f min",
+            ref.id,
+            ref.name,
+            minutes,
+        )
+    if reset:
+        logger.info(
+            "phantom-busy sweep reset %d workspaces (stale after %.0f min)", len(reset), minutes
+        )
+    metrics.workspaces_active.set(Workspace.objects.count_active())
+    return PhantomBusyReport(reset, stale, dry_run)
+
+
+def phantom_busy_sweep_job() -> dict[str, Any]:
+    """The scheduled phantom-busy sweep: never raises, so a failure cannot stop the worker."""
+    try:
+        report = workspaces_reset_phantom_busy()
+    except PhantomBusySweepError as exc:
+        logger.exception("scheduled phantom-busy sweep failed; the next run will retry")
+        close_old_connections()
+        return {"error": str(exc)}
+    return {"reset": len(report.workspaces)}
