@@ -1,0 +1,406 @@
+"""Run the real service processes (gunicorn and qcluster) for integration tests, bench and soak."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlencode
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECONDS = 15.0
+LOG_TAIL_LINES = 60
+# What django-q2 logs once its sentinel has started the workers, pusher and monitor.
+QCLUSTER_RUNNING = re.compile(r"Q Cluster \S+ running\.")
+# libpq connection parameters worth carrying from OPTIONS into the URL; the rest (pool,
+# isolation level, server-side binding) are Django's, not libpq's.
+_LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "target_session_attrs")
+
+# Stacks still running when the interpreter exits (a test run aborted with Ctrl-C).
+_running: weakref.WeakSet[ServiceStack] = weakref.WeakSet()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_from_settings(settings_dict: dict[str, Any]) -> str:
+    """Build a libpq URL for ``django.db.connection.settings_dict`` (TCP or Unix socket)."""
+    options = settings_dict.get("OPTIONS") or {}
+    user = quote(str(settings_dict.get("USER") or ""), safe="")
+    password = quote(str(settings_dict.get("PASSWORD") or ""), safe="")
+    name = quote(str(settings_dict.get("NAME") or ""), safe="")
+    host = str(options.get("host") or settings_dict.get("HOST") or "")
+    port = str(options.get("port") or settings_dict.get("PORT") or "")
+    query: dict[str, str] = {}
+    if host.startswith("/"):
+        # A socket directory cannot sit in the authority part; libpq takes it as ?host=.
+        query["host"] = host
+        if port:
+            query["port"] = port
+        netloc = ""
+    else:
+        netloc = f"[{host}]" if ":" in host else host
+        if port:
+            netloc = f"{netloc}:{port}"
+    for key in _LIBPQ_OPTIONS:
+        if options.get(key):
+            query[key] = str(options[key])
+    auth = ""
+    if user:
+        auth = f"{user}:{password}@" if password else f"{user}@"
+    url = f"postgresql://{auth}{netloc}/{name}"
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def _ppid_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces or parentheses.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1])
+
+
+def process_children(pid: int) -> list[int]:
+    """Direct children of ``pid``, read from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _ppid_of(int(entry.name)) == pid:
+            children.append(int(entry.name))
+    return sorted(children)
+
+
+def process_descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (children, grandchildren, ...), read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            ppid = _ppid_of(int(entry.name))
+            if ppid is not None:
+                parents.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        for child in parents.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return sorted(found)
+
+
+def process_rss_bytes(pid: int) -> int | None:
+    """Resident set size of ``pid`` (VmRSS), or None when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def http_get(
+    url: str, *, token: str | None = None, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url``; return (status, headers, body) without raising on 4xx/5xx."""
+    request = urllib.request.Request(url)  # noqa: S310 (the callers pass http:// URLs)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Parse Prometheus text exposition into {(name, labels): value}."""
+    samples = {}
+    line_re = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+    label_re = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = line_re.match(line)
+        if match:
+            labels = frozenset(label_re.findall(match.group(2) or ""))
+            samples[(match.group(1), labels)] = float(match.group(3))
+    return samples
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus text exposition, or None when absent."""
+    return metric_samples(text).get((name, frozenset(labels.items())))
+
+
+class ServiceStack:
+    """gunicorn plus N qcluster processes sharing one database and one metrics directory."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        metrics_dir: Path,
+        port: int | None = None,
+        web_workers: int = 2,
+        qclusters: int = 1,
+        extra_env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.metrics_dir = Path(metrics_dir)
+        self.port = port or free_port()
+        self.web_workers = web_workers
+        self.qclusters = qclusters
+        self.extra_env = dict(extra_env or {})
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env: dict[str, str] = {}
+        self.web: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._logs: dict[str, Path] = {}
+        self._log_files: list[Any] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(
+        self, *, web: bool = True, qcluster: bool = True, timeout: float = 30.0
+    ) -> ServiceStack:
+        """Start the processes and wait until they serve; RuntimeError (with logs) otherwise."""
+        if self.web is not None or self.workers:
+            raise RuntimeError("this ServiceStack is already started")
+        if self.log_dir is None:
+            self.log_dir = Path(tempfile.mkdtemp(prefix="molecule-stack-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        # Wiped once, before any writer starts: wiping under a running writer loses its counts.
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        self.metrics_dir.mkdir(parents=True)
+        self.env = self._environment()
+        _running.add(self)
+        try:
+            if web:
+                self.web = self._spawn(
+                    "gunicorn",
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "molecule.wsgi:application",
+                        "--bind",
+                        f"127.0.0.1:{self.port}",
+                        "--workers",
+                        str(self.web_workers),
+                        "--graceful-timeout",
+                        "5",
+                    ],
+                )
+            if qcluster:
+                for number in range(self.qclusters):
+                    self.workers.append(
+                        self._spawn(
+                            f"qcluster-{number}",
+                            [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"],
+                        )
+                    )
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM every process, wait up to 15 s, then SIGKILL what is left; idempotent."""
+        processes = [p for p in [self.web, *self.workers] if p is not None]
+        for process in processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(deadline - time.monotonic(), 0.1))
+        for process in processes:
+            # Each process leads its own group, which also holds its workers: kill stragglers.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            if process.poll() is None:
+                process.wait()
+        for handle in self._log_files:
+            handle.close()
+        self._log_files.clear()
+        self.web = None
+        self.workers = []
+        _running.discard(self)
+
+    def __enter__(self) -> ServiceStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- inspection ------------------------------------------------------------------------
+
+    def pids(self) -> dict[str, list[int]]:
+        """Live process ids: gunicorn master and its workers, qcluster processes and children."""
+        master = [self.web.pid] if self.web is not None and self.web.poll() is None else []
+        workers = process_children(master[0]) if master else []
+        qcluster: list[int] = []
+        for process in self.workers:
+            if process.poll() is None:
+                qcluster.append(process.pid)
+                qcluster.extend(process_descendants(process.pid))
+        return {"gunicorn_master": master, "gunicorn_workers": workers, "qcluster": qcluster}
+
+    def log_text(self) -> str:
+        """Every process log, concatenated with a header per process."""
+        parts = []
+        for name, path in self._logs.items():
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            parts.append(f"===== {name} ({path}) =====\n{text}")
+        return "\n".join(parts)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        parts = []
+        for name, path in self._logs.items():
+            try:
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                text = []
+            parts.append(f"===== {name} (last {lines} lines) =====\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def metrics_text(self, *, timeout: float = 10.0) -> str:
+        """One scrape of the web /metrics (with METRICS_TOKEN when the stack sets one)."""
+        status, _, body = http_get(
+            self.url("/metrics"), token=self.extra_env.get("METRICS_TOKEN"), timeout=timeout
+        )
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}: {body[:200]!r}")
+        return body.decode()
+
+    def wait_for_log(self, pattern: str | re.Pattern[str], *, timeout: float = 30.0) -> str:
+        """Wait until some process log matches ``pattern``; return the matching text."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.log_text())
+            if match:
+                return match.group(0)
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"no log line matched {regex.pattern!r} within {timeout:.0f} s\n"
+                    + self.log_tail()
+                )
+            time.sleep(0.2)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # Coverage hooks of the parent test run must not follow into the services.
+        for key in [k for k in env if k.startswith("COV_CORE_")]:
+            del env[key]
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "molecule.settings",
+                "DEBUG": "0",
+                "SECRET_KEY": secrets.token_urlsafe(50),
+                "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "DATABASE_URL": self.database_url,
+                "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        assert self.log_dir is not None
+        path = self.log_dir / f"{name}.log"
+        handle = path.open("ab")
+        self._log_files.append(handle)
+        self._logs[name] = path
+        return subprocess.Popen(
+            command,
+            cwd=BASE_DIR,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            # Its own process group, so stop() can kill workers an ungraceful exit leaves.
+            start_new_session=True,
+        )
+
+    def _check_alive(self) -> None:
+        for name, process in self._named_processes():
+            code = process.poll()
+            if code is not None:
+                raise RuntimeError(f"{name} exited with code {code}\n{self.log_tail()}")
+
+    def _named_processes(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        named = [("gunicorn", self.web)] if self.web is not None else []
+        named += [(f"qcluster-{n}", p) for n, p in enumerate(self.workers)]
+        return named
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        web_ready = self.web is None
+        workers_ready = [False] * len(self.workers)
+        while not (web_ready and all(workers_ready)):
+            self._check_alive()
+            if not web_ready:
+                with contextlib.suppress(OSError):
+                    status, _, _ = http_get(
+                        self.url("/metrics"), token=self.extra_env.get("METRICS_TOKEN"), timeout=2
+                    )
+                    web_ready = status == 200
+            for number in range(len(self.workers)):
+                if not workers_ready[number]:
+                    with contextlib.suppress(OSError):
+                        text = self._logs[f"qcluster-{number}"].read_text(errors="replace")
+                        workers_ready[number] = bool(QCLUSTER_RUNNING.search(text))
+            if web_ready and all(workers_ready):
+                return
+            if time.monotonic() > deadline:
+                waiting = [] if web_ready else ["gunicorn /metrics"]
+                waiting += [f"qcluster-{n}" for n, ok in enumerate(workers_ready) if not ok]
+                raise RuntimeError(
+                    f"not ready within {timeout:.0f} s: {', '.join(waiting)}\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for stack in list(_running):
+        stack.stop()

@@ -1,0 +1,61 @@
+"""parse_duration: the operator-facing duration syntax of settings and command options."""
+
+from datetime import timedelta
+
+import pytest
+
+from molecule.durations import parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("1h", timedelta(hours=1)),
+        ("2d", timedelta(days=2)),
+        ("45", timedelta(seconds=45)),
+        ("0", timedelta(0)),
+        ("1.5h", timedelta(minutes=90)),
+        ("0.5m", timedelta(seconds=30)),
+        ("-5m", timedelta(minutes=-5)),
+        (" 10s ", timedelta(seconds=10)),
+        ("5 m", timedelta(minutes=5)),
+    ],
+)
+def test_parse_duration_accepts(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "2x",
+        "abc",
+        "s",
+        "h1",
+        "1h30m",
+        "5M",
+        "1e3",
+        ".5h",
+        "5.",
+        "--5",
+        "+5s",
+        "5 minutes",
+        "1h\nrm -rf",
+        # Out of timedelta's range: must still be a ValueError, or a command option turns
+        # into a traceback instead of a usage error.
+        "99999999999d",
+        pytest.param("1" * 400 + "s", id="400-digit-seconds"),
+    ],
+)
+def test_parse_duration_rejects_with_one_line_value_error(text: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration(text)
+    message = str(caught.value)
+    assert message
+    assert "\n" not in message
+    # The message names the input, so an operator sees which value was refused.
+    assert repr(text) in message
