@@ -1,0 +1,221 @@
+"""Workspace and ActivityLog managers on a real PostgreSQL: auth, phantom-busy reset, queries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+
+from molecule.managers import PHANTOM_BUSY_PREVIEW_SQL, PHANTOM_BUSY_RESET_SQL, WorkspaceRef
+from molecule.models import ActivityLog, Workspace
+from molecule.services import activity_append
+from tests.conftest import run_sql
+
+STALE_AFTER = timedelta(minutes=10)
+
+# Literal copies: changing a phantom-busy statement must be a deliberate edit here too.
+EXPECTED_RESET_SQL = """
+UPDATE workspaces AS w
+   SET active_tasks = 0, current_task = '', updated_at = now()
+ WHERE w.active_tasks > 0
+   AND w.status <> 'removed'
+   AND NOT EXISTS (
+         SELECT 1 FROM activity_logs AS a
+          WHERE a.workspace_id = w.id
+            AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
+       )
+RETURNING w.id, w.name
+"""
+
+EXPECTED_PREVIEW_SQL = """
+SELECT w.id, w.name
+  FROM workspaces AS w
+ WHERE w.active_tasks > 0
+   AND w.status <> 'removed'
+   AND NOT EXISTS (
+         SELECT 1 FROM activity_logs AS a
+          WHERE a.workspace_id = w.id
+            AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
+       )
+ ORDER BY w.name, w.id
+"""
+
+
+def normalise(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def db_now() -> datetime:
+    return run_sql("SELECT now()")[0][0]
+
+
+def add_activity(workspace_id: uuid.UUID, age: str) -> None:
+    """Append an activity row created ``age`` (an SQL interval) before the database's now()."""
+    run_sql(
+        """
+        INSERT INTO activity_logs (workspace_id, activity_type, created_at)
+        VALUES (%s, 'a2a_receive', now() - %s::interval)
+        """,
+        [workspace_id, age],
+    )
+
+
+def backdate_updated_at(workspace_id: uuid.UUID) -> None:
+    run_sql(
+        "UPDATE workspaces SET updated_at = now() - interval '1 hour' WHERE id = %s",
+        [workspace_id],
+    )
+
+
+def state(workspace_id: uuid.UUID) -> tuple[int, str, datetime]:
+    ws = Workspace.objects.get(pk=workspace_id)
+    return ws.active_tasks, ws.current_task, ws.updated_at
+
+
+def test_phantom_busy_sql_pinned():
+    assert normalise(PHANTOM_BUSY_RESET_SQL) == normalise(EXPECTED_RESET_SQL)
+    assert normalise(PHANTOM_BUSY_PREVIEW_SQL) == normalise(EXPECTED_PREVIEW_SQL)
+
+
+# (case, workspace fields, activity age as an SQL interval or None, reset?)
+PHANTOM_CASES = [
+    ("busy, no activity at all", {"active_tasks": 2}, None, True),
+    ("busy, only stale activity", {"active_tasks": 1}, "1 hour", True),
+    ("busy, recent activity", {"active_tasks": 3}, "1 minute", False),
+    # "Newer than now() - stale_after" is strict: activity exactly at the threshold is silence.
+    ("busy, activity exactly at the threshold", {"active_tasks": 1}, "10 minutes", True),
+    (
+        "busy, activity one microsecond inside the threshold",
+        {"active_tasks": 1},
+        "9 minutes 59.999999 seconds",
+        False,
+    ),
+    ("busy, offline", {"active_tasks": 1, "status": "offline"}, None, True),
+    ("busy, removed", {"active_tasks": 4, "status": "removed"}, None, False),
+    ("idle", {"active_tasks": 0}, None, False),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "activity_age", "reset"),
+    [case[1:] for case in PHANTOM_CASES],
+    ids=[case[0] for case in PHANTOM_CASES],
+)
+def test_reset_phantom_busy_cases(register, fields, activity_age, reset):
+    ws = register("agent", current_task="summarising", **fields)
+    if activity_age is not None:
+        add_activity(ws.id, activity_age)
+    backdate_updated_at(ws.id)
+    before = state(ws.id)
+    result = Workspace.objects.reset_phantom_busy(STALE_AFTER)
+    if reset:
+        assert result == [WorkspaceRef(ws.id, "agent")]
+        assert state(ws.id) == (0, "", db_now())
+    else:
+        assert result == []
+        assert state(ws.id) == before
+
+
+@pytest.mark.django_db
+def test_activity_of_another_workspace_does_not_protect(register):
+    silent = register("silent", active_tasks=2, current_task="stuck")
+    chatty = register("chatty", active_tasks=1, current_task="working")
+    add_activity(chatty.id, "1 second")
+    result = Workspace.objects.reset_phantom_busy(STALE_AFTER)
+    assert result == [WorkspaceRef(silent.id, "silent")]
+    assert state(silent.id)[:2] == (0, "")
+    assert state(chatty.id)[:2] == (1, "working")
+
+
+@pytest.mark.django_db
+def test_reset_returns_every_reset_workspace_sorted(register):
+    names = ["charlie", "alpha", "bravo", "alpha"]
+    created = [register(name, active_tasks=1) for name in names]
+    register("idle")
+    result = Workspace.objects.reset_phantom_busy(STALE_AFTER)
+    expected = sorted(
+        (WorkspaceRef(ws.id, ws.workspace.name) for ws in created),
+        key=lambda ref: (ref.name, ref.id),
+    )
+    assert result == expected
+    # A second run finds nothing left to reset.
+    assert Workspace.objects.reset_phantom_busy(STALE_AFTER) == []
+
+
+@pytest.mark.django_db
+def test_stale_after_moves_the_threshold(register):
+    ws = register("agent", active_tasks=1)
+    add_activity(ws.id, "30 minutes")
+    assert Workspace.objects.reset_phantom_busy(timedelta(hours=1)) == []
+    assert Workspace.objects.reset_phantom_busy(timedelta(minutes=29)) == [
+        WorkspaceRef(ws.id, "agent")
+    ]
+
+
+@pytest.mark.django_db
+def test_dry_run_changes_nothing_and_names_the_same_workspaces(register):
+    stuck = [register(name, active_tasks=2, current_task="t") for name in ("b", "a")]
+    alive = register("alive", active_tasks=1, current_task="t")
+    add_activity(alive.id, "5 seconds")
+    for ws in [*stuck, alive]:
+        backdate_updated_at(ws.id)
+    before = {ws.id: state(ws.id) for ws in [*stuck, alive]}
+    preview = Workspace.objects.reset_phantom_busy(STALE_AFTER, dry_run=True)
+    assert {ws.id: state(ws.id) for ws in [*stuck, alive]} == before
+    assert [ref.name for ref in preview] == ["a", "b"]
+    assert Workspace.objects.reset_phantom_busy(STALE_AFTER) == preview
+
+
+@pytest.mark.django_db
+def test_authenticate(register):
+    ws = register("owner")
+    other = register("other")
+    assert Workspace.objects.authenticate(ws.id, ws.token) == ws.workspace
+    assert Workspace.objects.authenticate(ws.id, other.token) is None
+    assert Workspace.objects.authenticate(ws.id, ws.token + "x") is None
+    assert Workspace.objects.authenticate(ws.id, "") is None
+    assert Workspace.objects.authenticate(uuid.uuid4(), ws.token) is None
+    # Only the hash is stored, so the stored value is never itself a valid token.
+    assert Workspace.objects.authenticate(ws.id, ws.workspace.token_hash) is None
+
+
+@pytest.mark.django_db
+def test_count_active_excludes_removed(register):
+    register("a")
+    register("b", status="offline")
+    register("c", status="removed")
+    assert Workspace.objects.count_active() == 2
+
+
+@pytest.mark.django_db
+def test_with_last_activity_is_the_newest_activity_row(register):
+    busy = register("busy")
+    quiet = register("quiet")
+    add_activity(busy.id, "1 hour")
+    add_activity(busy.id, "5 minutes")
+    add_activity(busy.id, "2 hours")
+    last = {ws.pk: ws.last_activity for ws in Workspace.objects.with_last_activity()}
+    (expected,) = run_sql("SELECT now() - interval '5 minutes'")[0]
+    assert last == {busy.id: expected, quiet.id: None}
+
+
+@pytest.mark.django_db
+def test_activity_for_workspace_filters_and_pages_newest_first(register):
+    ws = register("agent")
+    other = register("other")
+    ids = [
+        activity_append(workspace_id=ws.id, activity_type=kind).id
+        for kind in ["a2a_receive", "heartbeat", "a2a_receive", "a2a_receive"]
+    ]
+    activity_append(workspace_id=other.id, activity_type="a2a_receive")
+
+    def listed(**kwargs: object) -> list[int]:
+        return [row.id for row in ActivityLog.objects.for_workspace(ws.id, **kwargs)]
+
+    assert listed() == ids[::-1]
+    assert listed(activity_type="a2a_receive") == [ids[3], ids[2], ids[0]]
+    assert listed(since_id=ids[1]) == [ids[3], ids[2]]
+    assert listed(activity_type="a2a_receive", since_id=ids[0], limit=1) == [ids[3]]
+    assert listed(activity_type="missing") == []

@@ -1,0 +1,594 @@
+"""PendingUpload.objects on a real PostgreSQL: storage, the batched sweep and its query plans."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from django.contrib.postgres.functions import TransactionNow
+from django.db import DatabaseError, connection, connections, transaction
+
+from molecule.models import ActivityLog
+from pending_uploads import managers
+from pending_uploads.managers import (
+    SWEEP_BATCH_SQL,
+    SWEEP_PREVIEW_SQL,
+    Backlog,
+    FileTooLarge,
+    NewUpload,
+    SweepError,
+    SweepResult,
+)
+from pending_uploads.models import PendingUpload
+from tests.conftest import run_sql
+
+HOUR = 3600.0
+RETENTION = timedelta(hours=1)
+TTL = timedelta(hours=24)
+MAX_BYTES = 1024
+
+# Literal copies: changing a sweep statement must be a deliberate edit here too.
+EXPECTED_SWEEP_BATCH_SQL = """
+WITH acked AS (
+    SELECT file_id FROM pending_uploads
+     WHERE acked_at IS NOT NULL
+       AND acked_at <= now() - make_interval(secs => %(retention_seconds)s)
+       AND acked_at >= %(acked_from)s
+     ORDER BY acked_at
+     LIMIT %(acked_limit)s
+       FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT file_id FROM pending_uploads
+     WHERE acked_at IS NULL
+       AND expires_at <= now()
+       AND expires_at >= %(expired_from)s
+     ORDER BY expires_at
+     LIMIT %(expired_limit)s
+       FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM pending_uploads AS p
+     WHERE p.file_id IN (SELECT file_id FROM acked UNION ALL SELECT file_id FROM expired)
+ RETURNING p.acked_at, p.expires_at
+)
+SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
+       count(*) FILTER (WHERE acked_at IS NULL),
+       max(acked_at),
+       max(expires_at) FILTER (WHERE acked_at IS NULL)
+  FROM deleted
+"""
+
+EXPECTED_SWEEP_PREVIEW_SQL = """
+SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
+       count(*) FILTER (WHERE acked_at IS NULL)
+  FROM pending_uploads
+ WHERE (acked_at IS NOT NULL AND acked_at <= now() - make_interval(secs => %(retention_seconds)s))
+    OR (acked_at IS NULL AND expires_at <= now())
+"""
+
+
+def normalise(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def insert_rows(
+    count: int = 1,
+    *,
+    acked_ago: float | None = None,
+    expires_in: float = HOUR,
+    workspace_id: uuid.UUID | None = None,
+    spread_seconds: int = 0,
+) -> list[uuid.UUID]:
+    """Insert ``count`` one-byte rows timed relative to the database's now(); return their ids.
+
+    ``spread_seconds`` > 0 moves row i a further ``i % spread_seconds`` seconds away from now()
+    (acked_at further back, expires_at further out on its side), so batches see distinct keys
+    as well as runs of equal ones without any row changing category.
+    """
+    rows = run_sql(
+        """
+        INSERT INTO pending_uploads (workspace_id, content, size_bytes, filename, acked_at,
+                                     expires_at)
+        SELECT %(workspace_id)s, decode('01', 'hex'), 1, 'f' || i,
+               now() - make_interval(secs => %(acked_ago)s + i %% %(spread)s),
+               now() + make_interval(
+                   secs => %(expires_in)s + sign(%(expires_in)s) * (i %% %(spread)s)
+               )
+          FROM generate_series(1, %(count)s) AS i
+        RETURNING file_id
+        """,
+        {
+            "workspace_id": workspace_id or uuid.uuid4(),
+            "acked_ago": acked_ago,
+            "expires_in": expires_in,
+            "spread": max(spread_seconds, 1),
+            "count": count,
+        },
+    )
+    return [row[0] for row in rows]
+
+
+def surviving(ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    return set(PendingUpload.objects.filter(file_id__in=ids).values_list("file_id", flat=True))
+
+
+def upload(name: str, data: bytes = b"data", size: int | None = None) -> NewUpload:
+    return NewUpload(name, "text/plain", len(data) if size is None else size, io.BytesIO(data))
+
+
+@contextmanager
+def table_locked_elsewhere() -> Iterator[None]:
+    """Hold ACCESS EXCLUSIVE on pending_uploads from a second, independent connection."""
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"] or None,
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+    )
+    try:
+        other.execute("LOCK TABLE pending_uploads IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        other.rollback()
+        other.close()
+
+
+def test_sweep_sql_pinned():
+    assert normalise(SWEEP_BATCH_SQL) == normalise(EXPECTED_SWEEP_BATCH_SQL)
+    assert normalise(SWEEP_PREVIEW_SQL) == normalise(EXPECTED_SWEEP_PREVIEW_SQL)
+
+
+# (case, acked_ago seconds or None for unacked, expires_in seconds, deleted as SweepResult)
+SWEEP_CASES = [
+    ("acked within retention", 1800.0, HOUR, SweepResult(0, 0)),
+    ("acked one second inside retention", HOUR - 1, HOUR, SweepResult(0, 0)),
+    ("acked exactly at retention", HOUR, HOUR, SweepResult(1, 0)),
+    ("acked past retention", 5400.0, HOUR, SweepResult(1, 0)),
+    # Acked rows leave by retention only; their expiry no longer matters.
+    ("acked within retention, past expiry", 60.0, -HOUR, SweepResult(0, 0)),
+    ("unacked expired", None, -1.0, SweepResult(0, 1)),
+    # expires_at == now() is not live (get_live says so too), so the sweep takes it.
+    ("unacked expiring exactly now", None, 0.0, SweepResult(0, 1)),
+    ("fresh unacked", None, HOUR, SweepResult(0, 0)),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("acked_ago", "expires_in", "expected"),
+    [case[1:] for case in SWEEP_CASES],
+    ids=[case[0] for case in SWEEP_CASES],
+)
+def test_sweep_single_row(acked_ago, expires_in, expected):
+    ids = insert_rows(acked_ago=acked_ago, expires_in=expires_in)
+    result = PendingUpload.objects.sweep(RETENTION)
+    assert result == expected
+    assert result.total == expected.total
+    assert len(surviving(ids)) == 1 - expected.total
+
+
+@pytest.mark.django_db
+def test_sweep_both_categories_in_one_call():
+    acked_old = insert_rows(3, acked_ago=2 * HOUR, spread_seconds=60)
+    acked_recent = insert_rows(2, acked_ago=60.0)
+    expired = insert_rows(4, expires_in=-60.0, spread_seconds=30)
+    live = insert_rows(5, expires_in=HOUR)
+    result = PendingUpload.objects.sweep(RETENTION)
+    assert result == SweepResult(acked=3, expired=4)
+    assert result.total == 7
+    assert surviving(acked_old + expired) == set()
+    assert surviving(acked_recent + live) == set(acked_recent + live)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("retention_seconds", [-1, -HOUR, -30 * 86400.0, 0])
+def test_sweep_negative_retention_behaves_like_zero(retention_seconds):
+    acked_now = insert_rows(acked_ago=0.0)
+    acked_past = insert_rows(2, acked_ago=1.0)
+    # Clamped, a negative retention cannot reach an acked_at in the future (clock skew).
+    acked_future = insert_rows(acked_ago=-10.0)
+    live = insert_rows(expires_in=HOUR)
+    result = PendingUpload.objects.sweep(timedelta(seconds=retention_seconds))
+    assert result == SweepResult(acked=3, expired=0)
+    assert surviving(acked_now + acked_past) == set()
+    assert surviving(acked_future + live) == set(acked_future + live)
+
+
+@pytest.mark.django_db
+def test_sweep_zero_retention_deletes_every_acked_row(poll_workspace):
+    ws_id = poll_workspace.id
+    row = PendingUpload.objects.put(ws_id, upload("now.txt"), ttl=TTL, max_bytes=MAX_BYTES)
+    assert PendingUpload.objects.ack(ws_id, row.file_id)
+    older = insert_rows(4, acked_ago=30.0, spread_seconds=10)
+    unacked = insert_rows(2, expires_in=60.0)
+    result = PendingUpload.objects.sweep(timedelta(0))
+    assert result == SweepResult(acked=5, expired=0)
+    assert surviving([row.file_id, *older]) == set()
+    assert surviving(unacked) == set(unacked)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("dry_run", [False, True], ids=["sweep", "dry_run"])
+def test_sweep_database_error_is_wrapped(dry_run):
+    run_sql("SET LOCAL lock_timeout = '20ms'")
+    # The savepoint keeps the test transaction usable after the failed statement.
+    with table_locked_elsewhere(), pytest.raises(SweepError) as caught, transaction.atomic():
+        PendingUpload.objects.sweep(RETENTION, dry_run=dry_run)
+    error = caught.value
+    assert "pending_uploads sweep" in str(error)
+    assert isinstance(error.__cause__, DatabaseError)
+    # lock_not_available: a real PostgreSQL error, not a stand-in.
+    assert error.__cause__.__cause__.sqlstate == "55P03"
+    assert error.partial == SweepResult(0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_error_after_a_committed_batch_reports_partial_counts():
+    ids = insert_rows(10, acked_ago=2 * HOUR, spread_seconds=10)
+    calls: list[SweepResult] = []
+
+    with ExitStack() as held:
+
+        def on_batch(total: SweepResult, number: int) -> None:
+            calls.append(total)
+            # Our batch has committed, so another connection can now take the table from us.
+            if number == 1:
+                held.enter_context(table_locked_elsewhere())
+
+        run_sql("SET lock_timeout = '50ms'")
+        try:
+            with pytest.raises(SweepError) as caught:
+                PendingUpload.objects.sweep(RETENTION, batch_size=4, on_batch=on_batch)
+        finally:
+            run_sql("RESET lock_timeout")
+    assert calls == [SweepResult(4, 0)]
+    assert caught.value.partial == SweepResult(4, 0)
+    assert caught.value.__cause__.__cause__.sqlstate == "55P03"
+    # The first batch committed; the rest waits for the next run, which works.
+    assert len(surviving(ids)) == 6
+    assert PendingUpload.objects.sweep(RETENTION, batch_size=4) == SweepResult(6, 0)
+    assert surviving(ids) == set()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("retention_seconds", [HOUR, 0, -HOUR])
+def test_dry_run_counts_what_the_sweep_then_deletes(retention_seconds):
+    insert_rows(3, acked_ago=2 * HOUR, spread_seconds=5)
+    insert_rows(2, acked_ago=60.0)
+    insert_rows(4, expires_in=-5.0)
+    insert_rows(6, expires_in=HOUR)
+    before = PendingUpload.objects.count()
+    retention = timedelta(seconds=retention_seconds)
+    preview = PendingUpload.objects.sweep(retention, dry_run=True)
+    assert PendingUpload.objects.count() == before
+    assert preview.total > 0
+    result = PendingUpload.objects.sweep(retention)
+    assert result == preview
+    assert PendingUpload.objects.count() == before - result.total
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("acked", "expired"), [(12_001, 0), (0, 12_001), (7_001, 5_000)], ids=str)
+def test_sweep_batches_delete_every_eligible_row(acked, expired):
+    if acked:
+        insert_rows(acked, acked_ago=2 * HOUR, spread_seconds=3600)
+    if expired:
+        insert_rows(expired, expires_in=-1.0, spread_seconds=3600)
+    kept = insert_rows(50, acked_ago=60.0) + insert_rows(50, expires_in=HOUR)
+    totals: list[SweepResult] = []
+    numbers: list[int] = []
+
+    def on_batch(total: SweepResult, number: int) -> None:
+        totals.append(total)
+        numbers.append(number)
+
+    result = PendingUpload.objects.sweep(RETENTION, batch_size=5000, on_batch=on_batch)
+    assert result == SweepResult(acked, expired)
+    assert PendingUpload.objects.count() == len(kept)
+    # Each arm stops on its first short batch.
+    expected_batches = max(acked // 5000, expired // 5000) + 1
+    assert numbers == list(range(1, expected_batches + 1))
+    assert all(a.total < b.total for a, b in itertools.pairwise(totals))
+    assert totals[-1] == result
+
+
+@pytest.mark.django_db
+def test_single_arm_backlog_takes_three_batches():
+    insert_rows(12_001, acked_ago=2 * HOUR, spread_seconds=7200)
+    totals: list[int] = []
+    result = PendingUpload.objects.sweep(
+        RETENTION, batch_size=5000, on_batch=lambda total, number: totals.append(total.total)
+    )
+    assert result == SweepResult(12_001, 0)
+    assert totals == [5000, 10_000, 12_001]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 7])
+def test_equal_keys_across_batch_boundaries_are_all_deleted(batch_size):
+    # Runs of identical acked_at / expires_at straddle the batch boundaries, so the keyset
+    # continuation must include the last key (>=), not skip past it.
+    acked_same = insert_rows(10, acked_ago=2 * HOUR)
+    acked_other = insert_rows(5, acked_ago=3 * HOUR)
+    expired_same = insert_rows(9, expires_in=-10.0)
+    kept = insert_rows(3, acked_ago=10.0) + insert_rows(3, expires_in=10.0)
+    result = PendingUpload.objects.sweep(RETENTION, batch_size=batch_size)
+    assert result == SweepResult(acked=15, expired=9)
+    assert surviving(acked_same + acked_other + expired_same) == set()
+    assert surviving(kept) == set(kept)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("sweepers", [2, 4])
+def test_concurrent_sweeps_share_the_work_without_double_counting(sweepers):
+    eligible = insert_rows(1500, acked_ago=2 * HOUR, spread_seconds=300)
+    eligible += insert_rows(1500, expires_in=-60.0, spread_seconds=300)
+    not_eligible = insert_rows(500, expires_in=HOUR, spread_seconds=300)
+    not_eligible += insert_rows(300, acked_ago=60.0, spread_seconds=30)
+    not_eligible += insert_rows(200, acked_ago=120.0, expires_in=-HOUR)
+    barrier = threading.Barrier(sweepers)
+    results: list[SweepResult] = []
+    errors: list[BaseException] = []
+
+    def sweep() -> None:
+        try:
+            barrier.wait()
+            results.append(PendingUpload.objects.sweep(RETENTION, batch_size=100))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            # Each thread has its own connection; close it so teardown's flush is not blocked.
+            connections.close_all()
+
+    threads = [threading.Thread(target=sweep) for _ in range(sweepers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(results) == sweepers
+    total = sum(results, SweepResult(0, 0))
+    assert total == SweepResult(acked=1500, expired=1500)
+    assert surviving(eligible) == set()
+    assert surviving(not_eligible) == set(not_eligible)
+    assert PendingUpload.objects.count() == len(not_eligible)
+
+
+def explain(sql: str, params: dict[str, object]) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.django_db
+def test_sweep_statements_use_the_partial_indexes():
+    # A mostly-live table, as in production: few rows eligible, many unacked and unexpired.
+    insert_rows(20_000, expires_in=HOUR, spread_seconds=20_000)
+    insert_rows(300, acked_ago=60.0, spread_seconds=3000)
+    insert_rows(20, acked_ago=2 * HOUR, spread_seconds=600)
+    insert_rows(20, expires_in=-10.0, spread_seconds=600)
+    run_sql("ANALYZE pending_uploads")
+    batch_plan = explain(
+        SWEEP_BATCH_SQL,
+        {
+            "retention_seconds": HOUR,
+            "acked_from": datetime(1, 1, 1, tzinfo=UTC),
+            "expired_from": datetime(1, 1, 1, tzinfo=UTC),
+            "acked_limit": 5000,
+            "expired_limit": 5000,
+        },
+    )
+    preview_plan = explain(SWEEP_PREVIEW_SQL, {"retention_seconds": HOUR})
+    for plan in (batch_plan, preview_plan):
+        assert "pending_uploads_acked_idx" in plan, plan
+        assert "pending_uploads_expiry_idx" in plan, plan
+        assert "Seq Scan on pending_uploads" not in plan, plan
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("failure", ["filename_check", "on_row_sql_error"])
+def test_put_batch_is_atomic_on_a_database_error(poll_workspace, failure):
+    ws_id = poll_workspace.id
+    names = ["a.txt", "b.txt", "x" * 101 if failure == "filename_check" else "c.txt", "d.txt"]
+    seen: list[str] = []
+
+    def on_row(row: PendingUpload) -> None:
+        seen.append(row.filename)
+        ActivityLog.objects.create(workspace_id=ws_id, activity_type="a2a_receive")
+        if failure == "on_row_sql_error" and len(seen) == 3:
+            run_sql("SELECT 1 / 0")
+
+    with pytest.raises(DatabaseError) as caught:
+        PendingUpload.objects.put_batch(
+            ws_id, [upload(name) for name in names], ttl=TTL, max_bytes=MAX_BYTES, on_row=on_row
+        )
+    expected_state = {"filename_check": "23514", "on_row_sql_error": "22012"}[failure]
+    assert caught.value.__cause__.sqlstate == expected_state
+    assert seen == names[: len(seen)]
+    assert len(seen) == (2 if failure == "filename_check" else 3)
+    assert PendingUpload.objects.count() == 0
+    assert ActivityLog.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_put_batch_commits_rows_with_their_on_row_writes(poll_workspace):
+    ws_id = poll_workspace.id
+    rows = PendingUpload.objects.put_batch(
+        ws_id,
+        [upload("a.txt", b"alpha"), upload("b.bin", b"\x00\xff")],
+        ttl=TTL,
+        max_bytes=MAX_BYTES,
+        on_row=lambda row: ActivityLog.objects.create(
+            workspace_id=ws_id, activity_type="a2a_receive", summary=row.filename
+        ),
+    )
+    assert [row.filename for row in rows] == ["a.txt", "b.bin"]
+    stored = {row.filename: bytes(row.content) for row in PendingUpload.objects.all()}
+    assert stored == {"a.txt": b"alpha", "b.bin": b"\x00\xff"}
+    assert sorted(ActivityLog.objects.values_list("summary", flat=True)) == ["a.txt", "b.bin"]
+    (delta,) = run_sql(
+        "SELECT DISTINCT expires_at - created_at FROM pending_uploads WHERE workspace_id = %s",
+        [ws_id],
+    )
+    assert delta == (TTL,)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("oversized_index", [0, 2])
+def test_put_batch_checks_every_size_before_any_write(poll_workspace, oversized_index):
+    uploads = [upload("a.txt"), upload("b.txt"), upload("c.txt")]
+    uploads[oversized_index] = upload("big.bin", b"x", size=MAX_BYTES + 1)
+    calls: list[PendingUpload] = []
+    with pytest.raises(FileTooLarge) as caught:
+        PendingUpload.objects.put_batch(
+            poll_workspace.id, uploads, ttl=TTL, max_bytes=MAX_BYTES, on_row=calls.append
+        )
+    assert (caught.value.filename, caught.value.size, caught.value.limit) == (
+        "big.bin",
+        MAX_BYTES + 1,
+        MAX_BYTES,
+    )
+    assert calls == []
+    assert PendingUpload.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_put_accepts_a_file_exactly_at_the_cap(poll_workspace):
+    data = b"y" * MAX_BYTES
+    row = PendingUpload.objects.put(
+        poll_workspace.id, upload("cap.bin", data), ttl=TTL, max_bytes=MAX_BYTES
+    )
+    assert bytes(PendingUpload.objects.get(pk=row.file_id).content) == data
+
+
+def make_state(state: str, ws_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """Create one row in ``state``; return (workspace to ask with, file_id)."""
+    if state == "absent":
+        return ws_id, uuid.uuid4()
+    row = PendingUpload.objects.put(ws_id, upload("s.txt"), ttl=TTL, max_bytes=MAX_BYTES)
+    rows = PendingUpload.objects.filter(pk=row.file_id)
+    if state == "acked":
+        rows.update(acked_at=TransactionNow())
+    elif state == "expired":
+        rows.update(expires_at=TransactionNow() - timedelta(seconds=1))
+    elif state == "expiring_now":
+        rows.update(expires_at=TransactionNow())
+    elif state == "foreign":
+        return uuid.uuid4(), row.file_id
+    return ws_id, row.file_id
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("state", ["acked", "expired", "expiring_now", "foreign", "absent"])
+def test_rows_that_are_not_live_are_invisible(poll_workspace, state):
+    ws_id, file_id = make_state(state, poll_workspace.id)
+    assert PendingUpload.objects.get_live(ws_id, file_id) is None
+    assert PendingUpload.objects.mark_fetched(ws_id, file_id) is False
+    assert PendingUpload.objects.ack(ws_id, file_id) is False
+    assert list(PendingUpload.objects.list_for_workspace(ws_id)) == []
+    if state != "absent":
+        row = PendingUpload.objects.get(pk=file_id)
+        assert row.fetched_at is None
+        assert (row.acked_at is not None) == (state == "acked")
+
+
+@pytest.mark.django_db
+def test_live_row_fetch_then_ack(poll_workspace):
+    ws_id = poll_workspace.id
+    row = PendingUpload.objects.put(ws_id, upload("f.txt", b"bytes"), ttl=TTL, max_bytes=MAX_BYTES)
+    live = PendingUpload.objects.get_live(ws_id, row.file_id)
+    assert live is not None
+    assert bytes(live.content) == b"bytes"
+    assert live.fetched_at is None
+    assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is True
+    (now,) = run_sql("SELECT now()")[0]
+    assert PendingUpload.objects.get(pk=row.file_id).fetched_at == now
+    assert PendingUpload.objects.get_live(ws_id, row.file_id) is not None
+    assert PendingUpload.objects.ack(ws_id, row.file_id) is True
+    assert PendingUpload.objects.get(pk=row.file_id).acked_at == now
+    assert PendingUpload.objects.get_live(ws_id, row.file_id) is None
+    assert PendingUpload.objects.ack(ws_id, row.file_id) is False
+
+
+@pytest.mark.django_db
+def test_mark_fetched_stamps_only_the_first_fetch(poll_workspace):
+    ws_id = poll_workspace.id
+    row = PendingUpload.objects.put(ws_id, upload("f.txt"), ttl=TTL, max_bytes=MAX_BYTES)
+    assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is True
+    # Backdate the stamp so a second stamping would be visible.
+    first = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+    PendingUpload.objects.filter(pk=row.file_id).update(fetched_at=first)
+    assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is False
+    assert PendingUpload.objects.get(pk=row.file_id).fetched_at == first
+    assert PendingUpload.objects.get_live(ws_id, row.file_id) is not None
+
+
+@pytest.mark.django_db
+def test_list_for_workspace_keeps_upload_order_within_one_transaction(register):
+    ws = register("lister", "poll")
+    names = [f"{n:02d}-{uuid.uuid4().hex[:6]}.txt" for n in reversed(range(20))]
+    PendingUpload.objects.put_batch(
+        ws.id, [upload(name) for name in names], ttl=TTL, max_bytes=MAX_BYTES
+    )
+    later = PendingUpload.objects.put(ws.id, upload("later.txt"), ttl=TTL, max_bytes=MAX_BYTES)
+    listed = list(PendingUpload.objects.list_for_workspace(ws.id))
+    assert [row.filename for row in listed] == [*names, "later.txt"]
+    assert listed[-1].file_id == later.file_id
+    # The list defers the bytes.
+    assert all("content" in row.get_deferred_fields() for row in listed)
+
+
+@pytest.mark.django_db
+def test_list_for_workspace_excludes_acked_expired_and_foreign_rows(register):
+    ws = register("lister", "poll")
+    other = register("other", "poll")
+    rows = PendingUpload.objects.put_batch(
+        ws.id, [upload(f"{n}.txt") for n in range(5)], ttl=TTL, max_bytes=MAX_BYTES
+    )
+    PendingUpload.objects.put(other.id, upload("foreign.txt"), ttl=TTL, max_bytes=MAX_BYTES)
+    assert PendingUpload.objects.ack(ws.id, rows[1].file_id)
+    PendingUpload.objects.filter(pk=rows[3].file_id).update(
+        expires_at=TransactionNow() - timedelta(microseconds=1)
+    )
+    listed = PendingUpload.objects.list_for_workspace(ws.id)
+    assert [row.filename for row in listed] == ["0.txt", "2.txt", "4.txt"]
+
+
+@pytest.mark.django_db
+def test_backlog_of_an_empty_table():
+    assert PendingUpload.objects.backlog() == Backlog(0, 0, 0, 0.0)
+
+
+@pytest.mark.django_db
+def test_backlog_counts_states_and_oldest_unacked_age():
+    pending = insert_rows(4)
+    fetched = insert_rows(3)
+    PendingUpload.objects.filter(pk__in=fetched).update(fetched_at=TransactionNow())
+    acked = insert_rows(2, acked_ago=30.0)
+    # The oldest unacked row sets the age; an older acked row must not.
+    PendingUpload.objects.filter(pk=pending[0]).update(
+        created_at=TransactionNow() - timedelta(seconds=300)
+    )
+    PendingUpload.objects.filter(pk=fetched[0]).update(
+        created_at=TransactionNow() - timedelta(seconds=120)
+    )
+    PendingUpload.objects.filter(pk__in=acked).update(
+        created_at=TransactionNow() - timedelta(hours=5)
+    )
+    backlog = PendingUpload.objects.backlog()
+    assert backlog == Backlog(pending=4, fetched=3, acked=2, oldest_unacked_age_seconds=300.0)
+
+
+def test_sweep_result_arithmetic():
+    assert SweepResult(1, 2) + SweepResult(3, 4) == SweepResult(4, 6)
+    assert SweepResult(1, 2).total == 3
+    assert SweepResult(0, 0).__add__((1, 2)) is NotImplemented
+    assert managers.SweepError("x").partial == SweepResult(0, 0)
