@@ -13,6 +13,12 @@ from django.core.management.base import BaseCommand, CommandParser
 from molecule.durations import parse_duration
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message: driver errors can span several lines."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def duration_argument(text: str) -> timedelta:
     try:
         return parse_duration(text)

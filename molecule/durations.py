@@ -15,4 +15,7 @@ def parse_duration(text: str) -> timedelta:
             f"invalid duration {text!r}: use seconds, or a number followed by s, m, h or d"
         )
     amount, unit = match.groups()
-    return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit or "s"])
+    try:
+        return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit or "s"])
+    except OverflowError:
+        raise ValueError(f"invalid duration {text!r}: out of range") from None

@@ -26,7 +26,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 15.0
 LOG_TAIL_LINES = 60
 # What django-q2 logs once its sentinel has started the workers, pusher and monitor.
-QCLUSTER_RUNNING = re.compile(r"Q Cluster \S+ running\.")
+QCLUSTER_RUNNING = re.compile(r"Q Cluster .+ running\.")
 # libpq connection parameters worth carrying from OPTIONS into the URL; the rest (pool,
 # isolation level, server-side binding) are Django's, not libpq's.
 _LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "target_session_attrs")
@@ -40,6 +40,14 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _gunicorn_extra_args() -> list[str]:
+    from gunicorn import version_info
+
+    # gunicorn 27 binds a control socket at one fixed path per user; stacks running side by
+    # side (tests, bench, soak) would fight over it.
+    return ["--no-control-socket"] if version_info >= (27,) else []
 
 
 def database_url_from_settings(settings_dict: dict[str, Any]) -> str:
@@ -210,6 +218,7 @@ class ServiceStack:
                         str(self.web_workers),
                         "--graceful-timeout",
                         "5",
+                        *_gunicorn_extra_args(),
                     ],
                 )
             if qcluster:
@@ -347,7 +356,7 @@ class ServiceStack:
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         assert self.log_dir is not None
         path = self.log_dir / f"{name}.log"
-        handle = path.open("ab")
+        handle = path.open("wb")
         self._log_files.append(handle)
         self._logs[name] = path
         return subprocess.Popen(

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.db import close_old_connections
 
+from molecule.cli import first_line
 from molecule.models import ActivityLog, Workspace
 from pending_uploads import conf, metrics
 from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
@@ -117,11 +118,11 @@ def uploads_sweep(
             "pending uploads sweep failed after %d acked, %d expired deleted: %s",
             partial.acked,
             partial.expired,
-            exc,
+            first_line(exc),
         )
         if isinstance(exc, SweepError):
             raise
-        raise SweepError(f"pending_uploads sweep failed: {exc}", partial) from exc
+        raise SweepError(f"pending_uploads sweep failed: {first_line(exc)}", partial) from exc
     duration = time.perf_counter() - started
     gauges_ms = None
     if not dry_run:

@@ -12,6 +12,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
+from molecule.cli import first_line
 from molecule.managers import WorkspaceRef
 from molecule.models import Workspace
 from scheduler import conf, metrics
@@ -99,22 +100,22 @@ def workspaces_reset_phantom_busy(
     except Exception as exc:
         if not dry_run:
             metrics.phantom_busy_sweep_errors.inc()
-        logger.error("phantom-busy sweep failed: %s", exc)
-        raise PhantomBusySweepError(f"phantom-busy sweep failed: {exc}") from exc
+        logger.error("phantom-busy sweep failed: %s", first_line(exc))
+        raise PhantomBusySweepError(f"phantom-busy sweep failed: {first_line(exc)}") from exc
     if dry_run:
         return PhantomBusyReport(reset, stale, dry_run)
     # The UPDATE has committed: count and log each reset row.
     metrics.phantom_busy_resets.inc(len(reset))
     for ref in reset:
         logger.info(
-            "phantom-busy reset workspace id=%s name=%s: no activity for %.0f min",
+            "phantom-busy reset workspace id=%s name=%s: no activity for %g min",
             ref.id,
             ref.name,
             minutes,
         )
     if reset:
         logger.info(
-            "phantom-busy sweep reset %d workspaces (stale after %.0f min)", len(reset), minutes
+            "phantom-busy sweep reset %d workspaces (stale after %g min)", len(reset), minutes
         )
     metrics.workspaces_active.set(Workspace.objects.count_active())
     return PhantomBusyReport(reset, stale, dry_run)

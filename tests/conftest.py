@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -12,23 +11,9 @@ from django.test import Client
 
 from molecule.models import Workspace
 from molecule.services import workspace_register
+from tests.helpers import RegisteredWorkspace, run_sql
 
-
-@dataclass
-class RegisteredWorkspace:
-    workspace: Workspace
-    token: str
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.workspace.id
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"}
-
-    def url(self, suffix: str) -> str:
-        return f"/workspaces/{self.id}/{suffix}"
+__all__ = ["RegisteredWorkspace", "run_sql"]
 
 
 @pytest.fixture
@@ -61,11 +46,3 @@ def poll_workspace(db, register) -> RegisteredWorkspace:
 @pytest.fixture
 def api() -> Client:
     return Client()
-
-
-def run_sql(sql: str, params: Any = None) -> list[tuple]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []

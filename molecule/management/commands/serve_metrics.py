@@ -30,6 +30,7 @@ class Command(BaseCommand):
         try:
             start_http_server(options["port"], addr=options["addr"], registry=registry)
         except OSError as exc:
-            raise CommandError(f"cannot listen on {options['addr']}:{options['port']}: {exc}") from None
+            where = f"{options['addr']}:{options['port']}"
+            raise CommandError(f"cannot listen on {where}: {exc}") from None
         self.stdout.write(f"serving {directory} on http://{options['addr']}:{options['port']}/")
         threading.Event().wait()

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from molecule.cli import SweepCommand, duration_argument
+from molecule.cli import SweepCommand, duration_argument, first_line
 from pending_uploads.managers import SweepError, SweepResult
 from pending_uploads.services import uploads_sweep
 
@@ -40,7 +40,7 @@ class Command(SweepCommand):
                 on_batch=progress,
             )
         except SweepError as exc:
-            raise CommandError(str(exc).splitlines()[0], returncode=1) from None
+            raise CommandError(first_line(exc), returncode=1) from None
         finally:
             if progress is not None:
                 progress.finish()

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from molecule.cli import SweepCommand, duration_argument
+from molecule.cli import SweepCommand, duration_argument, first_line
 from scheduler.services import PhantomBusySweepError, workspaces_reset_phantom_busy
 
 
@@ -34,7 +34,7 @@ class Command(SweepCommand):
                 stale_after=options["stale_after"], dry_run=options["dry_run"]
             )
         except PhantomBusySweepError as exc:
-            raise CommandError(str(exc).splitlines()[0], returncode=1) from None
+            raise CommandError(first_line(exc), returncode=1) from None
         stale_seconds = int(report.stale_after.total_seconds())
         verb = "would reset" if report.dry_run else "reset"
         lines = [

@@ -1,0 +1,106 @@
+"""Helpers shared by the test modules: workspaces with tokens, SQL, child processes, scrapes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.test import Client, override_settings
+
+from molecule.models import Workspace
+from molecule.processes import database_url_from_settings
+
+MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
+# A port nothing listens on: connecting is refused at once.
+UNREACHABLE_DATABASE_URL = "postgres://postgres@127.0.0.1:1/unreachable"
+
+# Renders the default registry of a process that has only set Django up, as /metrics would.
+FRESH_PROCESS_SCRIPT = """
+import sys
+import django
+django.setup()
+from prometheus_client import generate_latest
+sys.stdout.write(generate_latest().decode())
+"""
+
+
+@dataclass
+class RegisteredWorkspace:
+    workspace: Workspace
+    token: str
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.workspace.id
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"}
+
+    def url(self, suffix: str) -> str:
+        return f"/workspaces/{self.id}/{suffix}"
+
+
+def run_sql(sql: str, params: Any = None) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def test_database_url() -> str:
+    """The URL of the test database this process uses, for a child process."""
+    return database_url_from_settings(connection.settings_dict)
+
+
+def _child_env(database_url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    # Always set, so a child never starts an embedded server of its own.
+    env["DATABASE_URL"] = database_url or test_database_url()
+    env["DJANGO_SETTINGS_MODULE"] = "molecule.settings"
+    return env
+
+
+def run_manage(*args: str, database_url: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, MANAGE_PY.name, *args],
+        cwd=MANAGE_PY.parent,
+        env=_child_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def fresh_process_exposition() -> str:
+    """The Prometheus text of a new process that has served nothing and swept nothing."""
+    env = _child_env(None)
+    # The single-process registry: a shared multiprocess directory would carry other counts.
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("prometheus_multiproc_dir", None)
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_SCRIPT],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def scrape(client: Client) -> str:
+    with override_settings(METRICS_TOKEN=""):
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    return response.content.decode()

@@ -1,0 +1,264 @@
+"""manage.py sweep_uploads: output, --json, --dry-run, durations, progress and exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+import uuid
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.postgres.functions import TransactionNow
+from django.core.management import call_command, load_command_class
+from django.core.management.base import CommandError
+from django.test import override_settings
+from prometheus_client import REGISTRY
+
+from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError, SweepResult
+from pending_uploads.models import PendingUpload
+from tests.helpers import UNREACHABLE_DATABASE_URL, run_manage
+
+SUMMARY_RE = r"swept 2 acked, 1 expired in \d+ ms"
+
+
+def swept(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value("molecule_pending_uploads_swept_total", {"outcome": outcome})
+        or 0.0
+    )
+
+
+def put_row(workspace_id: uuid.UUID, **ages: timedelta) -> uuid.UUID:
+    upload = NewUpload("f.txt", "text/plain", 4, io.BytesIO(b"data"))
+    row = PendingUpload.objects.put(workspace_id, upload, ttl=timedelta(hours=24), max_bytes=64)
+    if ages:
+        PendingUpload.objects.filter(pk=row.pk).update(
+            **{field: TransactionNow() - age for field, age in ages.items()}
+        )
+    return row.file_id
+
+
+def remaining() -> set[uuid.UUID]:
+    return set(PendingUpload.objects.values_list("file_id", flat=True))
+
+
+def add_eligible_rows() -> set[uuid.UUID]:
+    """Two acked rows past an hour's retention and one expired row, next to a live one."""
+    workspace_id = uuid.uuid4()
+    put_row(workspace_id, acked_at=timedelta(hours=2))
+    put_row(workspace_id, acked_at=timedelta(hours=3))
+    put_row(workspace_id, expires_at=timedelta(seconds=1))
+    return {put_row(workspace_id)}
+
+
+@pytest.fixture
+def rows(db) -> set[uuid.UUID]:
+    return add_eligible_rows()
+
+
+def sweep_uploads(*args: str, stderr: StringIO | None = None) -> str:
+    out = StringIO()
+    call_command("sweep_uploads", *args, stdout=out, stderr=stderr or StringIO())
+    return out.getvalue()
+
+
+class FakeStderr(StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(hours=1))
+def test_prints_one_summary_line_and_deletes(rows) -> None:
+    before = {outcome: swept(outcome) for outcome in ("acked", "expired", "error")}
+
+    out = sweep_uploads()
+
+    assert re.fullmatch(SUMMARY_RE + "\n", out), out
+    assert remaining() == rows
+    # The command counts in the same series as the scheduled job.
+    assert swept("acked") - before["acked"] == 2
+    assert swept("expired") - before["expired"] == 1
+    assert swept("error") == before["error"]
+
+
+@override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(hours=1))
+def test_json_prints_exactly_one_json_line(rows) -> None:
+    out = sweep_uploads("--json")
+
+    assert out.endswith("\n")
+    assert out.count("\n") == 1
+    payload = json.loads(out)
+    assert set(payload) == {"acked", "expired", "duration_ms", "gauges_ms", "dry_run"}
+    assert (payload["acked"], payload["expired"], payload["dry_run"]) == (2, 1, False)
+    assert isinstance(payload["duration_ms"], float) and payload["duration_ms"] >= 0
+    assert isinstance(payload["gauges_ms"], float) and payload["gauges_ms"] >= 0
+    assert remaining() == rows
+
+
+@override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(hours=1))
+def test_dry_run_changes_nothing_and_says_would_sweep(rows) -> None:
+    before_rows = remaining()
+    before = {outcome: swept(outcome) for outcome in ("acked", "expired", "error")}
+
+    out = sweep_uploads("--dry-run")
+    payload = json.loads(sweep_uploads("--dry-run", "--json"))
+
+    assert re.fullmatch(r"would sweep 2 acked, 1 expired in \d+ ms \(dry run\)\n", out), out
+    assert payload["dry_run"] is True
+    assert (payload["acked"], payload["expired"], payload["gauges_ms"]) == (2, 1, None)
+    assert remaining() == before_rows
+    assert {outcome: swept(outcome) for outcome in before} == before
+
+
+@pytest.mark.parametrize(
+    ("retention", "acked"),
+    [("90s", 5), ("30m", 4), ("1h", 3), ("7200", 2), ("2d", 1), ("1.5h", 3)],
+)
+def test_ack_retention_accepts_every_duration_form(db, retention: str, acked: int) -> None:
+    workspace_id = uuid.uuid4()
+    for age in (
+        timedelta(seconds=60),
+        timedelta(seconds=120),
+        timedelta(minutes=45),
+        timedelta(minutes=100),
+        timedelta(hours=3),
+        timedelta(days=3),
+    ):
+        put_row(workspace_id, acked_at=age)
+
+    payload = json.loads(sweep_uploads("--ack-retention", retention, "--json"))
+
+    assert (payload["acked"], payload["expired"]) == (acked, 0)
+    assert PendingUpload.objects.count() == 6 - acked
+
+
+def test_help_says_it_is_safe_to_run_from_cron() -> None:
+    command = load_command_class("pending_uploads", "sweep_uploads")
+    help_text = command.create_parser("manage.py", "sweep_uploads").format_help()
+    assert "cron" in help_text
+    assert "--ack-retention" in help_text
+
+
+def test_failing_sweep_is_a_command_error_with_exit_code_1(db, monkeypatch) -> None:
+    def broken_sweep(self: PendingUploadManager, *args: object, **kwargs: object) -> None:
+        raise SweepError("pending_uploads sweep failed: boom\nDETAIL: second line")
+
+    monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
+    before = swept("error")
+
+    with pytest.raises(CommandError) as caught:
+        sweep_uploads()
+
+    assert caught.value.returncode == 1
+    assert str(caught.value) == "pending_uploads sweep failed: boom"
+    assert swept("error") - before == 1
+
+
+def test_bad_duration_through_call_command_is_a_command_error(db) -> None:
+    with pytest.raises(CommandError, match="invalid duration '2x'"):
+        sweep_uploads("--ack-retention", "2x")
+
+
+@override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=2, PENDING_UPLOADS_ACK_RETENTION=timedelta(0))
+def test_progress_goes_to_a_terminal_stderr_only(db, monkeypatch) -> None:
+    workspace_id = uuid.uuid4()
+    for _ in range(6):
+        put_row(workspace_id, expires_at=timedelta(minutes=1))
+    terminal = FakeStderr(tty=True)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    command_stderr = StringIO()
+
+    out = sweep_uploads(stderr=command_stderr)
+
+    assert re.fullmatch(r"swept 0 acked, 6 expired in \d+ ms\n", out), out
+    progress = terminal.getvalue()
+    # Batches of 2, 2 and 2, then an empty one that ends the sweep.
+    assert re.search(r"\r6 rows deleted, 4 batches, [\d,]+ rows/s", progress), progress
+    assert progress.endswith("\n")
+    assert command_stderr.getvalue() == ""
+
+
+@override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=2, PENDING_UPLOADS_ACK_RETENTION=timedelta(0))
+@pytest.mark.parametrize(("tty", "args"), [(False, ()), (True, ("--dry-run",))])
+def test_no_progress_without_a_terminal_or_on_a_dry_run(
+    db, monkeypatch, tty: bool, args: tuple[str, ...]
+) -> None:
+    workspace_id = uuid.uuid4()
+    for _ in range(6):
+        put_row(workspace_id, expires_at=timedelta(minutes=1))
+    stderr = FakeStderr(tty=tty)
+    monkeypatch.setattr(sys, "stderr", stderr)
+
+    out = sweep_uploads(*args)
+
+    assert "6 expired" in out
+    assert stderr.getvalue() == ""
+
+
+# --- real processes: exit codes and what reaches stdout/stderr -----------------------------
+
+
+@override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(hours=1))
+def test_json_in_a_real_process_keeps_stdout_to_one_line(transactional_db) -> None:
+    live = add_eligible_rows()
+
+    result = run_manage("sweep_uploads", "--ack-retention", "1h", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    payload = json.loads(result.stdout)
+    assert (payload["acked"], payload["expired"], payload["dry_run"]) == (2, 1, False)
+    # The service's log line goes to stderr, never into the JSON on stdout.
+    assert "pending uploads sweep: 2 acked, 1 expired" in result.stderr
+    assert remaining() == live
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--ack-retention", "2x"),
+        ("--ack-retention", "99999999999d"),
+        ("--no-such-option",),
+    ],
+    ids=["bad-unit", "out-of-range", "unknown-option"],
+)
+def test_bad_arguments_exit_2_with_one_line(transactional_db, args: tuple[str, ...]) -> None:
+    result = run_manage("sweep_uploads", *args)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("manage.py sweep_uploads: error: ")
+
+
+def test_unreachable_database_exits_1_with_one_line() -> None:
+    result = run_manage("sweep_uploads", database_url=UNREACHABLE_DATABASE_URL)
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("CommandError: pending_uploads sweep failed: ")
+
+
+def test_partial_sweep_error_message_is_the_first_line_only(db, monkeypatch) -> None:
+    def half_done(self: PendingUploadManager, *args: object, **kwargs: object) -> None:
+        raise SweepError("pending_uploads sweep failed: gone", partial=SweepResult(1, 0))
+
+    monkeypatch.setattr(PendingUploadManager, "sweep", half_done)
+    before = swept("acked")
+
+    with pytest.raises(CommandError, match=r"^pending_uploads sweep failed: gone$"):
+        sweep_uploads("--json")
+
+    assert swept("acked") - before == 1

@@ -1,0 +1,78 @@
+"""The sweeper's series at /metrics: HELP/TYPE lines, zero in a fresh process, live values."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.contrib.postgres.functions import TransactionNow
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from pending_uploads.managers import NewUpload
+from pending_uploads.models import PendingUpload
+from pending_uploads.services import uploads_sweep
+from tests.helpers import fresh_process_exposition, scrape
+
+SWEPT = "molecule_pending_uploads_swept_total"
+OUTCOMES = ("acked", "expired", "error")
+
+
+def samples(exposition: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_metrics_page_shows_help_type_and_every_outcome(api) -> None:
+    text = scrape(api)
+
+    lines = text.splitlines()
+    assert any(line.startswith(f"# HELP {SWEPT} ") for line in lines)
+    assert f"# TYPE {SWEPT} counter" in lines
+    assert set(samples(text, SWEPT)) == {(("outcome", outcome),) for outcome in OUTCOMES}
+
+
+def test_metrics_page_shows_the_backlog_gauges_and_duration_histogram(api) -> None:
+    text = scrape(api)
+
+    for name in (
+        "molecule_pending_uploads_rows",
+        "molecule_pending_uploads_oldest_unacked_age_seconds",
+        "molecule_pending_uploads_last_sweep_timestamp_seconds",
+    ):
+        assert f"# TYPE {name} gauge" in text
+    assert "# TYPE molecule_pending_uploads_sweep_duration_seconds histogram" in text
+
+
+def test_fresh_process_shows_every_swept_series_at_zero() -> None:
+    text = fresh_process_exposition()
+
+    assert f"# HELP {SWEPT} " in text
+    assert f"# TYPE {SWEPT} counter" in text
+    assert samples(text, SWEPT) == {(("outcome", outcome),): 0.0 for outcome in OUTCOMES}
+
+
+@pytest.mark.django_db
+def test_metrics_page_shows_what_a_sweep_counted(api) -> None:
+    workspace_id = uuid.uuid4()
+    for age in (timedelta(hours=2), timedelta(hours=5)):
+        upload = NewUpload("f.txt", "text/plain", 1, io.BytesIO(b"x"))
+        row = PendingUpload.objects.put(workspace_id, upload, ttl=timedelta(hours=1), max_bytes=8)
+        PendingUpload.objects.filter(pk=row.pk).update(acked_at=TransactionNow() - age)
+    before = samples(scrape(api), SWEPT)[(("outcome", "acked"),)]
+
+    uploads_sweep(ack_retention=timedelta(hours=1))
+
+    after = samples(scrape(api), SWEPT)
+    assert after[(("outcome", "acked"),)] - before == 2
+    # The page and the registry agree.
+    for outcome in OUTCOMES:
+        assert after[(("outcome", outcome),)] == REGISTRY.get_sample_value(
+            SWEPT, {"outcome": outcome}
+        )

@@ -1,0 +1,398 @@
+"""The pending-uploads services: receiving uploads, the sweep with its metrics, and the job."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.contrib.postgres.functions import TransactionNow
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import OperationalError
+from django.test import override_settings
+from prometheus_client import REGISTRY
+
+from molecule.models import ActivityLog
+from pending_uploads import metrics, tasks
+from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError, SweepResult
+from pending_uploads.models import PendingUpload
+from pending_uploads.services import (
+    UploadRejected,
+    uploads_receive,
+    uploads_refresh_gauges,
+    uploads_sweep,
+    uploads_sweep_job,
+)
+
+RETENTION = timedelta(hours=1)
+SERVICE_LOGGER = "pending_uploads.services"
+
+
+def swept(outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value("molecule_pending_uploads_swept_total", {"outcome": outcome})
+        or 0.0
+    )
+
+
+def swept_all() -> dict[str, float]:
+    return {outcome: swept(outcome) for outcome in metrics.SWEEP_OUTCOMES}
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
+    return REGISTRY.get_sample_value(name, labels or {})
+
+
+def put_row(workspace_id: uuid.UUID, name: str = "f.txt") -> PendingUpload:
+    data = b"payload"
+    upload = NewUpload(name, "text/plain", len(data), io.BytesIO(data))
+    return PendingUpload.objects.put(workspace_id, upload, ttl=timedelta(hours=24), max_bytes=1024)
+
+
+def backdate(row: PendingUpload, **ages: timedelta) -> None:
+    """Set each named timestamp to the database's now() minus the given age."""
+    PendingUpload.objects.filter(pk=row.pk).update(
+        **{field: TransactionNow() - age for field, age in ages.items()}
+    )
+
+
+@pytest.fixture
+def table(db) -> dict[str, list[uuid.UUID]]:
+    """Rows in every state; with one hour's retention, 2 acked and 1 expired are eligible."""
+    workspace_id = uuid.uuid4()
+    rows: dict[str, list[uuid.UUID]] = {}
+
+    def add(kind: str, **ages: timedelta) -> None:
+        row = put_row(workspace_id, f"{kind}.txt")
+        if ages:
+            backdate(row, **ages)
+        rows.setdefault(kind, []).append(row.file_id)
+
+    add("acked_old", acked_at=timedelta(hours=2))
+    add("acked_old", acked_at=timedelta(days=3))
+    add("expired", expires_at=timedelta(minutes=1))
+    add("acked_recent", acked_at=timedelta(minutes=1))
+    add("pending", created_at=timedelta(hours=1))
+    add("pending")
+    add("fetched", fetched_at=timedelta(minutes=5))
+    return rows
+
+
+def remaining() -> set[uuid.UUID]:
+    return set(PendingUpload.objects.values_list("file_id", flat=True))
+
+
+def kept_ids(table: dict[str, list[uuid.UUID]]) -> set[uuid.UUID]:
+    return {file_id for kind in ("acked_recent", "pending", "fetched") for file_id in table[kind]}
+
+
+# --- uploads_sweep -------------------------------------------------------------------------
+
+
+def test_sweep_counts_each_outcome_as_the_rows_deleted(table, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=SERVICE_LOGGER)
+    before = swept_all()
+
+    report = uploads_sweep(ack_retention=RETENTION)
+
+    assert report.result == SweepResult(acked=2, expired=1)
+    assert not report.dry_run
+    assert remaining() == kept_ids(table)
+    after = swept_all()
+    assert after["acked"] - before["acked"] == 2
+    assert after["expired"] - before["expired"] == 1
+    assert after["error"] == before["error"]
+
+
+def test_sweep_uses_the_configured_retention_by_default(table) -> None:
+    # One day keeps the row acked 2 h ago; only the one acked 3 days ago goes.
+    with override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(days=1)):
+        report = uploads_sweep()
+    assert report.result == SweepResult(acked=1, expired=1)
+    assert table["acked_old"][0] in remaining()
+
+
+def test_sweep_logs_one_info_line_with_both_counts_and_the_duration(table, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=SERVICE_LOGGER)
+
+    uploads_sweep(ack_retention=RETENTION)
+
+    lines = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == SERVICE_LOGGER and record.levelno == logging.INFO
+    ]
+    assert len(lines) == 1, lines
+    assert re.fullmatch(
+        r"pending uploads sweep: 2 acked, 1 expired in \d+\.\d ms \(retention 3600s\)", lines[0]
+    ), lines[0]
+
+
+def test_second_sweep_finds_nothing_and_counts_nothing(table) -> None:
+    uploads_sweep(ack_retention=RETENTION)
+    before = swept_all()
+
+    report = uploads_sweep(ack_retention=RETENTION)
+
+    assert report.result == SweepResult(0, 0)
+    assert swept_all() == before
+
+
+def test_dry_run_changes_no_row_and_no_metric(table, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=SERVICE_LOGGER)
+    rows_before = remaining()
+    counters_before = swept_all()
+    durations_before = sample("molecule_pending_uploads_sweep_duration_seconds_count")
+    last_sweep_before = sample("molecule_pending_uploads_last_sweep_timestamp_seconds")
+
+    report = uploads_sweep(ack_retention=RETENTION, dry_run=True)
+
+    assert report.dry_run
+    assert report.result == SweepResult(acked=2, expired=1)
+    assert report.gauges_ms is None
+    assert remaining() == rows_before
+    assert swept_all() == counters_before
+    assert sample("molecule_pending_uploads_sweep_duration_seconds_count") == durations_before
+    assert sample("molecule_pending_uploads_last_sweep_timestamp_seconds") == last_sweep_before
+    assert "(dry run): 2 acked, 1 expired" in caplog.text
+
+
+def test_sweep_refreshes_the_backlog_gauges(table) -> None:
+    # Sentinels, so a gauge the sweep did not set would show.
+    for state in metrics.BACKLOG_STATES:
+        metrics.backlog_rows.labels(state=state).set(-1)
+    metrics.oldest_unacked_age.set(-1)
+    metrics.last_sweep_timestamp.set(0)
+    durations_before = sample("molecule_pending_uploads_sweep_duration_seconds_count")
+    started = time.time()
+
+    report = uploads_sweep(ack_retention=RETENTION)
+
+    assert report.gauges_ms is not None
+    for state, expected in {"pending": 2, "fetched": 1, "acked": 1}.items():
+        assert sample("molecule_pending_uploads_rows", {"state": state}) == expected, state
+    # The oldest unacked row was created exactly one hour before the database's now().
+    assert sample("molecule_pending_uploads_oldest_unacked_age_seconds") == pytest.approx(3600)
+    assert sample("molecule_pending_uploads_last_sweep_timestamp_seconds") >= started
+    assert sample("molecule_pending_uploads_sweep_duration_seconds_count") == durations_before + 1
+
+
+def test_gauges_of_an_empty_table_are_zero(db) -> None:
+    metrics.oldest_unacked_age.set(-1)
+    for state in metrics.BACKLOG_STATES:
+        metrics.backlog_rows.labels(state=state).set(-1)
+
+    assert uploads_refresh_gauges() is not None
+
+    for state in metrics.BACKLOG_STATES:
+        assert sample("molecule_pending_uploads_rows", {"state": state}) == 0
+    assert sample("molecule_pending_uploads_oldest_unacked_age_seconds") == 0
+
+
+def test_failed_gauge_refresh_is_logged_and_does_not_fail_the_sweep(
+    table, monkeypatch, caplog
+) -> None:
+    def broken_backlog(self: PendingUploadManager) -> None:
+        raise OperationalError("backlog query failed")
+
+    monkeypatch.setattr(PendingUploadManager, "backlog", broken_backlog)
+    metrics.backlog_rows.labels(state="pending").set(-1)
+    before = swept_all()
+
+    report = uploads_sweep(ack_retention=RETENTION)
+
+    assert report.result == SweepResult(acked=2, expired=1)
+    assert report.gauges_ms is None
+    assert swept("acked") - before["acked"] == 2
+    assert swept("error") == before["error"]
+    assert sample("molecule_pending_uploads_rows", {"state": "pending"}) == -1
+    failures = [r for r in caplog.records if "backlog gauges" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), SweepError("boom")])
+def test_failing_sweep_counts_an_error_and_raises_sweep_error(
+    table, monkeypatch, caplog, error: Exception
+) -> None:
+    def broken_sweep(self: PendingUploadManager, *args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
+    before = swept_all()
+
+    with pytest.raises(SweepError, match="boom") as caught:
+        uploads_sweep(ack_retention=RETENTION)
+
+    assert caught.value.partial == SweepResult(0, 0)
+    assert swept("error") - before["error"] == 1
+    assert swept("acked") == before["acked"]
+    assert swept("expired") == before["expired"]
+    assert "pending uploads sweep failed after 0 acked, 0 expired deleted" in caplog.text
+
+
+def test_failing_sweep_counts_what_committed_batches_deleted(db, monkeypatch) -> None:
+    def half_done_sweep(self: PendingUploadManager, *args: object, **kwargs: object) -> None:
+        raise SweepError("connection lost", partial=SweepResult(acked=3, expired=4))
+
+    monkeypatch.setattr(PendingUploadManager, "sweep", half_done_sweep)
+    before = swept_all()
+
+    with pytest.raises(SweepError) as caught:
+        uploads_sweep(ack_retention=RETENTION)
+
+    assert caught.value.partial == SweepResult(3, 4)
+    after = swept_all()
+    assert after["acked"] - before["acked"] == 3
+    assert after["expired"] - before["expired"] == 4
+    assert after["error"] - before["error"] == 1
+
+
+def test_failing_dry_run_counts_nothing(db, monkeypatch) -> None:
+    def broken_sweep(self: PendingUploadManager, *args: object, **kwargs: object) -> None:
+        raise SweepError("dry run failed", partial=SweepResult(1, 1))
+
+    monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
+    before = swept_all()
+
+    with pytest.raises(SweepError):
+        uploads_sweep(ack_retention=RETENTION, dry_run=True)
+
+    assert swept_all() == before
+
+
+# --- the scheduled job ---------------------------------------------------------------------
+# transactional_db: after a failure the job drops unusable connections, which would also drop
+# the connection holding a test transaction.
+
+
+@pytest.fixture
+def committed_table(transactional_db) -> dict[str, list[uuid.UUID]]:
+    workspace_id = uuid.uuid4()
+    old = put_row(workspace_id, "old.txt")
+    backdate(old, acked_at=timedelta(hours=2))
+    gone = put_row(workspace_id, "gone.txt")
+    backdate(gone, expires_at=timedelta(minutes=1))
+    live = put_row(workspace_id, "live.txt")
+    return {"acked_old": [old.file_id], "expired": [gone.file_id], "live": [live.file_id]}
+
+
+@override_settings(PENDING_UPLOADS_ACK_RETENTION=RETENTION)
+def test_job_sweeps_and_reports_counts(committed_table) -> None:
+    before = swept_all()
+
+    assert tasks.sweep_pending_uploads() == {"acked": 1, "expired": 1}
+
+    assert remaining() == set(committed_table["live"])
+    after = swept_all()
+    assert after["acked"] - before["acked"] == 1
+    assert after["expired"] - before["expired"] == 1
+
+
+@override_settings(PENDING_UPLOADS_ACK_RETENTION=RETENTION)
+def test_raising_sweep_does_not_escape_the_job_and_the_next_run_counts(
+    committed_table, monkeypatch, caplog
+) -> None:
+    def broken_sweep(self: PendingUploadManager, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
+    before = swept_all()
+
+    outcome = tasks.sweep_pending_uploads()
+
+    assert "database went away" in outcome["error"]
+    assert swept("error") - before["error"] == 1
+    assert remaining() == {file_id for ids in committed_table.values() for file_id in ids}
+    logged = [r for r in caplog.records if r.name == SERVICE_LOGGER and r.exc_info]
+    assert len(logged) == 1
+    assert logged[0].levelno == logging.ERROR
+    assert "Traceback" in caplog.text
+    assert "RuntimeError: database went away" in caplog.text
+
+    monkeypatch.undo()
+    assert uploads_sweep_job() == {"acked": 1, "expired": 1}
+    after = swept_all()
+    assert after["acked"] - before["acked"] == 1
+    assert after["expired"] - before["expired"] == 1
+    assert after["error"] - before["error"] == 1
+    assert remaining() == set(committed_table["live"])
+
+
+# --- uploads_receive -----------------------------------------------------------------------
+
+
+def stored_for(workspace_id: uuid.UUID) -> tuple[int, int]:
+    return (
+        PendingUpload.objects.filter(workspace_id=workspace_id).count(),
+        ActivityLog.objects.filter(workspace_id=workspace_id).count(),
+    )
+
+
+def upload_file(name: str = "a.txt", data: bytes = b"hello") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type="text/plain")
+
+
+@pytest.mark.parametrize(
+    ("mode", "files", "status", "message"),
+    [
+        ("push", [upload_file()], 422, "workspace is not in poll mode"),
+        ("poll", [], 400, "no files part in the request"),
+        ("poll", [upload_file(f"{i}.txt") for i in range(3)], 400, "at most 2 files per request"),
+        ("poll", [upload_file("full.txt"), upload_file("e.txt", b"")], 400, "empty files"),
+        ("poll", [upload_file("ok.txt"), upload_file("big.txt", b"x" * 9)], 413, "too large"),
+    ],
+    ids=["push-mode", "no-files", "too-many", "empty", "over-cap"],
+)
+@override_settings(PENDING_UPLOADS_MAX_FILES=2, PENDING_UPLOADS_MAX_FILE_BYTES=8)
+def test_rejected_uploads_store_nothing(
+    register, db, mode: str, files: list[SimpleUploadedFile], status: int, message: str
+) -> None:
+    workspace = register("uploader", mode).workspace
+
+    with pytest.raises(UploadRejected) as caught:
+        uploads_receive(workspace=workspace, files=files)
+
+    assert caught.value.status == status
+    assert message in caught.value.message
+    assert stored_for(workspace.id) == (0, 0)
+
+
+@override_settings(PENDING_UPLOADS_MAX_FILE_BYTES=8)
+def test_over_cap_rejection_names_the_file_and_the_limit(register, db) -> None:
+    workspace = register("uploader", "poll").workspace
+
+    with pytest.raises(UploadRejected) as caught:
+        uploads_receive(workspace=workspace, files=[upload_file("big file.txt", b"x" * 9)])
+
+    assert caught.value.extra == {"filename": "big_file.txt", "size": 9, "max": 8}
+
+
+def test_received_files_are_stored_with_their_activity_rows(register, db) -> None:
+    workspace = register("uploader", "poll").workspace
+
+    rows = uploads_receive(
+        workspace=workspace, files=[upload_file("a b.txt", b"one"), upload_file("c.txt", b"22")]
+    )
+
+    assert [(row.filename, row.size_bytes) for row in rows] == [("a_b.txt", 3), ("c.txt", 2)]
+    assert stored_for(workspace.id) == (2, 2)
+    bodies = list(
+        ActivityLog.objects.filter(workspace_id=workspace.id)
+        .order_by("id")
+        .values_list("request_body", flat=True)
+    )
+    assert bodies == [
+        {
+            "file_id": str(row.file_id),
+            "uri": row.uri,
+            "name": row.filename,
+            "mimeType": "text/plain",
+            "size": row.size_bytes,
+        }
+        for row in rows
+    ]

@@ -1,0 +1,203 @@
+"""manage.py sweep_phantom_busy: output, --json, --dry-run, --stale-after and exit codes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.postgres.functions import TransactionNow
+from django.core.management import call_command, load_command_class
+from django.core.management.base import CommandError
+from django.test import override_settings
+from prometheus_client import REGISTRY
+
+from molecule.managers import WorkspaceManager
+from molecule.models import ActivityLog, Workspace
+from molecule.services import activity_append
+from tests.helpers import UNREACHABLE_DATABASE_URL, run_manage
+
+
+def resets() -> float:
+    return REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+
+
+def sweep_errors() -> float:
+    return REGISTRY.get_sample_value("molecule_phantom_busy_sweep_errors_total") or 0.0
+
+
+def busy_state() -> dict[uuid.UUID, int]:
+    return dict(Workspace.objects.values_list("id", "active_tasks"))
+
+
+def silent_for(workspace: Workspace, age: timedelta) -> None:
+    entry = activity_append(workspace_id=workspace.id, activity_type="a2a_receive")
+    ActivityLog.objects.filter(pk=entry.pk).update(created_at=TransactionNow() - age)
+
+
+def make_fleet(register) -> dict[str, Workspace]:
+    """Busy workspaces silent for 1 h and 20 min, one busy and recently active, one idle."""
+    fleet = {
+        "hour": register("alpha", active_tasks=3).workspace,
+        "twenty": register("bravo", active_tasks=1).workspace,
+        "recent": register("charlie", active_tasks=1).workspace,
+        "idle": register("delta").workspace,
+    }
+    silent_for(fleet["hour"], timedelta(hours=1))
+    silent_for(fleet["twenty"], timedelta(minutes=20))
+    silent_for(fleet["recent"], timedelta(seconds=30))
+    return fleet
+
+
+@pytest.fixture
+def fleet(db, register) -> dict[str, Workspace]:
+    return make_fleet(register)
+
+
+def sweep_phantom_busy(*args: str) -> str:
+    out = StringIO()
+    call_command("sweep_phantom_busy", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+@override_settings(PHANTOM_BUSY_STALE_AFTER=timedelta(minutes=10))
+def test_prints_a_summary_and_one_line_per_workspace(fleet) -> None:
+    before = resets()
+
+    out = sweep_phantom_busy()
+
+    alpha, bravo = fleet["hour"], fleet["twenty"]
+    assert out == (
+        "reset 2 phantom-busy workspaces (no activity for 600s)\n"
+        f"  {alpha.id} alpha\n"
+        f"  {bravo.id} bravo\n"
+    )
+    assert resets() - before == 2
+    state = busy_state()
+    assert (state[alpha.id], state[bravo.id], state[fleet["recent"].id]) == (0, 0, 1)
+
+
+def test_nothing_to_reset_prints_the_summary_only(db) -> None:
+    assert sweep_phantom_busy("--stale-after", "10m") == (
+        "reset 0 phantom-busy workspaces (no activity for 600s)\n"
+    )
+
+
+@override_settings(PHANTOM_BUSY_STALE_AFTER=timedelta(minutes=10))
+def test_json_has_the_documented_shape_on_one_line(fleet) -> None:
+    out = sweep_phantom_busy("--json")
+
+    assert out.count("\n") == 1 and out.endswith("\n")
+    assert json.loads(out) == {
+        "reset": 2,
+        "workspaces": [
+            {"id": str(fleet["hour"].id), "name": "alpha"},
+            {"id": str(fleet["twenty"].id), "name": "bravo"},
+        ],
+        "stale_after_seconds": 600,
+        "dry_run": False,
+    }
+
+
+def test_dry_run_lists_would_be_resets_and_changes_nothing(fleet) -> None:
+    state_before = busy_state()
+    before = resets()
+
+    out = sweep_phantom_busy("--dry-run", "--stale-after", "30m")
+    payload = json.loads(sweep_phantom_busy("--dry-run", "--stale-after", "30m", "--json"))
+
+    assert out == (
+        "would reset 1 phantom-busy workspaces (no activity for 1800s)\n"
+        f"  {fleet['hour'].id} alpha\n"
+    )
+    assert payload == {
+        "reset": 1,
+        "workspaces": [{"id": str(fleet["hour"].id), "name": "alpha"}],
+        "stale_after_seconds": 1800,
+        "dry_run": True,
+    }
+    assert busy_state() == state_before
+    assert resets() == before
+
+
+@pytest.mark.parametrize(
+    ("stale_after", "seconds", "reset"),
+    [("90s", 90, 2), ("15m", 900, 2), ("1800", 1800, 1), ("0.5h", 1800, 1), ("2h", 7200, 0)],
+)
+def test_stale_after_accepts_every_duration_form(
+    fleet, stale_after: str, seconds: int, reset: int
+) -> None:
+    payload = json.loads(sweep_phantom_busy("--stale-after", stale_after, "--json"))
+
+    assert payload["stale_after_seconds"] == seconds
+    assert payload["reset"] == reset
+    assert sum(1 for tasks in busy_state().values() if tasks) == 3 - reset
+
+
+def test_help_says_it_is_safe_to_run_from_cron() -> None:
+    command = load_command_class("scheduler", "sweep_phantom_busy")
+    help_text = command.create_parser("manage.py", "sweep_phantom_busy").format_help()
+    assert "cron" in help_text
+    assert "--stale-after" in help_text
+
+
+def test_failing_sweep_is_a_command_error_with_exit_code_1(fleet, monkeypatch) -> None:
+    def failing_reset(self: WorkspaceManager, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(WorkspaceManager, "reset_phantom_busy", failing_reset)
+    before = sweep_errors()
+
+    with pytest.raises(CommandError) as caught:
+        sweep_phantom_busy()
+
+    assert caught.value.returncode == 1
+    assert str(caught.value) == "phantom-busy sweep failed: boom"
+    assert sweep_errors() - before == 1
+
+
+# --- real processes: exit codes and what reaches stdout/stderr -----------------------------
+
+
+def test_json_in_a_real_process_keeps_stdout_to_one_line(transactional_db, register) -> None:
+    fleet = make_fleet(register)
+
+    result = run_manage("sweep_phantom_busy", "--stale-after", "10m", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    payload = json.loads(result.stdout)
+    assert payload["reset"] == 2
+    assert [ws["name"] for ws in payload["workspaces"]] == ["alpha", "bravo"]
+    # The per-row log lines go to stderr, never into the JSON on stdout.
+    assert f"id={fleet['hour'].id} name=alpha" in result.stderr
+    assert busy_state()[fleet["hour"].id] == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--stale-after", "2x"), ("--stale-after", "99999999999d"), ("--no-such-option",)],
+    ids=["bad-unit", "out-of-range", "unknown-option"],
+)
+def test_bad_arguments_exit_2_with_one_line(transactional_db, args: tuple[str, ...]) -> None:
+    result = run_manage("sweep_phantom_busy", *args)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("manage.py sweep_phantom_busy: error: ")
+
+
+def test_unreachable_database_exits_1_with_one_line() -> None:
+    result = run_manage("sweep_phantom_busy", database_url=UNREACHABLE_DATABASE_URL)
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("CommandError: phantom-busy sweep failed: ")

@@ -1,0 +1,84 @@
+"""The phantom-busy series at /metrics: always present, zero in a fresh process, race-free."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from scheduler import metrics
+from scheduler.services import workspaces_reset_phantom_busy
+from tests.helpers import fresh_process_exposition, scrape
+
+RESETS = "molecule_phantom_busy_resets_total"
+ERRORS = "molecule_phantom_busy_sweep_errors_total"
+
+
+def value_in(exposition: str, name: str) -> float:
+    found = [
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name and not sample.labels
+    ]
+    assert len(found) == 1, f"{name} appears {len(found)} times"
+    return found[0]
+
+
+def test_metrics_page_shows_help_type_and_value_lines(api) -> None:
+    text = scrape(api)
+
+    lines = text.splitlines()
+    for name in ("molecule_phantom_busy_resets", "molecule_phantom_busy_sweep_errors"):
+        help_line = next(line for line in lines if line.startswith(f"# HELP {name}_total "))
+        # The help says what a rise means, not just the metric's name.
+        assert len(help_line) > 80
+        assert f"# TYPE {name}_total counter" in lines
+    assert value_in(text, RESETS) == REGISTRY.get_sample_value(RESETS)
+    assert value_in(text, ERRORS) == REGISTRY.get_sample_value(ERRORS)
+    assert "# TYPE molecule_workspaces_active gauge" in lines
+
+
+def test_fresh_process_shows_the_counters_at_zero() -> None:
+    text = fresh_process_exposition()
+
+    assert f"# HELP {RESETS} " in text
+    assert f"# TYPE {RESETS} counter" in text
+    assert f"{RESETS} 0.0" in text.splitlines()
+    assert value_in(text, RESETS) == 0.0
+    assert f"# TYPE {ERRORS} counter" in text
+    assert value_in(text, ERRORS) == 0.0
+
+
+@pytest.mark.django_db
+def test_metrics_page_shows_resets_of_a_sweep(api, register) -> None:
+    register("phantom", active_tasks=4)
+    before = value_in(scrape(api), RESETS)
+
+    workspaces_reset_phantom_busy(stale_after=timedelta(minutes=10))
+
+    text = scrape(api)
+    assert value_in(text, RESETS) - before == 1
+    assert value_in(text, "molecule_workspaces_active") == 1
+
+
+def test_concurrent_increments_are_not_lost() -> None:
+    threads_count, increments = 50, 200
+    barrier = threading.Barrier(threads_count)
+    before = REGISTRY.get_sample_value(RESETS)
+
+    def hammer() -> None:
+        barrier.wait()
+        for _ in range(increments):
+            metrics.phantom_busy_resets.inc()
+
+    threads = [threading.Thread(target=hammer) for _ in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert REGISTRY.get_sample_value(RESETS) - before == threads_count * increments
