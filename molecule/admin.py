@@ -28,6 +28,8 @@ class WorkspaceAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "created_at", "updated_at", "last_activity")
     exclude = ("token_hash",)
     show_full_result_count = False
+    # Facet counts would count the whole table once per filter option.
+    show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
 
     def get_queryset(self, request: HttpRequest):
@@ -82,6 +84,8 @@ class ActivityLogAdmin(admin.ModelAdmin):
     list_filter = ("activity_type", "status")
     search_fields = ("=workspace__id", "method")
     show_full_result_count = False
+    # Facet counts would count the whole table once per filter option.
+    show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
     raw_id_fields = ("workspace",)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -78,11 +79,42 @@ def json_object(request: HttpRequest) -> dict[str, Any]:
         raise ApiError(415, "request body must be application/json")
     try:
         body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack, e.g. 100,000 brackets.
         raise ApiError(400, "request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
+    if not _storable(body):
+        raise ApiError(400, "request body holds NUL, lone surrogates, NaN or Infinity")
     return body
+
+
+def _storable(value: Any) -> bool:
+    """True when PostgreSQL can hold every string and number in ``value`` (text and jsonb)."""
+    # Iterative: the parser already accepted nesting as deep as the interpreter's stack.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or _has_surrogate(item):
+                return False
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 _MISSING = object()

@@ -107,9 +107,12 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
             status=_text(body, "status", "ok", limit=200),
         )
         return JsonResponse(_activity_json(row), status=201)
+    activity_type = request.GET.get("type") or None
+    if activity_type is not None and "\x00" in activity_type:
+        raise ApiError(400, "type must not contain NUL")
     rows = ActivityLog.objects.for_workspace(
         workspace.id,
-        activity_type=request.GET.get("type") or None,
+        activity_type=activity_type,
         since_id=query_int(request, "since_id", None, 0, 2**63 - 1),
         limit=query_int(request, "limit", 100, 1, 500),
     )

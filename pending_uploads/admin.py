@@ -79,6 +79,8 @@ class PendingUploadAdmin(admin.ModelAdmin):
     search_help_text = "A workspace_id or file_id (exact UUID), or part of a filename."
     date_hierarchy = "created_at"
     show_full_result_count = False
+    # Facet counts would count the whole table once per filter option.
+    show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
     fields = (
         "file_id",

@@ -51,6 +51,9 @@ class PendingUpload(models.Model):
                 name="pending_uploads_expiry_idx",
                 condition=models.Q(acked_at__isnull=True),
             ),
+            # The admin lists oldest first and its date_hierarchy reads MIN/MAX(created_at);
+            # without this index every admin page sorts the whole table.
+            models.Index(fields=["created_at", "file_id"], name="pending_uploads_created_idx"),
             models.Index(
                 fields=["acked_at"],
                 name="pending_uploads_acked_idx",

@@ -8,7 +8,7 @@ FALLBACK_NAME = "file"
 FALLBACK_MIMETYPE = "application/octet-stream"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-# RFC 7230 token characters for type and subtype; anything else makes the type unusable.
+# A conservative subset of RFC 7230 token characters; anything else falls back to octet-stream.
 _MIME = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
 
 

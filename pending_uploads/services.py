@@ -10,11 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import close_old_connections
+from django.db import IntegrityError, close_old_connections
 
 from molecule.cli import first_line
 from molecule.models import ActivityLog, Workspace
 from pending_uploads import conf, metrics
+from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
 from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import sanitize_filename, sanitize_mimetype
@@ -71,6 +72,19 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
     except FileTooLarge as exc:
         raise UploadRejected(
             413, "file too large", filename=exc.filename, size=exc.size, max=exc.limit
+        ) from None
+    except IntegrityError:
+        # A PENDING_UPLOADS_MAX_FILE_BYTES above the database CHECK (which carries the default
+        # cap) lets through a file PostgreSQL refuses; the batch rolled back, nothing is stored.
+        too_big = next((u for u in uploads if u.size_bytes > DEFAULT_MAX_FILE_BYTES), None)
+        if too_big is None:
+            raise
+        raise UploadRejected(
+            413,
+            "file too large",
+            filename=too_big.filename,
+            size=too_big.size_bytes,
+            max=DEFAULT_MAX_FILE_BYTES,
         ) from None
     logger.info(
         "chat uploads stored workspace=%s files=%d bytes=%d",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -27,6 +29,7 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         raise ApiError(413, "request body too large", max=conf.max_request_bytes())
     if request.content_type != "multipart/form-data":
         raise ApiError(400, "expected a multipart/form-data body with parts named files")
+    watch = CloseDelimiterWatch.install(request)
     try:
         files = request.FILES.getlist("files")
     except RequestDataTooBig:
@@ -34,6 +37,12 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     except (MultiPartParserError, SuspiciousOperation) as exc:
         # SuspiciousOperation covers Django's own part-count limit (TooManyFilesSent).
         raise ApiError(400, f"malformed multipart body: {exc}") from None
+    if watch is not None and not watch.seen:
+        # Django's parser keeps the parts that completed before a truncated one and drops the
+        # rest silently; an upload that was cut off is refused whole instead.
+        for part in files:
+            part.close()
+        raise ApiError(400, "malformed multipart body: it ends before the closing boundary")
     try:
         rows = services.uploads_receive(workspace=workspace, files=files)
     except services.UploadRejected as exc:
@@ -42,6 +51,41 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         for part in files:
             part.close()
     return JsonResponse({"files": [services.upload_json(row) for row in rows]})
+
+
+class CloseDelimiterWatch:
+    """Wraps the request body stream and notes whether the multipart close delimiter passed."""
+
+    def __init__(self, stream: Any, boundary: bytes) -> None:
+        self._stream = stream
+        self._needle = b"--" + boundary + b"--"
+        self._tail = b""
+        self.seen = False
+
+    @classmethod
+    def install(cls, request: HttpRequest) -> CloseDelimiterWatch | None:
+        boundary = request.content_params.get("boundary", "") if request.content_params else ""
+        if not boundary:
+            return None  # Django's parser refuses a missing boundary itself.
+        watch = cls(request._stream, boundary.encode("ascii", "replace"))
+        request._stream = watch
+        return watch
+
+    def read(self, *args: Any) -> bytes:
+        chunk = self._stream.read(*args)
+        if not self.seen and chunk:
+            window = self._tail + chunk
+            self.seen = self._needle in window
+            self._tail = window[-(len(self._needle) - 1) :]
+        return chunk
+
+    def readline(self, *args: Any) -> bytes:
+        line = self._stream.readline(*args)
+        if not self.seen and line:
+            window = self._tail + line
+            self.seen = self._needle in window
+            self._tail = window[-(len(self._needle) - 1) :]
+        return line
 
 
 def _pending_json(row: PendingUpload) -> dict[str, object]:

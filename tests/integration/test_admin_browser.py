@@ -1,0 +1,161 @@
+"""The pending-uploads admin in a real headless Chromium: log in, list, filter, open, download."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from pending_uploads.models import PendingUpload
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 15_000
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SCREENSHOT = ARTIFACTS / "admin-pending-uploads.png"
+USERNAME = "operator"
+PASSWORD = "browser-test-Pa55word"
+
+
+def require_browser() -> None:
+    """Skip on a developer machine without Chromium or Playwright; fail in CI, which has both."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright Python package (pip install -e '.[dev]')")
+    if not missing:
+        return
+    reason = "admin browser test needs " + " and ".join(missing)
+    if os.environ.get("CI"):
+        pytest.fail(reason + "; CI is set, so the browser test must run")
+    pytest.skip(reason)
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("", pytest.skip.Exception), ("1", pytest.fail.Exception)]
+)
+def test_missing_chromium_skips_locally_and_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setattr(f"{__name__}.CHROMIUM", tmp_path / "no-chromium-here")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="no-chromium-here"):
+        require_browser()
+
+
+def make_upload(state: str, filename: str, content: bytes) -> PendingUpload:
+    row = PendingUpload.objects.create(
+        workspace_id=uuid.uuid4(),
+        content=content,
+        size_bytes=len(content),
+        filename=filename,
+        mimetype="text/plain",
+    )
+    now = timezone.now()
+    stamps: dict[str, dict[str, Any]] = {
+        "pending": {},
+        "fetched": {"fetched_at": now},
+        "acked": {"fetched_at": now, "acked_at": now},
+        "expired": {"expires_at": now - timedelta(minutes=1)},
+    }
+    PendingUpload.objects.filter(pk=row.pk).update(**stamps[state])
+    return row
+
+
+def test_admin_pending_uploads_in_chromium(live_server, django_user_model) -> None:
+    require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    # All database work happens before Playwright starts: its sync API runs an event loop in
+    # this thread, and Django refuses ORM calls from a thread with a running loop.
+    django_user_model.objects.create_superuser(USERNAME, "operator@example.com", PASSWORD)
+    rows = {
+        "pending.txt": make_upload("pending", "pending.txt", b"pending bytes"),
+        "fetched.txt": make_upload("fetched", "fetched.txt", b"fetched bytes"),
+        "acked-one.txt": make_upload("acked", "acked-one.txt", b"first acked bytes"),
+        "acked-two.txt": make_upload("acked", "acked-two.txt", b"second acked bytes"),
+        "expired.txt": make_upload("expired", "expired.txt", b"expired bytes"),
+    }
+    opened = rows["acked-two.txt"]
+    # pytest-django's live server listens on "localhost"; Chromium treats http://localhost as
+    # a secure context, so the Secure session and CSRF cookies (DEBUG off) are kept.
+    base = live_server.url
+    assert base.startswith("http://localhost:")
+    changelist = f"{base}/admin/pending_uploads/pendingupload/"
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1680, "height": 1000})
+            context.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            page = context.new_page()
+
+            # Anonymous: the admin sends us to its login form.
+            page.goto(changelist)
+            expect(page).to_have_url(re.compile(r"/admin/login/\?next="))
+            page.fill("#id_username", USERNAME)
+            page.fill("#id_password", PASSWORD)
+            page.click("#login-form [type=submit]")
+            expect(page).to_have_url(changelist)
+
+            # The list, styled (a missing stylesheet leaves the header transparent).
+            result_rows = page.locator("#result_list tbody tr")
+            expect(result_rows).to_have_count(len(rows))
+            header_color = page.eval_on_selector(
+                "#header", "el => getComputedStyle(el).backgroundColor"
+            )
+            assert header_color not in ("", "transparent", "rgba(0, 0, 0, 0)")
+            expect(page.locator("#sweep-now")).to_be_visible()
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            states = page.locator("#result_list tbody td.field-state").all_inner_texts()
+            assert sorted(states) == ["acked", "acked", "expired", "fetched", "pending"]
+
+            # Filter by state through the sidebar link.
+            filters = page.locator("#changelist-filter")
+            filters.get_by_role("link", name="acked", exact=True).click()
+            expect(page).to_have_url(re.compile(r"\?state=acked$"))
+            expect(result_rows).to_have_count(2)
+            names = page.locator("#result_list tbody td.field-filename").all_inner_texts()
+            assert sorted(names) == ["acked-one.txt", "acked-two.txt"]
+
+            # Open one row: its details, and the bytes only as a download.
+            page.locator(
+                "#result_list tbody th.field-file_id a", has_text=str(opened.file_id)
+            ).click()
+            expect(page).to_have_url(re.compile(rf"/pendingupload/{opened.file_id}/change/(\?|$)"))
+            expect(page.locator(".field-filename .readonly")).to_have_text("acked-two.txt")
+            expect(page.locator(".field-state .readonly")).to_have_text("acked")
+            assert "second acked bytes" not in page.content()
+            with page.expect_download() as download_info:
+                page.get_by_role("link", name="Download acked-two.txt").click()
+            download = download_info.value
+            assert download.suggested_filename == "acked-two.txt"
+            assert Path(download.path()).read_bytes() == b"second acked bytes"
+        finally:
+            browser.close()
+
+    assert SCREENSHOT.stat().st_size > 10_000

@@ -1,0 +1,218 @@
+"""Workspaces and activity-log admin: busy state, last activity, phantom reset, read-only log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from prometheus_client import REGISTRY
+
+from molecule.models import ActivityLog, Workspace
+from molecule.services import activity_append
+from tests.conftest import RegisteredWorkspace
+
+pytestmark = pytest.mark.django_db
+
+WORKSPACES = reverse("admin:molecule_workspace_changelist")
+RESET = reverse("admin:molecule_workspace_reset_phantom_busy")
+ACTIVITY = reverse("admin:molecule_activitylog_changelist")
+
+Register = Callable[..., RegisteredWorkspace]
+
+
+def row_cells(html: str, marker: str) -> dict[str, str]:
+    """The text of every field-* cell in the one list row that contains ``marker``."""
+    (tr,) = [tr for tr in re.findall(r"<tr>.*?</tr>", html, re.S) if marker in tr]
+    cells = re.findall(r'<t[dh] class="field-([a-z_]+)[^"]*">(.*?)</t[dh]>', tr, re.S)
+    return {name: re.sub(r"<[^>]+>", "", text).strip() for name, text in cells}
+
+
+def add_activity(workspace: Workspace, at: datetime) -> ActivityLog:
+    row = activity_append(workspace_id=workspace.id, activity_type="heartbeat", summary="tick")
+    ActivityLog.objects.filter(pk=row.pk).update(created_at=at)
+    return row
+
+
+def resets_total() -> float:
+    return REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+
+
+# --- Workspaces list ------------------------------------------------------------------------
+
+
+def test_workspace_list_shows_busy_state_and_last_activity(
+    admin_client: Client, register: Register
+) -> None:
+    busy = register(
+        "builder", "poll", status="offline", active_tasks=3, current_task="summarise inbox"
+    ).workspace
+    # The newest of several rows is the one shown, whatever order they were written in.
+    add_activity(busy, datetime(2024, 3, 5, 14, 7, tzinfo=UTC))
+    add_activity(busy, datetime(2024, 1, 2, 9, 0, tzinfo=UTC))
+    idle = register("idler", "push").workspace
+
+    html = admin_client.get(WORKSPACES).content.decode()
+
+    for column in ("status", "delivery_mode", "active_tasks", "current_task", "last_activity"):
+        assert f"column-{column}" in html, column
+    cells = row_cells(html, str(busy.id))
+    assert cells["name"] == "builder"
+    assert cells["status"] == "Offline"
+    assert cells["delivery_mode"] == "Poll"
+    assert cells["active_tasks"] == "3"
+    assert cells["current_task"] == "summarise inbox"
+    # TIME_ZONE is UTC and the admin renders DATETIME_FORMAT "N j, Y, P".
+    assert cells["last_activity"] == "March 5, 2024, 2:07 p.m."
+    idle_cells = row_cells(html, str(idle.id))
+    assert idle_cells["active_tasks"] == "0"
+    assert idle_cells["last_activity"] == "-"
+
+
+@pytest.mark.parametrize(
+    ("direction", "expected"), [("", ["older", "newer"]), ("-", ["newer", "older"])]
+)
+def test_workspace_list_sorts_by_last_activity(
+    admin_client: Client, register: Register, direction: str, expected: list[str]
+) -> None:
+    older, newer = register("older").workspace, register("newer").workspace
+    # Names sort the other way round from activity, so the default ordering cannot pass.
+    add_activity(older, datetime(2024, 1, 1, tzinfo=UTC))
+    add_activity(newer, datetime(2024, 6, 1, tzinfo=UTC))
+    # The changelist's own column list: it may start with the action checkbox.
+    column = admin_client.get(WORKSPACES).context["cl"].list_display.index("last_activity")
+    response = admin_client.get(WORKSPACES, {"o": f"{direction}{column}"})
+    assert [workspace.name for workspace in response.context["cl"].result_list] == expected
+
+
+def test_token_hash_never_appears(admin_client: Client, register: Register) -> None:
+    workspace = register("secretive").workspace
+    assert len(workspace.token_hash) == 64
+    for url in (
+        WORKSPACES,
+        reverse("admin:molecule_workspace_change", args=[workspace.id]),
+    ):
+        html = admin_client.get(url).content.decode()
+        assert workspace.token_hash not in html
+        assert "token_hash" not in html
+
+
+def test_workspaces_cannot_be_added_in_the_admin(admin_client: Client) -> None:
+    assert admin_client.get(reverse("admin:molecule_workspace_add")).status_code == 403
+
+
+# --- Reset phantom-busy now -------------------------------------------------------------------
+
+
+def test_reset_button_is_on_the_list(admin_client: Client) -> None:
+    html = admin_client.get(WORKSPACES).content.decode()
+    assert re.search(rf'<form method="post" action="{re.escape(RESET)}"', html)
+    assert "Reset phantom-busy now" in html
+
+
+def test_reset_phantom_busy_now(admin_client: Client, register: Register) -> None:
+    phantom = register("phantom", active_tasks=2, current_task="stuck forever").workspace
+    add_activity(phantom, timezone.now() - timedelta(hours=1))
+    active = register("active", active_tasks=1, current_task="working").workspace
+    add_activity(active, timezone.now())
+    before = resets_total()
+
+    response = admin_client.post(RESET, follow=True)
+
+    assert response.redirect_chain == [(WORKSPACES, 302)]
+    assert [str(m) for m in response.context["messages"]] == ["Reset 1 phantom-busy workspaces."]
+    phantom.refresh_from_db()
+    active.refresh_from_db()
+    assert (phantom.active_tasks, phantom.current_task) == (0, "")
+    assert (active.active_tasks, active.current_task) == (1, "working")
+    assert resets_total() - before == 1
+
+
+def test_reset_phantom_busy_with_nothing_to_reset(admin_client: Client, register: Register) -> None:
+    register("idle")
+    before = resets_total()
+    response = admin_client.post(RESET, follow=True)
+    assert [str(m) for m in response.context["messages"]] == ["Reset 0 phantom-busy workspaces."]
+    assert resets_total() == before
+
+
+def test_reset_phantom_busy_refuses_get(admin_client: Client, register: Register) -> None:
+    phantom = register("phantom", active_tasks=2).workspace
+    assert admin_client.get(RESET).status_code == 405
+    phantom.refresh_from_db()
+    assert phantom.active_tasks == 2
+
+
+def test_reset_phantom_busy_refused_without_change_permission(
+    django_user_model, register: Register
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user(
+        "viewer", password="viewer-pw-123", is_staff=True
+    )
+    viewer.user_permissions.add(Permission.objects.get(codename="view_workspace"))
+    client = Client()
+    client.force_login(viewer)
+    phantom = register("phantom", active_tasks=2).workspace
+
+    response = client.post(RESET, follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == ["You may not change workspaces."]
+    phantom.refresh_from_db()
+    assert phantom.active_tasks == 2
+
+
+def test_reset_phantom_busy_refused_to_anonymous(register: Register) -> None:
+    phantom = register("phantom", active_tasks=2).workspace
+    response = Client().post(RESET)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+    phantom.refresh_from_db()
+    assert phantom.active_tasks == 2
+
+
+# --- Activity logs ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def activity(register: Register) -> ActivityLog:
+    workspace = register("logger").workspace
+    return activity_append(workspace_id=workspace.id, activity_type="a2a_receive", summary="hi")
+
+
+def test_activity_log_list_is_shown(admin_client: Client, activity: ActivityLog) -> None:
+    response = admin_client.get(ACTIVITY)
+    assert response.status_code == 200
+    assert [row.pk for row in response.context["cl"].result_list] == [activity.pk]
+    assert "delete_selected" not in response.content.decode()
+
+
+def test_activity_log_has_no_add(admin_client: Client, activity: ActivityLog) -> None:
+    add_url = reverse("admin:molecule_activitylog_add")
+    assert add_url not in admin_client.get(ACTIVITY).content.decode()
+    assert admin_client.get(add_url).status_code == 403
+    assert admin_client.post(add_url, {"activity_type": "forged"}).status_code == 403
+    assert list(ActivityLog.objects.values_list("pk", flat=True)) == [activity.pk]
+
+
+def test_activity_log_change_view_is_read_only(admin_client: Client, activity: ActivityLog) -> None:
+    url = reverse("admin:molecule_activitylog_change", args=[activity.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    assert 'name="_save"' not in response.content.decode()
+    assert admin_client.post(url, {"summary": "rewritten"}).status_code == 403
+    activity.refresh_from_db()
+    assert activity.summary == "hi"
+
+
+def test_activity_log_has_no_delete(admin_client: Client, activity: ActivityLog) -> None:
+    url = reverse("admin:molecule_activitylog_delete", args=[activity.pk])
+    assert admin_client.get(url).status_code == 403
+    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    admin_client.post(ACTIVITY, {"action": "delete_selected", "_selected_action": [activity.pk]})
+    assert ActivityLog.objects.filter(pk=activity.pk).exists()

@@ -1,0 +1,635 @@
+"""Registry, heartbeat and activity endpoints through real routing and middleware."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import pytest
+from django.http import HttpResponse
+from django.test import Client
+
+from molecule.models import ActivityLog, Workspace
+from tests.conftest import RegisteredWorkspace, run_sql
+
+pytestmark = pytest.mark.django_db
+
+TEN_MB = 10 * 1024 * 1024
+URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@pytest.fixture
+def api() -> Client:
+    # Real clients carry no CSRF token: enforcing the checks proves the API is exempt.
+    return Client(enforce_csrf_checks=True)
+
+
+@pytest.fixture
+def other_workspace(register) -> RegisteredWorkspace:
+    return register("other", "poll")
+
+
+def post_json(api: Client, url: str, body: Any, **extra: Any) -> HttpResponse:
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return api.post(url, data=data, content_type="application/json", **extra)
+
+
+def register_body(workspace_id: uuid.UUID | str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": str(workspace_id),
+        "delivery_mode": "poll",
+        "agent_card": {"name": "agent"},
+        **fields,
+    }
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def assert_json_error(response: HttpResponse, status: int | tuple[int, ...]) -> dict:
+    allowed = status if isinstance(status, tuple) else (status,)
+    assert response.status_code in allowed, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert isinstance(body, dict)
+    assert isinstance(body.get("error"), str)
+    assert body["error"]
+    return body
+
+
+def row_counts() -> tuple[int, int]:
+    return run_sql(
+        "SELECT (SELECT count(*) FROM workspaces), (SELECT count(*) FROM activity_logs)"
+    )[0]
+
+
+def heartbeat_body(ws: RegisteredWorkspace, **fields: Any) -> dict[str, Any]:
+    return {"workspace_id": str(ws.id), "active_tasks": 1, "current_task": "task", **fields}
+
+
+def append_activity(ws: RegisteredWorkspace, count: int, activity_type: str = "a2a_send") -> None:
+    ActivityLog.objects.bulk_create(
+        ActivityLog(workspace_id=ws.id, activity_type=activity_type, summary=f"row {i}")
+        for i in range(count)
+    )
+
+
+# --- POST /registry/register ------------------------------------------------------------------
+
+
+def test_first_registration_mints_a_token(api):
+    workspace_id = uuid.uuid4()
+
+    response = post_json(
+        api,
+        "/registry/register",
+        register_body(workspace_id, url="https://agent.example/a2a", agent_card={"name": "Ann"}),
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "registered"
+    assert body["id"] == str(workspace_id)
+    token = body["auth_token"]
+    # 32 random bytes are 43 urlsafe characters: at least 256 bits.
+    assert len(token) >= 43
+    assert URLSAFE.fullmatch(token)
+    workspace = Workspace.objects.get(pk=workspace_id)
+    assert (workspace.name, workspace.delivery_mode, workspace.url) == (
+        "Ann",
+        "poll",
+        "https://agent.example/a2a",
+    )
+    assert Workspace.objects.authenticate(workspace_id, token) == workspace
+
+
+def test_tokens_are_stored_only_as_hashes(api):
+    tokens = []
+    for _ in range(5):
+        body = post_json(api, "/registry/register", register_body(uuid.uuid4())).json()
+        tokens.append(body["auth_token"])
+
+    rows = [text for (text,) in run_sql("SELECT w::text FROM workspaces AS w")]
+
+    assert len(rows) == 5
+    assert len(set(tokens)) == 5
+    for token in tokens:
+        assert not any(token in row for row in rows)
+
+
+def test_reregistering_without_a_token_is_401(api):
+    workspace_id = uuid.uuid4()
+    post_json(api, "/registry/register", register_body(workspace_id))
+
+    response = post_json(
+        api, "/registry/register", register_body(workspace_id, agent_card={"name": "thief"})
+    )
+
+    assert_json_error(response, 401)
+    assert Workspace.objects.get(pk=workspace_id).name == "agent"
+
+
+@pytest.mark.parametrize("header", ["Bearer not-the-token", "Token x", "Bearer"])
+def test_reregistering_with_a_bad_header_is_401(api, header):
+    workspace_id = uuid.uuid4()
+    post_json(api, "/registry/register", register_body(workspace_id))
+
+    response = post_json(
+        api,
+        "/registry/register",
+        register_body(workspace_id, agent_card={"name": "thief"}),
+        HTTP_AUTHORIZATION=header,
+    )
+
+    assert_json_error(response, 401)
+    assert Workspace.objects.get(pk=workspace_id).name == "agent"
+
+
+def test_reregistering_with_another_workspaces_token_is_401(api, poll_workspace, other_workspace):
+    response = post_json(
+        api,
+        "/registry/register",
+        register_body(poll_workspace.id, delivery_mode="push", agent_card={"name": "thief"}),
+        **other_workspace.auth,
+    )
+
+    assert_json_error(response, 401)
+    workspace = Workspace.objects.get(pk=poll_workspace.id)
+    assert (workspace.name, workspace.delivery_mode) == ("poller", "poll")
+
+
+def test_reregistering_with_its_own_token_updates_and_mints_nothing(api):
+    workspace_id = uuid.uuid4()
+    token = post_json(api, "/registry/register", register_body(workspace_id)).json()["auth_token"]
+    Workspace.objects.filter(pk=workspace_id).update(status="offline")
+    stored_hash = Workspace.objects.get(pk=workspace_id).token_hash
+
+    response = post_json(
+        api,
+        "/registry/register",
+        register_body(
+            workspace_id,
+            delivery_mode="push",
+            url="https://new.example/hook",
+            agent_card={"name": "renamed"},
+        ),
+        **bearer(token),
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "registered"
+    assert body["id"] == str(workspace_id)
+    assert "auth_token" not in body
+    workspace = Workspace.objects.get(pk=workspace_id)
+    assert (workspace.name, workspace.delivery_mode, workspace.url, workspace.status) == (
+        "renamed",
+        "push",
+        "https://new.example/hook",
+        "online",
+    )
+    assert workspace.token_hash == stored_hash
+    assert Workspace.objects.count() == 1
+    # The original token keeps working.
+    beat = {"workspace_id": str(workspace_id), "active_tasks": 1, "current_task": "t"}
+    assert post_json(api, "/registry/heartbeat", beat, **bearer(token)).status_code == 200
+    assert Workspace.objects.get(pk=workspace_id).active_tasks == 1
+
+
+REGISTER_BAD = {
+    "not-json": b"{",
+    "text": b"not json at all",
+    "invalid-utf8": b'{"id": "\xff\xfe"}',
+    "array": b"[]",
+    "string": b'"registered"',
+    "number": b"42",
+    "null": b"null",
+    "missing-id": {"delivery_mode": "poll"},
+    "id-int": {"id": 123},
+    "id-null": {"id": None},
+    "id-list": {"id": [str(uuid.uuid4())]},
+    "id-not-uuid": {"id": "not-a-uuid"},
+    "id-sql": {"id": "' OR 1=1 --"},
+    "delivery-mode-unknown": {"id": str(uuid.uuid4()), "delivery_mode": "pull"},
+    "delivery-mode-case": {"id": str(uuid.uuid4()), "delivery_mode": "POLL"},
+    "delivery-mode-int": {"id": str(uuid.uuid4()), "delivery_mode": 1},
+    "agent-card-string": {"id": str(uuid.uuid4()), "agent_card": "name"},
+    "agent-card-list": {"id": str(uuid.uuid4()), "agent_card": ["name"]},
+    "name-int": {"id": str(uuid.uuid4()), "agent_card": {"name": 5}},
+    "name-nul": {"id": str(uuid.uuid4()), "agent_card": {"name": "a\x00b"}},
+    "name-too-long": {"id": str(uuid.uuid4()), "agent_card": {"name": "n" * 5000}},
+    "url-int": {"id": str(uuid.uuid4()), "url": 5},
+    "url-scheme": {"id": str(uuid.uuid4()), "url": "javascript:alert(1)"},
+    "url-too-long": {"id": str(uuid.uuid4()), "url": "https://x/" + "a" * 5000},
+    # Hostile JSON that Python parses but PostgreSQL cannot store, or that Python cannot parse.
+    "url-nul": {"id": str(uuid.uuid4()), "url": "https://x/\x00"},
+    "name-lone-surrogate": b'{"id": "%s", "agent_card": {"name": "\\ud800"}}'
+    % str(uuid.uuid4()).encode(),
+    "deep-nesting": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("case", list(REGISTER_BAD))
+def test_register_rejects_bad_bodies_with_400(api, case):
+    before = row_counts()
+
+    response = post_json(api, "/registry/register", REGISTER_BAD[case])
+
+    assert_json_error(response, 400)
+    assert row_counts() == before
+
+
+def test_register_rejects_a_non_json_content_type(api):
+    response = api.post(
+        "/registry/register",
+        data=json.dumps(register_body(uuid.uuid4())),
+        content_type="text/plain",
+    )
+
+    assert_json_error(response, (400, 415))
+    assert row_counts() == (0, 0)
+
+
+def test_register_refuses_a_10_mb_body(api):
+    body = register_body(uuid.uuid4(), agent_card={"name": "n" * TEN_MB})
+
+    response = post_json(api, "/registry/register", body)
+
+    assert_json_error(response, (400, 413))
+    assert row_counts() == (0, 0)
+
+
+# --- POST /registry/heartbeat -----------------------------------------------------------------
+
+
+def test_heartbeat_updates_the_workspace(api, poll_workspace):
+    ws = poll_workspace
+    Workspace.objects.filter(pk=ws.id).update(status="offline")
+
+    response = post_json(
+        api,
+        "/registry/heartbeat",
+        heartbeat_body(ws, active_tasks=3, current_task="summarising"),
+        **ws.auth,
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"status": "ok"}
+    workspace = Workspace.objects.get(pk=ws.id)
+    assert (workspace.active_tasks, workspace.current_task, workspace.status) == (
+        3,
+        "summarising",
+        "online",
+    )
+
+
+def test_heartbeat_accepts_zero_active_tasks(api, poll_workspace):
+    ws = poll_workspace
+    Workspace.objects.filter(pk=ws.id).update(active_tasks=5, current_task="busy")
+
+    response = post_json(
+        api, "/registry/heartbeat", heartbeat_body(ws, active_tasks=0, current_task=""), **ws.auth
+    )
+
+    assert response.status_code == 200
+    assert Workspace.objects.filter(pk=ws.id, active_tasks=0, current_task="").exists()
+
+
+HEARTBEAT_BAD = {
+    "negative": {"active_tasks": -1},
+    "string": {"active_tasks": "3"},
+    "float": {"active_tasks": 1.5},
+    "integral-float": {"active_tasks": 2.0},
+    "bool-true": {"active_tasks": True},
+    "bool-false": {"active_tasks": False},
+    "null": {"active_tasks": None},
+    "over-int32": {"active_tasks": 2**31},
+    "huge": {"active_tasks": 10**30},
+    "current-task-int": {"current_task": 7},
+    "current-task-nul": {"current_task": "a\x00b"},
+    "current-task-too-long": {"current_task": "t" * 20_000},
+    "workspace-id-not-uuid": {"workspace_id": "not-a-uuid"},
+    "workspace-id-int": {"workspace_id": 1},
+}
+
+
+@pytest.mark.parametrize("case", list(HEARTBEAT_BAD))
+def test_heartbeat_rejects_bad_fields_with_400(api, poll_workspace, case):
+    ws = poll_workspace
+    Workspace.objects.filter(pk=ws.id).update(active_tasks=2, current_task="before")
+
+    response = post_json(
+        api, "/registry/heartbeat", heartbeat_body(ws, **HEARTBEAT_BAD[case]), **ws.auth
+    )
+
+    assert_json_error(response, 400)
+    workspace = Workspace.objects.get(pk=ws.id)
+    assert (workspace.active_tasks, workspace.current_task) == (2, "before")
+
+
+def test_heartbeat_without_active_tasks_is_400(api, poll_workspace):
+    body = heartbeat_body(poll_workspace)
+    del body["active_tasks"]
+
+    assert_json_error(post_json(api, "/registry/heartbeat", body, **poll_workspace.auth), 400)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"[]",
+        b"null",
+        b'{"workspace_id": "%s", "active_tasks": 1, "current_task": "\\ud800"}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["not-json", "array", "null", "lone-surrogate", "deep-nesting"],
+)
+def test_heartbeat_rejects_bad_json_with_400(api, poll_workspace, body):
+    ws = poll_workspace
+    if b"%s" in body:
+        body = body % str(ws.id).encode()
+
+    response = post_json(api, "/registry/heartbeat", body, **ws.auth)
+
+    assert_json_error(response, 400)
+    assert Workspace.objects.get(pk=ws.id).active_tasks == 0
+
+
+def test_heartbeat_refuses_a_10_mb_body(api, poll_workspace):
+    ws = poll_workspace
+    body = heartbeat_body(ws, current_task="t" * TEN_MB)
+
+    response = post_json(api, "/registry/heartbeat", body, **ws.auth)
+
+    assert_json_error(response, (400, 413))
+    assert Workspace.objects.get(pk=ws.id).current_task == ""
+
+
+@pytest.mark.parametrize(
+    "credentials", ["none", "wrong-token", "other-workspace", "Token scheme", "Bearer alone"]
+)
+def test_heartbeat_without_the_workspaces_token_is_401(
+    api, poll_workspace, other_workspace, credentials
+):
+    ws = poll_workspace
+    headers = {
+        "none": {},
+        "wrong-token": bearer("x" * 43),
+        "other-workspace": other_workspace.auth,
+        "Token scheme": {"HTTP_AUTHORIZATION": f"Token {ws.token}"},
+        "Bearer alone": {"HTTP_AUTHORIZATION": "Bearer"},
+    }[credentials]
+
+    response = post_json(api, "/registry/heartbeat", heartbeat_body(ws, active_tasks=9), **headers)
+
+    assert_json_error(response, 401)
+    assert Workspace.objects.get(pk=ws.id).active_tasks == 0
+
+
+def test_heartbeat_for_an_unknown_workspace_is_401(api, poll_workspace):
+    body = {"workspace_id": str(uuid.uuid4()), "active_tasks": 1, "current_task": ""}
+
+    assert_json_error(post_json(api, "/registry/heartbeat", body, **poll_workspace.auth), 401)
+
+
+# --- /workspaces/<id>/activity ----------------------------------------------------------------
+
+
+def test_posting_activity_appends_a_row(api, poll_workspace):
+    ws = poll_workspace
+    body = {
+        "activity_type": "a2a_send",
+        "method": "message/send",
+        "summary": "said hello",
+        "request_body": {"text": "hello", "n": [1, 2, {"deep": None}]},
+        "status": "error",
+    }
+
+    response = post_json(api, ws.url("activity"), body, **ws.auth)
+
+    assert response.status_code == 201, response.content
+    answer = response.json()
+    row = ActivityLog.objects.get()
+    assert answer == {
+        "id": row.id,
+        **body,
+        "created_at": row.created_at.isoformat(),
+    }
+    assert (row.workspace_id, row.activity_type, row.request_body) == (
+        ws.id,
+        "a2a_send",
+        body["request_body"],
+    )
+
+
+def test_posting_activity_defaults_optional_fields(api, poll_workspace):
+    ws = poll_workspace
+
+    response = post_json(api, ws.url("activity"), {"activity_type": "ping"}, **ws.auth)
+
+    assert response.status_code == 201
+    answer = response.json()
+    assert (answer["method"], answer["summary"], answer["request_body"], answer["status"]) == (
+        "",
+        "",
+        None,
+        "ok",
+    )
+
+
+ACTIVITY_BAD = {
+    "not-json": b"{",
+    "array": b"[]",
+    "missing-type": {"summary": "x"},
+    "empty-type": {"activity_type": ""},
+    "type-int": {"activity_type": 1},
+    "method-list": {"activity_type": "x", "method": ["a"]},
+    "summary-nul": {"activity_type": "x", "summary": "a\x00b"},
+    "summary-too-long": {"activity_type": "x", "summary": "s" * 20_000},
+    "status-int": {"activity_type": "x", "status": 5},
+    # Hostile JSON that Python accepts but jsonb or UTF-8 cannot hold, or Python cannot parse.
+    "request-body-nul": {"activity_type": "x", "request_body": "a\x00b"},
+    "request-body-nul-key": {"activity_type": "x", "request_body": {"a\x00": 1}},
+    "request-body-nan": b'{"activity_type": "x", "request_body": NaN}',
+    "request-body-infinity": b'{"activity_type": "x", "request_body": 1e999}',
+    "request-body-lone-surrogate": b'{"activity_type": "x", "request_body": "\\ud800"}',
+    "summary-lone-surrogate": b'{"activity_type": "x", "summary": "\\udfff"}',
+    "deep-nesting": b'{"activity_type": "x", "request_body": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}",
+}
+
+
+@pytest.mark.parametrize("case", list(ACTIVITY_BAD))
+def test_posting_bad_activity_is_400(api, poll_workspace, case):
+    ws = poll_workspace
+
+    response = post_json(api, ws.url("activity"), ACTIVITY_BAD[case], **ws.auth)
+
+    assert_json_error(response, 400)
+    assert ActivityLog.objects.count() == 0
+
+
+def test_posting_a_10_mb_activity_is_refused(api, poll_workspace):
+    ws = poll_workspace
+    body = {"activity_type": "x", "request_body": "r" * TEN_MB}
+
+    assert_json_error(post_json(api, ws.url("activity"), body, **ws.auth), (400, 413))
+    assert ActivityLog.objects.count() == 0
+
+
+def test_sql_looking_activity_is_stored_verbatim(api, poll_workspace):
+    ws = poll_workspace
+    body = {
+        "activity_type": "x'); DROP TABLE activity_logs; --",
+        "method": "' OR '1'='1",
+        "summary": "Robert'); DELETE FROM workspaces WHERE ('1'='1",
+        "request_body": {"q": "1; TRUNCATE pending_uploads", "'": '"'},
+        "status": "ok\\'--",
+    }
+
+    response = post_json(api, ws.url("activity"), body, **ws.auth)
+    listed = api.get(ws.url("activity"), {"type": body["activity_type"]}, **ws.auth)
+    no_match = api.get(ws.url("activity"), {"type": "' OR 1=1 --"}, **ws.auth)
+
+    assert response.status_code == 201
+    assert len(listed.json()) == 1
+    assert {key: listed.json()[0][key] for key in body} == body
+    assert no_match.status_code == 200
+    assert no_match.json() == []
+    assert run_sql(
+        "SELECT to_regclass('activity_logs') IS NOT NULL, to_regclass('workspaces') IS NOT NULL,"
+        " to_regclass('pending_uploads') IS NOT NULL"
+    ) == [(True, True, True)]
+    assert row_counts() == (1, 1)
+
+
+def test_activity_lists_newest_first(api, poll_workspace, other_workspace):
+    ws = poll_workspace
+    for i in range(3):
+        post_json(api, ws.url("activity"), {"activity_type": "t", "summary": f"s{i}"}, **ws.auth)
+    append_activity(other_workspace, 2)
+
+    rows = api.get(ws.url("activity"), **ws.auth).json()
+
+    assert [row["summary"] for row in rows] == ["s2", "s1", "s0"]
+    assert [row["id"] for row in rows] == sorted((row["id"] for row in rows), reverse=True)
+    assert set(rows[0]) == {
+        "id",
+        "activity_type",
+        "method",
+        "summary",
+        "request_body",
+        "status",
+        "created_at",
+    }
+
+
+def test_activity_type_filter(api, poll_workspace):
+    ws = poll_workspace
+    append_activity(ws, 2, "a2a_send")
+    append_activity(ws, 3, "a2a_receive")
+
+    rows = api.get(ws.url("activity"), {"type": "a2a_receive"}, **ws.auth).json()
+
+    assert [row["activity_type"] for row in rows] == ["a2a_receive"] * 3
+
+
+def test_activity_since_id_returns_only_later_rows(api, poll_workspace):
+    ws = poll_workspace
+    append_activity(ws, 5)
+    ids = sorted(ActivityLog.objects.values_list("id", flat=True))
+
+    rows = api.get(ws.url("activity"), {"since_id": ids[2]}, **ws.auth).json()
+    none = api.get(ws.url("activity"), {"since_id": 2**63 - 1}, **ws.auth).json()
+
+    assert [row["id"] for row in rows] == [ids[4], ids[3]]
+    assert none == []
+
+
+def test_activity_limit_defaults_to_100_and_allows_1_to_500(api, poll_workspace):
+    ws = poll_workspace
+    append_activity(ws, 501)
+    newest = max(ActivityLog.objects.values_list("id", flat=True))
+
+    default = api.get(ws.url("activity"), **ws.auth).json()
+    one = api.get(ws.url("activity"), {"limit": 1}, **ws.auth).json()
+    most = api.get(ws.url("activity"), {"limit": 500}, **ws.auth).json()
+
+    assert len(default) == 100
+    assert [row["id"] for row in one] == [newest]
+    assert len(most) == 500
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": "0"},
+        {"limit": "501"},
+        {"limit": "-1"},
+        {"limit": str(10**30)},
+        {"limit": "abc"},
+        {"limit": "1.5"},
+        {"limit": "1e2"},
+        {"since_id": "-1"},
+        {"since_id": str(2**63)},
+        {"since_id": str(10**30)},
+        {"since_id": "abc"},
+        {"since_id": "1; DROP TABLE activity_logs"},
+        {"type": "a\x00b"},
+    ],
+    ids=lambda query: next(iter(query.items()))[0] + "=" + next(iter(query.values()))[:20],
+)
+def test_activity_rejects_bad_query_parameters(api, poll_workspace, query):
+    ws = poll_workspace
+    append_activity(ws, 1)
+
+    response = api.get(ws.url("activity"), query, **ws.auth)
+
+    assert_json_error(response, 400)
+    assert row_counts() == (1, 1)
+
+
+# --- Methods and unknown URLs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "methods"),
+    [
+        ("/registry/register", ["GET", "PUT", "PATCH", "DELETE"]),
+        ("/registry/heartbeat", ["GET", "PUT", "PATCH", "DELETE"]),
+        ("activity", ["PUT", "PATCH", "DELETE"]),
+    ],
+)
+def test_wrong_methods_are_405_json(api, poll_workspace, url, methods):
+    full = poll_workspace.url(url) if not url.startswith("/") else url
+    for method in methods:
+        response = api.generic(method, full, **poll_workspace.auth)
+        assert_json_error(response, 405)
+        assert response["Allow"]
+    assert row_counts() == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/",
+        "/nope",
+        "/registry",
+        "/registry/register/",
+        "/registry/unknown",
+        "/workspaces/",
+        "/workspaces/{id}/nope",
+        "/workspaces/{id}/pending-uploads/{id}",
+        "/static/../../etc/passwd",
+    ],
+)
+def test_unknown_urls_are_404_json(api, poll_workspace, url):
+    response = api.get(url.format(id=poll_workspace.id), **poll_workspace.auth)
+
+    assert_json_error(response, 404)
