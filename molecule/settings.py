@@ -215,5 +215,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
+        # pgserver logs at interpreter exit, after a test runner may have closed stderr.
+        "pgserver": {"level": "WARNING"},
     },
 }

@@ -180,7 +180,10 @@ def uploads_sweep_job() -> dict[str, Any]:
     """The scheduled sweep: never raises, so a failure cannot stop the worker."""
     try:
         report = uploads_sweep()
-    except SweepError as exc:
+    except Exception as exc:
+        if not isinstance(exc, SweepError):
+            # uploads_sweep counts the failures it sees; anything else is counted here.
+            metrics.uploads_swept.labels(outcome="error").inc()
         logger.exception("scheduled pending-uploads sweep failed; the next run will retry")
         # Drop a connection the failure may have broken, so the next run starts clean.
         close_old_connections()

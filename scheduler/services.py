@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.apps import AppConfig
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -117,7 +117,11 @@ def workspaces_reset_phantom_busy(
         logger.info(
             "phantom-busy sweep reset %d workspaces (stale after %g min)", len(reset), minutes
         )
-    metrics.workspaces_active.set(Workspace.objects.count_active())
+    try:
+        metrics.workspaces_active.set(Workspace.objects.count_active())
+    except DatabaseError:
+        # The resets have committed and been counted; a stale gauge must not undo that.
+        logger.exception("could not refresh the molecule_workspaces_active gauge")
     return PhantomBusyReport(reset, stale, dry_run)
 
 
@@ -125,7 +129,10 @@ def phantom_busy_sweep_job() -> dict[str, Any]:
     """The scheduled phantom-busy sweep: never raises, so a failure cannot stop the worker."""
     try:
         report = workspaces_reset_phantom_busy()
-    except PhantomBusySweepError as exc:
+    except Exception as exc:
+        if not isinstance(exc, PhantomBusySweepError):
+            # workspaces_reset_phantom_busy counts the failures it sees; anything else here.
+            metrics.phantom_busy_sweep_errors.inc()
         logger.exception("scheduled phantom-busy sweep failed; the next run will retry")
         close_old_connections()
         return {"error": str(exc)}

@@ -1,0 +1,461 @@
+"""Faults: a sweep whose connection is killed, an unreachable database, and jobs that raise."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import psycopg
+import pytest
+from django.db import OperationalError, connection
+from django.test import override_settings
+from prometheus_client import REGISTRY
+
+from molecule.models import Workspace
+from molecule.processes import ServiceStack, database_url_from_settings, free_port
+from pending_uploads import services as uploads_services
+from pending_uploads.models import PendingUpload
+from scheduler import services as scheduler_services
+from tests.integration.conftest import (
+    ACKED_OLD,
+    ACKED_RECENT,
+    EXPIRED,
+    LIVE,
+    on_every_web_worker,
+    uploads_count_by_kind,
+    uploads_insert,
+    wait_until,
+)
+
+SWEPT = "molecule_pending_uploads_swept_total"
+
+
+def swept(outcome: str) -> float:
+    return REGISTRY.get_sample_value(SWEPT, {"outcome": outcome}) or 0.0
+
+
+def phantom_errors() -> float:
+    return REGISTRY.get_sample_value("molecule_phantom_busy_sweep_errors_total") or 0.0
+
+
+def phantom_resets() -> float:
+    return REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+
+
+class JobThread(threading.Thread):
+    """Run a job on its own database connection, as a django-q2 worker would."""
+
+    def __init__(self, job: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.job = job
+        self.backend_pid: int | None = None
+        self.connected = threading.Event()
+        self.result: dict[str, Any] | None = None
+        self.escaped: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            connection.ensure_connection()
+            self.backend_pid = connection.connection.info.backend_pid
+            self.connected.set()
+            self.result = self.job()
+        except BaseException as exc:  # the point of the test is that nothing gets here
+            self.escaped = exc
+        finally:
+            self.connected.set()
+            connection.close()
+
+    def outcome(self, timeout: float = 60.0) -> dict[str, Any]:
+        self.join(timeout)
+        assert not self.is_alive(), "the job did not finish"
+        assert self.escaped is None, f"the job raised {self.escaped!r}"
+        assert self.result is not None
+        return self.result
+
+
+def admin_connection() -> psycopg.Connection:
+    """A connection of our own, outside Django, as an operator's psql would be."""
+    return psycopg.connect(database_url_from_settings(connection.settings_dict), autocommit=True)
+
+
+# --- the sweep's connection is killed mid-run -------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    uploads_insert(ACKED_OLD, 30_000)
+    uploads_insert(EXPIRED, 30_000)
+    uploads_insert(ACKED_RECENT, 500)
+    uploads_insert(LIVE, 500)
+    start = uploads_count_by_kind()
+    before = {outcome: swept(outcome) for outcome in ("acked", "expired", "error")}
+    caplog.set_level(logging.INFO, logger="pending_uploads")
+
+    with override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=500), admin_connection() as admin:
+        sweeper = JobThread(uploads_services.uploads_sweep_job)
+        sweeper.start()
+        assert sweeper.connected.wait(10)
+        assert sweeper.backend_pid is not None
+        # Let some batches commit, then hold a SHARE lock: it waits for the batch in flight to
+        # commit and then blocks the next one, so the kill lands mid-run, between batches.
+        wait_until(
+            lambda: (
+                admin.execute("SELECT count(*) FROM pending_uploads").fetchone()[0]
+                < sum(start.values())
+            ),
+            timeout=30,
+            interval=0.005,
+            what="the first sweep batch",
+        )
+        with admin.transaction():
+            admin.execute("LOCK TABLE pending_uploads IN SHARE MODE")
+            wait_until(
+                lambda: admin.execute(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                    [sweeper.backend_pid],
+                ).fetchone()[0],
+                timeout=10,
+                interval=0.01,
+                what="the sweep to block on the next batch",
+            )
+            admin.execute("SELECT pg_terminate_backend(%s)", [sweeper.backend_pid])
+            first = sweeper.outcome()
+
+        middle = uploads_count_by_kind()
+        deleted_acked = start[ACKED_OLD.name] - middle[ACKED_OLD.name]
+        deleted_expired = start[EXPIRED.name] - middle[EXPIRED.name]
+        assert "error" in first
+        # Killed mid-run: some rows went, some are left for the next run.
+        assert 0 < deleted_acked + deleted_expired < start[ACKED_OLD.name] + start[EXPIRED.name]
+        assert swept("error") - before["error"] == 1
+        assert swept("acked") - before["acked"] == deleted_acked
+        assert swept("expired") - before["expired"] == deleted_expired
+        failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any(r.exc_info for r in failures), "the failure was logged without a traceback"
+        assert any("sweep failed" in r.getMessage() for r in failures)
+
+        second = JobThread(uploads_services.uploads_sweep_job)
+        second.start()
+        assert second.outcome() == {
+            "acked": middle[ACKED_OLD.name],
+            "expired": middle[EXPIRED.name],
+        }
+
+    end = uploads_count_by_kind()
+    assert end == {
+        ACKED_OLD.name: 0,
+        EXPIRED.name: 0,
+        ACKED_RECENT.name: start[ACKED_RECENT.name],
+        LIVE.name: start[LIVE.name],
+    }
+    assert swept("acked") - before["acked"] == start[ACKED_OLD.name]
+    assert swept("expired") - before["expired"] == start[EXPIRED.name]
+    assert swept("error") - before["error"] == 1
+
+
+# --- the database is unreachable -------------------------------------------------------------
+
+
+class TcpProxy:
+    """A TCP listener on 127.0.0.1 that forwards to PostgreSQL, and can be cut and restored."""
+
+    def __init__(self, target: tuple[str, int] | str, *, mode: str = "forward") -> None:
+        self.target = target
+        # forward: pass bytes through; drop: accept, then hang up before the server answers.
+        self.mode = mode
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings_dict: dict[str, Any]) -> TcpProxy:
+        """Target the test database's server, over TCP or its Unix socket (embedded server)."""
+        options = settings_dict.get("OPTIONS") or {}
+        host = str(options.get("host") or settings_dict.get("HOST") or "")
+        port = int(options.get("port") or settings_dict.get("PORT") or 5432)
+        if host.startswith("/"):
+            return cls(f"{host}/.s.PGSQL.{port}")
+        return cls((host or "127.0.0.1", port))
+
+    def database_url(self, settings_dict: dict[str, Any]) -> str:
+        options = {k: v for k, v in (settings_dict.get("OPTIONS") or {}).items() if k != "host"}
+        through_proxy = {**settings_dict, "HOST": "127.0.0.1", "PORT": self.port}
+        return database_url_from_settings({**through_proxy, "OPTIONS": options})
+
+    def start(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # The restored proxy binds the port again while old connections sit in TIME_WAIT.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Stop listening and hang up every forwarded connection."""
+        with self._lock:
+            doomed = [self._listener, *self._sockets] if self._listener else list(self._sockets)
+            self._listener = None
+            self._sockets.clear()
+        for sock in doomed:
+            # shutdown() wakes a thread blocked in accept() or recv(); close() alone does not.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _upstream(self) -> socket.socket:
+        if isinstance(self.target, str):
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        else:
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        upstream.connect(self.target)
+        return upstream
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            if self.mode == "drop":
+                client.close()
+                continue
+            try:
+                upstream = self._upstream()
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def http(
+    method: str, url: str, *, body: Any = None, token: str | None = None
+) -> tuple[int, str, Any]:
+    """One request; return (status, content type, parsed JSON or raw text)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            status, headers, raw = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, raw = exc.code, exc.headers, exc.read()
+    content_type = headers.get("Content-Type", "")
+    try:
+        return status, content_type, json.loads(raw)
+    except ValueError:
+        return status, content_type, raw.decode(errors="replace")
+
+
+def register_body(workspace_id: uuid.UUID | None = None) -> dict[str, Any]:
+    return {
+        "id": str(workspace_id or uuid.uuid4()),
+        "delivery_mode": "poll",
+        "agent_card": {"name": "fault-test"},
+    }
+
+
+@pytest.fixture
+def web_through_proxy(
+    request: pytest.FixtureRequest, transactional_db: None, tmp_path: Path
+) -> Iterator[tuple[ServiceStack, TcpProxy]]:
+    """gunicorn (2 workers, no qcluster) whose only way to PostgreSQL is a TcpProxy."""
+    proxy = TcpProxy.for_settings(connection.settings_dict)
+    proxy.mode = request.param
+    proxy.start()
+    stack = ServiceStack(
+        database_url=proxy.database_url(connection.settings_dict),
+        metrics_dir=tmp_path / "metrics",
+        log_dir=tmp_path / "logs",
+        web_workers=2,
+    )
+    try:
+        yield stack.start(qcluster=False), proxy
+    finally:
+        stack.stop()
+        proxy.cut()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("web_through_proxy", ["forward"], indirect=True)
+def test_unreachable_database_gives_503_json_and_recovers_without_restart(
+    web_through_proxy: tuple[ServiceStack, TcpProxy],
+) -> None:
+    stack, proxy = web_through_proxy
+    workspace_id = uuid.uuid4()
+    status, _, registered = http(
+        "POST", stack.url("/registry/register"), body=register_body(workspace_id)
+    )
+    assert status == 200, (registered, stack.log_tail())
+    token = registered["auth_token"]
+    pending = stack.url(f"/workspaces/{workspace_id}/pending-uploads")
+
+    def list_pending() -> tuple[int, str, Any]:
+        return http("GET", pending, token=token)
+
+    def register_new() -> tuple[int, str, Any]:
+        return http("POST", stack.url("/registry/register"), body=register_body())
+
+    # Every worker holds a persistent connection (CONN_MAX_AGE) through the proxy.
+    assert {answer[:2] for answer in on_every_web_worker(stack, list_pending)} == {
+        (200, "application/json")
+    }
+    pids = stack.pids()
+
+    proxy.cut()
+    for call in (list_pending, register_new):
+        for status, content_type, answer in on_every_web_worker(stack, call):
+            assert (status, content_type) == (503, "application/json"), (answer, stack.log_tail())
+            assert answer["error"]
+    for status, _, text in on_every_web_worker(stack, lambda: http("GET", stack.url("/metrics"))):
+        assert status == 200
+        assert "molecule_pending_uploads_swept_total" in text
+
+    proxy.start()
+    assert {answer[:2] for answer in on_every_web_worker(stack, list_pending)} == {
+        (200, "application/json")
+    }
+    assert all(answer == [] for _, _, answer in on_every_web_worker(stack, list_pending))
+    for status, _, answer in on_every_web_worker(stack, register_new):
+        assert status == 200, answer
+        assert answer["auth_token"]
+    # Recovered by the same processes: nothing was restarted.
+    assert stack.pids() == pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("web_through_proxy", ["drop"], indirect=True)
+def test_database_hanging_up_at_connect_gives_503_json(
+    web_through_proxy: tuple[ServiceStack, TcpProxy],
+) -> None:
+    stack, _ = web_through_proxy
+    answers = on_every_web_worker(
+        stack, lambda: http("POST", stack.url("/registry/register"), body=register_body())
+    )
+    for status, content_type, answer in answers:
+        assert (status, content_type) == (503, "application/json"), (answer, stack.log_tail())
+        assert answer["error"]
+    assert http("GET", stack.url("/metrics"))[0] == 200
+    assert "Traceback" not in stack.log_text()
+
+
+# --- a job raises unexpectedly ---------------------------------------------------------------
+
+
+class Injection(NamedTuple):
+    job: Callable[[], dict[str, Any]]
+    target: Any
+    attribute: str
+    exception: Exception
+    # False when the work itself committed and only an afterthought (a gauge) failed.
+    sweep_failed: bool
+
+
+UPLOADS_JOB = uploads_services.uploads_sweep_job
+PHANTOM_JOB = scheduler_services.phantom_busy_sweep_job
+WORKSPACE_MANAGER = type(Workspace.objects)
+CONNECTION_LOST = OperationalError("server closed the connection unexpectedly")
+
+# From deep in a manager up to the service the job calls, then the gauges refreshed afterwards.
+INJECTIONS = {
+    "uploads-manager": Injection(
+        UPLOADS_JOB, PendingUpload.objects, "sweep", RuntimeError("injected failure"), True
+    ),
+    "uploads-service": Injection(
+        UPLOADS_JOB, uploads_services, "uploads_sweep", RuntimeError("injected failure"), True
+    ),
+    "uploads-backlog-gauges": Injection(
+        UPLOADS_JOB, PendingUpload.objects, "backlog", CONNECTION_LOST, False
+    ),
+    "phantom-manager": Injection(
+        PHANTOM_JOB,
+        WORKSPACE_MANAGER,
+        "reset_phantom_busy",
+        RuntimeError("injected failure"),
+        True,
+    ),
+    "phantom-service": Injection(
+        PHANTOM_JOB,
+        scheduler_services,
+        "workspaces_reset_phantom_busy",
+        RuntimeError("injected failure"),
+        True,
+    ),
+    "phantom-active-gauge": Injection(
+        PHANTOM_JOB, WORKSPACE_MANAGER, "count_active", CONNECTION_LOST, False
+    ),
+}
+
+
+def _job_errors(job: Callable[[], dict[str, Any]]) -> float:
+    return swept("error") if job is UPLOADS_JOB else phantom_errors()
+
+
+# Transactional: after a failure the jobs drop the connection (close_old_connections), which
+# a test wrapped in a transaction could not survive; a worker runs in autocommit like this.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("injection", INJECTIONS.values(), ids=INJECTIONS.keys())
+def test_a_raising_job_is_logged_counted_and_the_next_run_works(
+    injection: Injection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    register: Callable[..., Any],
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise injection.exception
+
+    job = injection.job
+    errors_before = _job_errors(job)
+    with monkeypatch.context() as patch:
+        patch.setattr(injection.target, injection.attribute, fail)
+        result = job()  # an exception escaping here is the failure this test guards against
+    assert ("error" in result) is injection.sweep_failed, result
+    assert _job_errors(job) - errors_before == int(injection.sweep_failed)
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    assert tracebacks, "the failure was not logged with its traceback"
+
+    # The next run, unpatched, does its work.
+    if job is UPLOADS_JOB:
+        uploads_insert(ACKED_OLD, 3)
+        uploads_insert(EXPIRED, 2)
+        acked_before = swept("acked")
+        assert job() == {"acked": 3, "expired": 2}
+        assert swept("acked") - acked_before == 3
+    else:
+        register("stuck", active_tasks=2)
+        resets_before = phantom_resets()
+        assert job() == {"reset": 1}
+        assert phantom_resets() - resets_before == 1
+    assert _job_errors(job) - errors_before == int(injection.sweep_failed)

@@ -1,0 +1,135 @@
+"""Production settings: check --deploy passes, DEBUG is off by default, bad config fails clearly."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from molecule.processes import ServiceStack, database_url_from_settings
+
+MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
+PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"
+
+# The URL of the test database, so no child process starts an embedded server of its own.
+pytestmark = pytest.mark.django_db
+
+
+def production_env(**overrides: str | None) -> dict[str, str]:
+    """The environment of a production process; an override of None removes the variable."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "molecule.settings",
+            "DATABASE_URL": database_url_from_settings(connection.settings_dict),
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "example.com",
+        }
+    )
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(MANAGE_PY), *args],
+        cwd=MANAGE_PY.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_deploy_passes_with_production_settings() -> None:
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+def test_check_deploy_still_flags_a_weak_secret_key() -> None:
+    # The pass above means something only if the deploy checks are live.
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env=production_env(SECRET_KEY="short-key"),
+    )
+    assert result.returncode != 0
+    assert "security.W009" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("debug", "expected"),
+    [(None, "False"), ("", "False"), ("0", "False"), ("false", "False"), ("1", "True")],
+)
+def test_debug_is_off_unless_switched_on(debug: str | None, expected: str) -> None:
+    result = manage("shell", "-v", "0", "-c", PRINT_DEBUG, env=production_env(DEBUG=debug))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+
+
+CONFIGURATION_ERRORS = {
+    "secret-key-missing": ({"SECRET_KEY": None}, "SECRET_KEY"),
+    "secret-key-empty": ({"SECRET_KEY": ""}, "SECRET_KEY"),
+    "secret-key-missing-debug-unset": ({"SECRET_KEY": None, "DEBUG": None}, "SECRET_KEY"),
+    "allowed-hosts-missing": ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS"),
+    "allowed-hosts-empty": ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
+    "allowed-hosts-only-commas": ({"ALLOWED_HOSTS": " , ,"}, "ALLOWED_HOSTS"),
+    "database-url-sqlite": ({"DATABASE_URL": "sqlite:///molecule.sqlite3"}, "PostgreSQL"),
+    "database-url-mysql": ({"DATABASE_URL": "mysql://root@127.0.0.1/molecule"}, "PostgreSQL"),
+}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "mentions"), CONFIGURATION_ERRORS.values(), ids=CONFIGURATION_ERRORS.keys()
+)
+def test_bad_configuration_is_one_clear_line(
+    overrides: dict[str, str | None], mentions: str
+) -> None:
+    result = manage("check", env=production_env(**overrides))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert mentions in lines[0]
+    assert result.stdout == ""
+
+
+def test_qcluster_refuses_to_start_without_secret_key(tmp_path: Path) -> None:
+    stack = ServiceStack(
+        database_url=database_url_from_settings(connection.settings_dict),
+        metrics_dir=tmp_path / "metrics",
+        log_dir=tmp_path / "logs",
+        extra_env={"SECRET_KEY": ""},
+    )
+    with pytest.raises(RuntimeError, match="qcluster-0 exited with code 1") as failure:
+        stack.start(web=False, timeout=60)
+    assert "SECRET_KEY must be set" in str(failure.value)
+    assert "Traceback" not in stack.log_text()
+
+
+def test_gunicorn_refuses_to_start_without_allowed_hosts(tmp_path: Path) -> None:
+    stack = ServiceStack(
+        database_url=database_url_from_settings(connection.settings_dict),
+        metrics_dir=tmp_path / "metrics",
+        log_dir=tmp_path / "logs",
+        extra_env={"ALLOWED_HOSTS": ""},
+    )
+    with pytest.raises(RuntimeError, match="gunicorn exited with code") as failure:
+        stack.start(qcluster=False, timeout=60)
+    assert "ALLOWED_HOSTS must be set" in str(failure.value)
