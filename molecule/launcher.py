@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from molecule.processes import (
+    gunicorn_command,
+    qcluster_command,
+    reset_metrics_dir,
+    stop_processes,
+)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / ".data"
-STOP_GRACE_SECONDS = 15
 
 
 def _say(message: str) -> None:
@@ -49,11 +54,10 @@ def _prepare_environment() -> dict[str, str]:
         except EmbeddedPostgresError as exc:
             sys.exit(f"[molecule] {exc}")
         _say(f"embedded PostgreSQL running on {data_dir}")
-    # One directory shared by gunicorn and qcluster, wiped once before either starts:
-    # wiping it while a writer runs would lose that writer's counts.
-    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "prometheus")))
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    # One directory shared by gunicorn and qcluster, emptied before either starts.
+    reset_metrics_dir(
+        Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "prometheus")))
+    )
     return env
 
 
@@ -90,19 +94,6 @@ def _ensure_admin(env: dict[str, str]) -> None:
     _say(f"created admin login: admin / {password}  (shown once)")
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for process in processes:
-        try:
-            process.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def main() -> int:
     env = _prepare_environment()
     host = env.get("MOLECULE_HOST", "127.0.0.1")
@@ -115,26 +106,11 @@ def main() -> int:
         sys.exit(f"[molecule] {' '.join(exc.cmd[2:3])} failed (exit {exc.returncode})")
     processes = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "molecule.wsgi:application",
-                "--bind",
-                f"{host}:{port}",
-                "--workers",
-                env.get("WEB_CONCURRENCY", "2"),
-                "--access-logfile",
-                "-",
-                "--graceful-timeout",
-                "10",
-            ],
+            gunicorn_command(f"{host}:{port}", int(env.get("WEB_CONCURRENCY", "2"))),
             env=env,
             cwd=BASE_DIR,
         ),
-        subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"], env=env, cwd=BASE_DIR
-        ),
+        subprocess.Popen(qcluster_command(), env=env, cwd=BASE_DIR),
     ]
     shown_host = f"[{host}]" if ":" in host else host
     _say(f"admin:   http://{shown_host}:{port}/admin/")
@@ -155,7 +131,7 @@ def main() -> int:
         _say("stopping")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _stop(processes)
+        stop_processes(processes)
     return exit_code
 
 

@@ -1,4 +1,4 @@
-"""Run the real service processes (gunicorn and qcluster) for integration tests, bench and soak."""
+"""gunicorn plus qcluster as real processes: the run command, integration tests, bench, soak."""
 
 from __future__ import annotations
 
@@ -9,154 +9,78 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlencode
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from molecule.processes.probes import free_port, http_get
+from molecule.processes.procfs import process_children, process_descendants
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STOP_GRACE_SECONDS = 15.0
 LOG_TAIL_LINES = 60
 # What django-q2 logs once its sentinel has started the workers, pusher and monitor.
 QCLUSTER_RUNNING = re.compile(r"Q Cluster .+ running\.")
-# libpq connection parameters worth carrying from OPTIONS into the URL; the rest (pool,
-# isolation level, server-side binding) are Django's, not libpq's.
-_LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "target_session_attrs")
 
 # Stacks still running when the interpreter exits (a test run aborted with Ctrl-C).
 _running: weakref.WeakSet[ServiceStack] = weakref.WeakSet()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _gunicorn_extra_args() -> list[str]:
+def gunicorn_command(bind: str, workers: int) -> list[str]:
+    # gunicorn 27 binds a control socket at one fixed path per user; stacks running side by
+    # side (tests, bench, soak, the run command) would fight over it.
     from gunicorn import version_info
 
-    # gunicorn 27 binds a control socket at one fixed path per user; stacks running side by
-    # side (tests, bench, soak) would fight over it.
-    return ["--no-control-socket"] if version_info >= (27,) else []
+    no_control_socket = ["--no-control-socket"] if version_info >= (27,) else []
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "molecule.wsgi:application",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--graceful-timeout",
+        "5",
+        *no_control_socket,
+    ]
 
 
-def database_url_from_settings(settings_dict: dict[str, Any]) -> str:
-    """Build a libpq URL for ``django.db.connection.settings_dict`` (TCP or Unix socket)."""
-    options = settings_dict.get("OPTIONS") or {}
-    user = quote(str(settings_dict.get("USER") or ""), safe="")
-    password = quote(str(settings_dict.get("PASSWORD") or ""), safe="")
-    name = quote(str(settings_dict.get("NAME") or ""), safe="")
-    host = str(options.get("host") or settings_dict.get("HOST") or "")
-    port = str(options.get("port") or settings_dict.get("PORT") or "")
-    query: dict[str, str] = {}
-    if host.startswith("/"):
-        # A socket directory cannot sit in the authority part; libpq takes it as ?host=.
-        query["host"] = host
-        if port:
-            query["port"] = port
-        netloc = ""
-    else:
-        netloc = f"[{host}]" if ":" in host else host
-        if port:
-            netloc = f"{netloc}:{port}"
-    for key in _LIBPQ_OPTIONS:
-        if options.get(key):
-            query[key] = str(options[key])
-    auth = ""
-    if user:
-        auth = f"{user}:{password}@" if password else f"{user}@"
-    url = f"postgresql://{auth}{netloc}/{name}"
-    return f"{url}?{urlencode(query)}" if query else url
+def qcluster_command() -> list[str]:
+    return [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"]
 
 
-def _ppid_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces or parentheses.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[1])
+def reset_metrics_dir(path: Path) -> None:
+    """Empty the multiprocess metrics directory, once, before any writer starts.
+
+    Wiping it under a running writer would lose that writer's counts.
+    """
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
 
 
-def process_children(pid: int) -> list[int]:
-    """Direct children of ``pid``, read from /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _ppid_of(int(entry.name)) == pid:
-            children.append(int(entry.name))
-    return sorted(children)
-
-
-def process_descendants(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (children, grandchildren, ...), read from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            ppid = _ppid_of(int(entry.name))
-            if ppid is not None:
-                parents.setdefault(ppid, []).append(int(entry.name))
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        for child in parents.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return sorted(found)
-
-
-def process_rss_bytes(pid: int) -> int | None:
-    """Resident set size of ``pid`` (VmRSS), or None when it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) * 1024 if match else None
-
-
-def http_get(
-    url: str, *, token: str | None = None, timeout: float = 10.0
-) -> tuple[int, dict[str, str], bytes]:
-    """GET ``url``; return (status, headers, body) without raising on 4xx/5xx."""
-    request = urllib.request.Request(url)  # noqa: S310 (the callers pass http:// URLs)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
-def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Parse Prometheus text exposition into {(name, labels): value}."""
-    samples = {}
-    line_re = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
-    label_re = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = line_re.match(line)
-        if match:
-            labels = frozenset(label_re.findall(match.group(2) or ""))
-            samples[(match.group(1), labels)] = float(match.group(3))
-    return samples
-
-
-def metric_value(text: str, name: str, **labels: str) -> float | None:
-    """The value of one sample in a Prometheus text exposition, or None when absent."""
-    return metric_samples(text).get((name, frozenset(labels.items())))
+def stop_processes(
+    processes: list[subprocess.Popen[Any]], grace: float = STOP_GRACE_SECONDS
+) -> None:
+    """SIGTERM each process, wait up to ``grace`` seconds in all, then SIGKILL what is left."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(max(deadline - time.monotonic(), 0.1))
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 class ServiceStack:
@@ -198,37 +122,17 @@ class ServiceStack:
         if self.log_dir is None:
             self.log_dir = Path(tempfile.mkdtemp(prefix="molecule-stack-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # Wiped once, before any writer starts: wiping under a running writer loses its counts.
-        shutil.rmtree(self.metrics_dir, ignore_errors=True)
-        self.metrics_dir.mkdir(parents=True)
+        reset_metrics_dir(self.metrics_dir)
         self.env = self._environment()
         _running.add(self)
         try:
             if web:
                 self.web = self._spawn(
-                    "gunicorn",
-                    [
-                        sys.executable,
-                        "-m",
-                        "gunicorn",
-                        "molecule.wsgi:application",
-                        "--bind",
-                        f"127.0.0.1:{self.port}",
-                        "--workers",
-                        str(self.web_workers),
-                        "--graceful-timeout",
-                        "5",
-                        *_gunicorn_extra_args(),
-                    ],
+                    "gunicorn", gunicorn_command(f"127.0.0.1:{self.port}", self.web_workers)
                 )
             if qcluster:
                 for number in range(self.qclusters):
-                    self.workers.append(
-                        self._spawn(
-                            f"qcluster-{number}",
-                            [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"],
-                        )
-                    )
+                    self.workers.append(self._spawn(f"qcluster-{number}", qcluster_command()))
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
@@ -238,20 +142,11 @@ class ServiceStack:
     def stop(self) -> None:
         """SIGTERM every process, wait up to 15 s, then SIGKILL what is left; idempotent."""
         processes = [p for p in [self.web, *self.workers] if p is not None]
-        for process in processes:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(deadline - time.monotonic(), 0.1))
+        stop_processes(processes)
         for process in processes:
             # Each process leads its own group, which also holds its workers: kill stragglers.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
-            if process.poll() is None:
-                process.wait()
         for handle in self._log_files:
             handle.close()
         self._log_files.clear()

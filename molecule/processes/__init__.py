@@ -1,0 +1,26 @@
+"""Run and observe the real service processes (gunicorn and qcluster)."""
+
+from molecule.processes.probes import database_url_from_settings, free_port, http_get, metric_value
+from molecule.processes.procfs import process_children, process_descendants, process_rss_bytes
+from molecule.processes.stack import (
+    ServiceStack,
+    gunicorn_command,
+    qcluster_command,
+    reset_metrics_dir,
+    stop_processes,
+)
+
+__all__ = [
+    "ServiceStack",
+    "database_url_from_settings",
+    "free_port",
+    "gunicorn_command",
+    "http_get",
+    "metric_value",
+    "process_children",
+    "process_descendants",
+    "process_rss_bytes",
+    "qcluster_command",
+    "reset_metrics_dir",
+    "stop_processes",
+]
