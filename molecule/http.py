@@ -118,6 +118,8 @@ def _has_surrogate(text: str) -> bool:
 
 
 _MISSING = object()
+# Pass as ``default`` to make a field required.
+REQUIRED: Any = _MISSING
 
 
 def json_field(

@@ -10,6 +10,7 @@ from django_prometheus.exports import ExportToDjangoView
 
 from molecule import services
 from molecule.http import (
+    REQUIRED,
     ApiError,
     api_view,
     bearer_token,
@@ -26,10 +27,10 @@ from molecule.tokens import token_hash, token_matches
 MAX_TEXT = 10_000
 
 
-def _text(body: dict[str, Any], name: str, default: str = "", limit: int = MAX_TEXT) -> str:
+def _text(body: dict[str, Any], name: str, default: Any = "", limit: int = MAX_TEXT) -> str:
     value = json_field(body, name, str, default)
-    if len(value) > limit or "\x00" in value:
-        raise ApiError(400, f"{name} is too long or contains NUL")
+    if len(value) > limit:
+        raise ApiError(400, f"{name} is longer than {limit} characters")
     return value
 
 
@@ -98,9 +99,12 @@ def _activity_json(row: ActivityLog) -> dict[str, Any]:
 def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     if request.method == "POST":
         body = json_object(request)
+        activity_type = _text(body, "activity_type", REQUIRED, limit=200)
+        if not activity_type:
+            raise ApiError(400, "activity_type must not be empty")
         row = services.activity_append(
             workspace_id=workspace.id,
-            activity_type=_text(body, "activity_type", limit=200) or _missing("activity_type"),
+            activity_type=activity_type,
             method=_text(body, "method", limit=200),
             summary=_text(body, "summary"),
             request_body=body.get("request_body"),
@@ -117,10 +121,6 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         limit=query_int(request, "limit", 100, 1, 500),
     )
     return JsonResponse([_activity_json(row) for row in rows], safe=False)
-
-
-def _missing(name: str) -> str:
-    raise ApiError(400, f"{name} is required")
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
