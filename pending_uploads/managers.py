@@ -21,17 +21,20 @@ if TYPE_CHECKING:
 # (acked_from / expired_from), so a batch does not rescan the index entries of rows that earlier
 # batches already deleted. SKIP LOCKED lets concurrent sweepers share the work without waiting
 # or counting a row twice. An arm whose previous batch came back short runs with LIMIT 0.
+# The acked arm leaves out "acked_at IS NOT NULL" (the comparison implies it): spelled out,
+# the planner counts the NULL fraction twice, expects a tenth of the rows and sorts a bitmap
+# scan of every eligible row on each batch instead of walking the index.
+# The rows are locked, so their ctids stay put until commit: the DELETE is a TID scan.
 SWEEP_BATCH_SQL = """
 WITH acked AS (
-    SELECT file_id FROM pending_uploads
-     WHERE acked_at IS NOT NULL
-       AND acked_at <= now() - make_interval(secs => %(retention_seconds)s)
+    SELECT ctid FROM pending_uploads
+     WHERE acked_at <= now() - make_interval(secs => %(retention_seconds)s)
        AND acked_at >= %(acked_from)s
      ORDER BY acked_at
      LIMIT %(acked_limit)s
        FOR UPDATE SKIP LOCKED
 ), expired AS (
-    SELECT file_id FROM pending_uploads
+    SELECT ctid FROM pending_uploads
      WHERE acked_at IS NULL
        AND expires_at <= now()
        AND expires_at >= %(expired_from)s
@@ -39,9 +42,9 @@ WITH acked AS (
      LIMIT %(expired_limit)s
        FOR UPDATE SKIP LOCKED
 ), deleted AS (
-    DELETE FROM pending_uploads AS p
-     WHERE p.file_id IN (SELECT file_id FROM acked UNION ALL SELECT file_id FROM expired)
- RETURNING p.acked_at, p.expires_at
+    DELETE FROM pending_uploads
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM acked UNION ALL SELECT ctid FROM expired))
+ RETURNING acked_at, expires_at
 )
 SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
        count(*) FILTER (WHERE acked_at IS NULL),
