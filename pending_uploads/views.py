@@ -72,20 +72,18 @@ class CloseDelimiterWatch:
         return watch
 
     def read(self, *args: Any) -> bytes:
-        chunk = self._stream.read(*args)
+        return self._scan(self._stream.read(*args))
+
+    def readline(self, *args: Any) -> bytes:
+        return self._scan(self._stream.readline(*args))
+
+    def _scan(self, chunk: bytes) -> bytes:
         if not self.seen and chunk:
+            # Keep a tail, so a delimiter split across two reads is still found.
             window = self._tail + chunk
             self.seen = self._needle in window
             self._tail = window[-(len(self._needle) - 1) :]
         return chunk
-
-    def readline(self, *args: Any) -> bytes:
-        line = self._stream.readline(*args)
-        if not self.seen and line:
-            window = self._tail + line
-            self.seen = self._needle in window
-            self._tail = window[-(len(self._needle) - 1) :]
-        return line
 
 
 def _pending_json(row: PendingUpload) -> dict[str, object]:

@@ -367,6 +367,20 @@ def explain(sql: str, params: dict[str, object]) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+def first_batch_plan(limit: int) -> str:
+    start = datetime(1, 1, 1, tzinfo=UTC)
+    return explain(
+        SWEEP_BATCH_SQL,
+        {
+            "retention_seconds": HOUR,
+            "acked_from": start,
+            "expired_from": start,
+            "acked_limit": limit,
+            "expired_limit": limit,
+        },
+    )
+
+
 @pytest.mark.django_db
 def test_sweep_statements_use_the_partial_indexes():
     # A mostly-live table, as in production: few rows eligible, many unacked and unexpired.
@@ -375,16 +389,7 @@ def test_sweep_statements_use_the_partial_indexes():
     insert_rows(20, acked_ago=2 * HOUR, spread_seconds=600)
     insert_rows(20, expires_in=-10.0, spread_seconds=600)
     run_sql("ANALYZE pending_uploads")
-    batch_plan = explain(
-        SWEEP_BATCH_SQL,
-        {
-            "retention_seconds": HOUR,
-            "acked_from": datetime(1, 1, 1, tzinfo=UTC),
-            "expired_from": datetime(1, 1, 1, tzinfo=UTC),
-            "acked_limit": 5000,
-            "expired_limit": 5000,
-        },
-    )
+    batch_plan = first_batch_plan(5000)
     preview_plan = explain(SWEEP_PREVIEW_SQL, {"retention_seconds": HOUR})
     for plan in (batch_plan, preview_plan):
         assert "pending_uploads_acked_idx" in plan, plan
@@ -400,16 +405,7 @@ def test_batches_walk_each_index_in_key_order_when_many_rows_are_eligible():
     insert_rows(2_000, acked_ago=2 * HOUR, spread_seconds=20_000)
     insert_rows(2_000, expires_in=-10.0, spread_seconds=20_000)
     run_sql("ANALYZE pending_uploads")
-    plan = explain(
-        SWEEP_BATCH_SQL,
-        {
-            "retention_seconds": HOUR,
-            "acked_from": datetime(1, 1, 1, tzinfo=UTC),
-            "expired_from": datetime(1, 1, 1, tzinfo=UTC),
-            "acked_limit": 500,
-            "expired_limit": 500,
-        },
-    )
+    plan = first_batch_plan(500)
     assert "Index Scan using pending_uploads_acked_idx" in plan, plan
     assert "Index Scan using pending_uploads_expiry_idx" in plan, plan
     assert "Sort" not in plan, plan
