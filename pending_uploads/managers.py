@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
+import psycopg
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import DatabaseError, connections, models, router, transaction
-from django.db.models import Func, Max, Min
+from django.db.models import Max, Min
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -72,7 +74,27 @@ SELECT (SELECT count(*) FROM pending_uploads WHERE acked_at IS NOT NULL),
  WHERE acked_at IS NULL
 """
 
+# Raw, on a cursor that binds parameters server-side: Django's psycopg cursor inlines them
+# into the SQL text, which turns a 25 MiB file into a 50 MiB hex literal plus copies of it.
+# clock_timestamp() advances within a transaction, so one request's files keep their order.
+INSERT_SQL = """
+INSERT INTO pending_uploads
+       (file_id, workspace_id, content, size_bytes, filename, mimetype, created_at, expires_at)
+VALUES (%(file_id)s, %(workspace_id)s, %(content)b, %(size_bytes)s, %(filename)s, %(mimetype)s,
+        clock_timestamp(), clock_timestamp() + %(ttl)s)
+"""
+
+# Raw and read in binary format for the same reason: a text-format bytea arrives as hex.
+LIVE_WITH_CONTENT_SQL = """
+SELECT file_id, workspace_id, filename, mimetype, size_bytes, created_at, fetched_at, acked_at,
+       expires_at, content
+  FROM pending_uploads
+ WHERE workspace_id = %(workspace_id)s AND file_id = %(file_id)s
+   AND acked_at IS NULL AND expires_at > now()
+"""
+
 _KEY_START = datetime(1, 1, 1, tzinfo=UTC)
+_INSERTED_FIELDS = ("file_id", "workspace_id", "size_bytes", "filename", "mimetype")
 
 
 class SweepResult(NamedTuple):
@@ -119,14 +141,6 @@ class NewUpload:
     size_bytes: int
     # Read once, at insert time, so only one file's bytes are in memory at once.
     source: IO[bytes]
-
-
-class ClockTimestamp(Func):
-    """clock_timestamp(): advances within a transaction, so one request's files keep their order."""
-
-    function = "clock_timestamp"
-    template = "clock_timestamp()"
-    output_field = models.DateTimeField()
 
 
 class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
@@ -196,27 +210,34 @@ class PendingUploadManager(models.Manager.from_queryset(PendingUploadQuerySet)):
             if upload.size_bytes > max_bytes:
                 raise FileTooLarge(upload.filename, upload.size_bytes, max_bytes)
         stored = []
-        with transaction.atomic(using=self.db):
+        with transaction.atomic(using=self.db), self._binary_cursor() as cursor:
             for upload in uploads:
-                upload.source.seek(0)
-                row = self.create(
+                row = self.model(
+                    file_id=uuid.uuid4(),
                     workspace_id=workspace_id,
-                    content=upload.source.read(),
                     size_bytes=upload.size_bytes,
                     filename=upload.filename,
                     mimetype=upload.mimetype,
-                    created_at=ClockTimestamp(),
-                    expires_at=ClockTimestamp() + ttl,
                 )
-                # Drop the bytes now: the caller needs the metadata, not another copy.
-                row.content = b""
+                upload.source.seek(0)
+                params = {field: getattr(row, field) for field in _INSERTED_FIELDS}
+                cursor.execute(INSERT_SQL, {**params, "content": upload.source.read(), "ttl": ttl})
+                del params
                 if on_row is not None:
                     on_row(row)
                 stored.append(row)
         return stored
 
     def get_live(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> PendingUpload | None:
-        return self.live().for_workspace(workspace_id).filter(file_id=file_id).first()
+        """The unacked, unexpired row with its bytes, or None."""
+        params = {"workspace_id": workspace_id, "file_id": file_id}
+        with self._binary_cursor() as cursor:
+            cursor.execute(LIVE_WITH_CONTENT_SQL, params, binary=True)
+            found = cursor.fetchone()
+            if found is None:
+                return None
+            names = [column.name for column in cursor.description]
+        return self.model(**dict(zip(names, found, strict=True)))
 
     def mark_fetched(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> bool:
         """Stamp fetched_at on the first fetch only; True when this call stamped it."""
@@ -306,3 +327,11 @@ class PendingUploadManager(models.Manager.from_queryset(PendingUploadQuerySet)):
 
     def _cursor(self):
         return connections[router.db_for_write(self.model)].cursor()
+
+    @contextlib.contextmanager
+    def _binary_cursor(self) -> Iterator[psycopg.Cursor]:
+        """A plain psycopg cursor on Django's connection and transaction, errors as Django's."""
+        connection = connections[router.db_for_write(self.model)]
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            yield cursor

@@ -1,0 +1,91 @@
+"""The two scales the benchmark runs at: the issue's full figures and a seconds-long smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+# Section names, in the order they run (--only picks a subset).
+SECTIONS = ("sweep", "toast", "empty", "interference", "phantom", "api", "memory")
+
+# Long enough that no generated row crosses an eligibility boundary while the run lasts
+# (the nearest rows sit 1 h past it and 6 h before it); the sweep's cost does not depend on it.
+ACK_RETENTION = timedelta(hours=24)
+PHANTOM_STALE_AFTER = timedelta(minutes=10)
+SWEEP_BATCH_SIZE = 5000
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    # Upload sweep: table sizes for the curve (the largest is the headline figure), 10 % eligible.
+    sweep_sizes: tuple[int, ...]
+    sweep_reps: int
+    # Other batch sizes to try ours with (rows per arm, so up to twice that per statement).
+    batch_sizes: tuple[int, ...]
+    toast_rows: int
+    toast_bytes: int
+    toast_batch_sizes: tuple[int, ...]
+    empty_runs: int
+    interference_reps: int
+    # Acks issued per baseline run (no sweep); the run under the sweep lasts as long as the sweep.
+    baseline_acks: int
+    workspaces: int
+    activity_rows: int
+    phantom_reps: int
+    # API: requests per repetition for each endpoint, and a time bound per repetition.
+    api_requests: dict[str, int]
+    api_reps: int
+    api_seconds: float
+    api_concurrency: int
+    memory_file_bytes: int
+    memory_reps: int
+
+    @property
+    def main_rows(self) -> int:
+        return max(self.sweep_sizes)
+
+
+FULL = Scale(
+    name="full",
+    sweep_sizes=(100_000, 300_000, 1_000_000),
+    sweep_reps=3,
+    batch_sizes=(1000, 5000, 20_000, 50_000),
+    toast_rows=20_000,
+    toast_bytes=200 * 1024,
+    toast_batch_sizes=(100, 250),
+    empty_runs=20,
+    interference_reps=3,
+    baseline_acks=3000,
+    workspaces=100_000,
+    activity_rows=5_000_000,
+    phantom_reps=5,
+    api_requests={"upload_1k": 1500, "upload_1m": 150, "fetch_1m": 300, "ack": 1500},
+    api_reps=3,
+    api_seconds=30.0,
+    api_concurrency=4,
+    memory_file_bytes=25 * 1024 * 1024,
+    memory_reps=3,
+)
+
+QUICK = Scale(
+    name="quick",
+    sweep_sizes=(5_000, 10_000, 20_000),
+    sweep_reps=2,
+    batch_sizes=(100, 5000),
+    toast_rows=200,
+    toast_bytes=200 * 1024,
+    toast_batch_sizes=(2, 5),
+    empty_runs=20,
+    interference_reps=1,
+    baseline_acks=200,
+    workspaces=2_000,
+    activity_rows=50_000,
+    phantom_reps=2,
+    api_requests={"upload_1k": 40, "upload_1m": 8, "fetch_1m": 16, "ack": 40},
+    api_reps=1,
+    api_seconds=5.0,
+    api_concurrency=2,
+    memory_file_bytes=2 * 1024 * 1024,
+    memory_reps=1,
+)

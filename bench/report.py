@@ -1,0 +1,273 @@
+"""The printed table, the targets of issue 5 with met/missed, and the chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+Row = tuple[str, Any, Any, Any, str]
+
+
+def _stat(label: str, stat: dict[str, Any] | None, unit: str) -> Row:
+    stat = stat or {}
+    return (label, stat.get("median"), stat.get("min"), stat.get("max"), unit)
+
+
+def _one(label: str, value: Any, unit: str = "") -> Row:
+    return (label, value, None, None, unit)
+
+
+def _sweep_rows(title: str, figure: dict[str, Any]) -> list[Row]:
+    eligible = figure["eligible_acked"] + figure["eligible_expired"]
+    head = f"{title} ({figure['rows']:,} rows, {eligible:,} eligible)"
+    return [
+        _stat(f"{head}: ours", figure["ours"]["seconds"], "s"),
+        _stat(f"{head}: unbounded CTE", figure["unbounded"]["seconds"], "s"),
+        _stat("  ours throughput", figure["ours"]["rows_per_s"], "rows/s"),
+        _stat("  unbounded throughput", figure["unbounded"]["rows_per_s"], "rows/s"),
+        _one("  throughput ours : unbounded", figure["throughput_ratio"], "x"),
+        _stat("  longest statement, ours", figure["ours"]["longest_statement_ms"], "ms"),
+        _one("  batches, ours", figure["ours"]["batches"]),
+    ]
+
+
+def _batch_rows(points: list[dict[str, Any]]) -> list[Row]:
+    rows: list[Row] = []
+    for point in points:
+        head = f"  ours, batch size {point['batch_size']:,} per arm"
+        rows.append(_one(f"{head}: time", point["seconds"], "s"))
+        rows.append(_one(f"{head}: longest statement", point["longest_statement_ms"], "ms"))
+    return rows
+
+
+def table_rows(figures: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    if "upload_sweep" in figures:
+        rows += _sweep_rows("Upload sweep", figures["upload_sweep"])
+        for point in figures["sweep_curve"][:-1]:
+            head = f"  curve {point['rows']:,} rows"
+            rows.append(_stat(f"{head}: ours", point["ours"]["seconds"], "s"))
+            rows.append(_stat(f"{head}: unbounded", point["unbounded"]["seconds"], "s"))
+    rows += _batch_rows(figures.get("sweep_batch_sizes", []))
+    if "sweep_io" in figures:
+        for name, counters in figures["sweep_io"].items():
+            rows.append(
+                _one(
+                    f"  per row, {name.replace('_', ' ')}: shared blocks read",
+                    counters["shared_read_blocks_per_row"],
+                )
+            )
+            rows.append(_one("    shared blocks hit", counters["shared_hit_blocks_per_row"]))
+            rows.append(_one("    WAL records", counters["wal_records_per_row"]))
+            rows.append(_one("    WAL bytes", counters["wal_bytes_per_row"], "B"))
+    if "toast_sweep" in figures:
+        kib = figures["toast_sweep"]["row_bytes"] // 1024
+        rows += _sweep_rows(f"TOAST sweep, {kib} KiB rows", figures["toast_sweep"])
+        rows += _batch_rows(figures["toast_sweep"]["batch_sizes"])
+    if "empty_sweep" in figures:
+        empty = figures["empty_sweep"]
+        head = f"Empty sweep ({empty['rows']:,} rows, {empty['runs']} runs)"
+        rows.append(_stat(f"{head}: ours", empty["ours_ms"], "ms"))
+        rows.append(_stat("  unbounded CTE", empty["unbounded_ms"], "ms"))
+        rows.append(_one("  index scans only", empty["index_scans_only"]))
+    if "interference" in figures:
+        inter = figures["interference"]
+        rows.append(_stat("Ack p50, no sweep", inter["baseline_p50_ms"], "ms"))
+        rows.append(_stat("Ack p99, no sweep", inter["baseline_p99_ms"], "ms"))
+        deleted = inter["sweep_rows_deleted"]
+        rows.append(
+            _stat(f"Ack p50, during a {deleted:,}-row sweep", inter["during_sweep_p50_ms"], "ms")
+        )
+        rows.append(
+            _stat(f"Ack p99, during a {deleted:,}-row sweep", inter["during_sweep_p99_ms"], "ms")
+        )
+        rows.append(_one("  ack p99 during : without", inter["p99_ratio"], "x"))
+        rows.append(_stat("  longest sweep statement", inter["longest_statement_ms"], "ms"))
+        small = inter["smaller_batches"]
+        head = f"  with batch size {small['batch_size']:,} per arm"
+        rows.append(_stat(f"{head}: ack p99 during sweep", small["during_sweep_p99_ms"], "ms"))
+        rows.append(_one(f"{head}: ack p99 during : without", small["p99_ratio"], "x"))
+        rows.append(_stat(f"{head}: longest statement", small["longest_statement_ms"], "ms"))
+    if "phantom_busy" in figures:
+        phantom = figures["phantom_busy"]
+        head = f"Phantom-busy ({phantom['workspaces']:,} ws, {phantom['activity_rows']:,} activity)"
+        rows.append(_stat(f"{head}: NOT EXISTS (ours)", phantom["ours_ms"], "ms"))
+        rows.append(_stat("  NOT IN (SELECT DISTINCT ...)", phantom["not_in_ms"], "ms"))
+        rows.append(_one("  time ours : NOT IN", phantom["time_ratio"], "x"))
+        rows.append(
+            _one(
+                "  rows reset (same by both)",
+                f"{phantom['reset_rows']} ({phantom['same_rows_reset']})",
+            )
+        )
+    if "api" in figures:
+        for name in ("upload_1k", "upload_1m", "fetch_1m", "ack"):
+            endpoint = figures["api"][name]
+            rows.append(_stat(f"API {name}: requests/s", endpoint["api"]["rps"], "req/s"))
+            rows.append(_stat(f"  raw psycopg {name}: ops/s", endpoint["raw"]["rps"], "ops/s"))
+            rows.append(_stat("  API p99", endpoint["api"]["p99_ms"], "ms"))
+            rows.append(_stat("  raw p99", endpoint["raw"]["p99_ms"], "ms"))
+            rows.append(_one("  throughput API : raw", endpoint["ratio"], "x"))
+    if "memory" in figures:
+        memory = figures["memory"]
+        head = f"Worker memory, {memory['file_mib']:g} MiB upload + fetch"
+        rows.append(_stat(f"{head}: RSS before", memory["rss_before_mib"], "MiB"))
+        rows.append(_stat("  peak RSS growth, upload", memory["peak_upload_growth_mib"], "MiB"))
+        rows.append(_stat("  peak RSS growth, fetch", memory["peak_fetch_growth_mib"], "MiB"))
+        rows.append(_stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"))
+        rows.append(_one("  growth : file size", memory["growth_ratio"], "x"))
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def format_table(figures: dict[str, Any]) -> str:
+    lines = [f"{'figure':<74} {'median':>12} {'min':>12} {'max':>12}  unit"]
+    for label, median, low, high, unit in table_rows(figures):
+        lines.append(f"{label:<74} {_cell(median):>12} {_cell(low):>12} {_cell(high):>12}  {unit}")
+    return "\n".join(lines)
+
+
+def _target(name: str, goal: str, value: Any, met: bool | None) -> dict[str, Any]:
+    return {"target": name, "goal": goal, "value": value, "met": met}
+
+
+def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for key, label in (("upload_sweep", "1 KiB rows"), ("toast_sweep", "TOAST rows")):
+        if key in figures:
+            sweep = figures[key]
+            value = sweep["throughput_ratio"]
+            found.append(
+                _target(
+                    f"sweep throughput, {label}",
+                    ">= 0.9x unbounded",
+                    value,
+                    value is not None and value >= 0.9,
+                )
+            )
+            longest = sweep["ours"]["longest_statement_ms"]["max"]
+            found.append(
+                _target(
+                    f"longest sweep statement, {label}",
+                    "<= 250 ms",
+                    longest,
+                    longest is not None and longest <= 250,
+                )
+            )
+    if "empty_sweep" in figures:
+        empty = figures["empty_sweep"]
+        median = empty["ours_ms"]["median"]
+        found.append(
+            _target(
+                "empty sweep on the full table",
+                "median <= 5 ms, index scans only",
+                median,
+                median is not None and median <= 5 and empty["index_scans_only"],
+            )
+        )
+    if "interference" in figures:
+        value = figures["interference"]["p99_ratio"]
+        found.append(
+            _target(
+                "ack p99 during sweep", "<= 2x without", value, value is not None and value <= 2
+            )
+        )
+    if "phantom_busy" in figures:
+        phantom = figures["phantom_busy"]
+        value = phantom["time_ratio"]
+        found.append(
+            _target(
+                "phantom-busy NOT EXISTS vs NOT IN",
+                "no slower (ratio <= 1)",
+                value,
+                value is not None and value <= 1 and phantom["same_rows_reset"],
+            )
+        )
+    if "memory" in figures:
+        value = figures["memory"]["growth_ratio"]
+        found.append(_target("worker peak RSS growth", "<= 3x the file size", value, value <= 3))
+    if "api" in figures:
+        value = figures["api"]["fetch_1m"]["ratio"]
+        found.append(
+            _target(
+                "fetch 1 MiB through the API",
+                ">= 0.5x raw throughput",
+                value,
+                value is not None and value >= 0.5,
+            )
+        )
+    return found
+
+
+def format_targets(found: list[dict[str, Any]]) -> str:
+    lines = ["", "Targets (issue 5):"]
+    for item in found:
+        mark = "met" if item["met"] else "MISSED"
+        lines.append(
+            f"  [{mark:>6}] {item['target']}: {_cell(item['value'])} (goal {item['goal']})"
+        )
+    return "\n".join(lines)
+
+
+def draw_chart(figures: dict[str, Any], path: Path) -> str:
+    """Sweep time against eligible rows, and ack latency with and without a sweep."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install -e '.[bench]'): no chart drawn"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    curve = figures.get("sweep_curve", [])
+    if curve:
+        eligible = [p["eligible_acked"] + p["eligible_expired"] for p in curve]
+        for key, label, style in (
+            ("ours", "ours (batched, committed)", "o-"),
+            ("unbounded", "unbounded CTE", "s--"),
+        ):
+            med = [p[key]["seconds"]["median"] for p in curve]
+            low = [m - p[key]["seconds"]["min"] for m, p in zip(med, curve, strict=True)]
+            high = [p[key]["seconds"]["max"] - m for m, p in zip(med, curve, strict=True)]
+            left.errorbar(eligible, med, yerr=[low, high], fmt=style, capsize=3, label=label)
+        left.set_xlabel("eligible rows (10 % of the table)")
+        left.set_ylabel("sweep time, s (median, min-max)")
+        left.set_title("Upload sweep: time vs eligible rows")
+        left.grid(alpha=0.3)
+        left.legend()
+    inter = figures.get("interference")
+    if inter:
+        labels = ["p50", "p90", "p99"]
+        series = [("no sweep", inter["pooled"]["baseline"], inter["pooled"]["baseline_p90_ms"])]
+        for run in (inter, inter.get("smaller_batches")):
+            if run:
+                series.append(
+                    (
+                        f"during the sweep, batch size {run['batch_size']:,} per arm",
+                        run["pooled"]["during_sweep"],
+                        run["pooled"]["during_sweep_p90_ms"],
+                    )
+                )
+        width = 0.8 / len(series)
+        for number, (label, pooled, p90) in enumerate(series):
+            values = [pooled["p50_ms"] or 0, p90 or 0, pooled["p99_ms"] or 0]
+            offset = (number - (len(series) - 1) / 2) * width
+            right.bar([x + offset for x in range(len(labels))], values, width, label=label)
+        right.set_xticks(list(range(len(labels))), labels)
+        right.set_ylabel("ack latency, ms")
+        right.set_title(f"Ack latency during a {inter['sweep_rows_deleted']:,}-row sweep (pooled)")
+        right.grid(axis="y", alpha=0.3)
+        right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"chart written to {path}"

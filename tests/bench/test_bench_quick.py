@@ -1,0 +1,149 @@
+"""Smoke test of the benchmark: ``python -m bench --quick`` completes and reports every figure.
+
+Timings are never asserted: they belong to the benchmark, not to the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from molecule.processes import database_url_from_settings
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+STAT = {"median", "min", "max", "runs"}
+SWEEP = {
+    "rows",
+    "eligible_acked",
+    "eligible_expired",
+    "ours",
+    "unbounded",
+    "throughput_ratio",
+}
+SWEEP_VARIANT = {"rows_deleted", "seconds", "rows_per_s", "batches", "longest_statement_ms"}
+API_ENDPOINT = {"api", "raw", "ratio"}
+API_SIDE = {"rps", "p50_ms", "p99_ms", "requests", "errors"}
+
+EXPECTED_FIGURES: dict[str, set[str]] = {
+    "upload_sweep": SWEEP,
+    "toast_sweep": SWEEP | {"row_bytes", "batch_sizes"},
+    "sweep_io": {"ours_first_batch", "unbounded"},
+    "empty_sweep": {"rows", "runs", "ours_ms", "unbounded_ms", "plans", "index_scans_only"},
+    "interference": {
+        "sweep_rows_deleted",
+        "sweep_seconds",
+        "longest_statement_ms",
+        "baseline_p50_ms",
+        "baseline_p99_ms",
+        "during_sweep_p50_ms",
+        "during_sweep_p99_ms",
+        "p99_ratio",
+        "pooled",
+        "smaller_batches",
+    },
+    "phantom_busy": {
+        "workspaces",
+        "activity_rows",
+        "phantom_expected",
+        "reset_rows",
+        "same_rows_reset",
+        "method",
+        "ours_ms",
+        "not_in_ms",
+        "time_ratio",
+        "plans",
+    },
+    "api": {"upload_1k", "upload_1m", "fetch_1m", "ack", "setup"},
+    "memory": {
+        "file_mib",
+        "web_workers",
+        "rss_before_mib",
+        "peak_upload_growth_mib",
+        "peak_fetch_growth_mib",
+        "peak_growth_mib",
+        "growth_ratio",
+    },
+}
+EXPECTED_TARGETS = 9
+
+
+def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
+    return keys - data.keys()
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    output = tmp_path_factory.mktemp("bench") / "quick.json"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("COV_CORE_")}
+    # The suite's own server; the bench makes throwaway databases of its own there.
+    env["DATABASE_URL"] = database_url_from_settings(connection.settings_dict)
+    db_name = f"molecule_bench_t{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--db-name", db_name, "--output", str(output)],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return json.loads(output.read_text())
+
+
+@pytest.mark.slow
+def test_quick_run_reports_the_machine(quick_results: dict[str, Any]) -> None:
+    machine = quick_results["machine"]
+    assert not missing(machine, {"cpu_model", "cores", "postgresql", "python"})
+    assert not missing(machine["postgresql"], {"server_version", "server"})
+    assert quick_results["scale"]["name"] == "quick"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("figure", sorted(EXPECTED_FIGURES))
+def test_quick_run_reports_every_figure(quick_results: dict[str, Any], figure: str) -> None:
+    data = quick_results["figures"][figure]
+    assert not missing(data, EXPECTED_FIGURES[figure])
+    if figure in ("upload_sweep", "toast_sweep"):
+        for variant in ("ours", "unbounded"):
+            assert not missing(data[variant], SWEEP_VARIANT)
+            assert not missing(data[variant]["seconds"], STAT)
+    if figure == "api":
+        for endpoint in ("upload_1k", "upload_1m", "fetch_1m", "ack"):
+            assert not missing(data[endpoint], API_ENDPOINT)
+            for side in ("api", "raw"):
+                assert not missing(data[endpoint][side], API_SIDE)
+
+
+@pytest.mark.slow
+def test_quick_run_draws_a_three_point_sweep_curve(quick_results: dict[str, Any]) -> None:
+    curve = quick_results["figures"]["sweep_curve"]
+    assert len(curve) >= 3
+    for point in curve:
+        assert not missing(point, SWEEP)
+
+
+@pytest.mark.slow
+def test_quick_run_tries_other_batch_sizes(quick_results: dict[str, Any]) -> None:
+    tried = quick_results["figures"]["sweep_batch_sizes"]
+    assert len(tried) >= 2
+    for point in tried:
+        assert not missing(
+            point, {"batch_size", "seconds", "rows_per_s", "batches", "longest_statement_ms"}
+        )
+
+
+@pytest.mark.slow
+def test_quick_run_judges_every_target(quick_results: dict[str, Any]) -> None:
+    found = quick_results["targets"]
+    assert len(found) == EXPECTED_TARGETS
+    for item in found:
+        assert not missing(item, {"target", "goal", "value", "met"})
