@@ -1,0 +1,136 @@
+"""The sweep: the raw batch statement, its dry-run twin, and the backlog gauges' query."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+from django.db import DatabaseError, transaction
+
+from pending_uploads.managers.cursors import RoutedCursorsMixin
+from pending_uploads.managers.types import Backlog, SweepError, SweepResult
+
+# Raw so that one round trip per batch deletes and counts, with no row data travelling back.
+# Each arm walks its own partial index in key order from where the previous batch stopped
+# (acked_from / expired_from), so a batch does not rescan the index entries of rows that earlier
+# batches already deleted. SKIP LOCKED lets concurrent sweepers share the work without waiting
+# or counting a row twice. An arm whose previous batch came back short runs with LIMIT 0.
+# The acked arm leaves out "acked_at IS NOT NULL" (the comparison implies it): spelled out,
+# the planner counts the NULL fraction twice, expects a tenth of the rows and sorts a bitmap
+# scan of every eligible row on each batch instead of walking the index.
+# The rows are locked, so their ctids stay put until commit: the DELETE is a TID scan.
+SWEEP_BATCH_SQL = """
+WITH acked AS (
+    SELECT ctid FROM pending_uploads
+     WHERE acked_at <= now() - make_interval(secs => %(retention_seconds)s)
+       AND acked_at >= %(acked_from)s
+     ORDER BY acked_at
+     LIMIT %(acked_limit)s
+       FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT ctid FROM pending_uploads
+     WHERE acked_at IS NULL
+       AND expires_at <= now()
+       AND expires_at >= %(expired_from)s
+     ORDER BY expires_at
+     LIMIT %(expired_limit)s
+       FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM pending_uploads
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM acked UNION ALL SELECT ctid FROM expired))
+ RETURNING acked_at, expires_at
+)
+SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
+       count(*) FILTER (WHERE acked_at IS NULL),
+       max(acked_at),
+       max(expires_at) FILTER (WHERE acked_at IS NULL)
+  FROM deleted
+"""
+
+# The sweep's predicate, counted without deleting (sweep(dry_run=True)).
+SWEEP_PREVIEW_SQL = """
+SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
+       count(*) FILTER (WHERE acked_at IS NULL)
+  FROM pending_uploads
+ WHERE (acked_at IS NOT NULL AND acked_at <= now() - make_interval(secs => %(retention_seconds)s))
+    OR (acked_at IS NULL AND expires_at <= now())
+"""
+
+# The backlog gauges in one statement; the acked count is an index-only scan.
+BACKLOG_SQL = """
+SELECT (SELECT count(*) FROM pending_uploads WHERE acked_at IS NOT NULL),
+       count(*) FILTER (WHERE fetched_at IS NULL),
+       count(*) FILTER (WHERE fetched_at IS NOT NULL),
+       EXTRACT(EPOCH FROM now() - min(created_at))
+  FROM pending_uploads
+ WHERE acked_at IS NULL
+"""
+
+_KEY_START = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class SweepMixin(RoutedCursorsMixin):
+    db: str
+
+    def backlog(self) -> Backlog:
+        with self._cursor() as cursor:
+            cursor.execute(BACKLOG_SQL)
+            acked, pending, fetched, oldest = cursor.fetchone()
+        return Backlog(pending, fetched, acked, float(oldest or 0.0))
+
+    def sweep(
+        self,
+        ack_retention: timedelta,
+        *,
+        batch_size: int = 5000,
+        dry_run: bool = False,
+        on_batch: Callable[[SweepResult, int], None] | None = None,
+    ) -> SweepResult:
+        """Delete acked rows older than ``ack_retention`` and unacked rows past expires_at.
+
+        Works in batches of ``batch_size`` rows, each committed on its own, until every arm
+        comes back short. Negative retention counts as zero. Database errors are raised as
+        SweepError, carrying the counts of the batches that had already committed.
+        ``on_batch`` is called after each batch with the running total and batch count.
+        """
+        retention_seconds = max(ack_retention.total_seconds(), 0.0)
+        if dry_run:
+            try:
+                with self._cursor() as cursor:
+                    cursor.execute(SWEEP_PREVIEW_SQL, {"retention_seconds": retention_seconds})
+                    return SweepResult(*cursor.fetchone())
+            except DatabaseError as exc:
+                raise SweepError(f"pending_uploads sweep (dry run) failed: {exc}") from exc
+        done = SweepResult(0, 0)
+        try:
+            batches = self._sweep_batches(retention_seconds, max(batch_size, 1))
+            for number, batch in enumerate(batches, start=1):
+                done += batch
+                if on_batch is not None:
+                    on_batch(done, number)
+        except DatabaseError as exc:
+            raise SweepError(f"pending_uploads sweep failed: {exc}", partial=done) from exc
+        return done
+
+    def _sweep_batches(self, retention_seconds: float, batch_size: int) -> Iterator[SweepResult]:
+        params = {
+            "retention_seconds": retention_seconds,
+            "acked_from": _KEY_START,
+            "expired_from": _KEY_START,
+            "acked_limit": batch_size,
+            "expired_limit": batch_size,
+        }
+        while params["acked_limit"] or params["expired_limit"]:
+            with transaction.atomic(using=self.db), self._cursor() as cursor:
+                cursor.execute(SWEEP_BATCH_SQL, params)
+                acked, expired, last_acked_at, last_expires_at = cursor.fetchone()
+            yield SweepResult(acked, expired)
+            # A short arm is finished; a full one continues from its last key.
+            if acked < params["acked_limit"]:
+                params["acked_limit"] = 0
+            else:
+                params["acked_from"] = last_acked_at
+            if expired < params["expired_limit"]:
+                params["expired_limit"] = 0
+            else:
+                params["expired_from"] = last_expires_at

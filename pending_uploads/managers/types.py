@@ -1,0 +1,52 @@
+"""The small typed values the pending-uploads manager takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, NamedTuple
+
+
+class SweepResult(NamedTuple):
+    acked: int
+    expired: int
+
+    @property
+    def total(self) -> int:
+        return self.acked + self.expired
+
+    def __add__(self, other: object) -> SweepResult:
+        if not isinstance(other, SweepResult):
+            return NotImplemented
+        return SweepResult(self.acked + other.acked, self.expired + other.expired)
+
+
+class Backlog(NamedTuple):
+    pending: int
+    fetched: int
+    acked: int
+    oldest_unacked_age_seconds: float
+
+
+class SweepError(Exception):
+    """The pending-uploads sweep failed; ``partial`` holds what committed batches deleted."""
+
+    def __init__(self, message: str, partial: SweepResult | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial or SweepResult(0, 0)
+
+
+class FileTooLarge(Exception):
+    def __init__(self, filename: str, size: int, limit: int) -> None:
+        super().__init__(f"{filename} is {size} bytes, over the {limit}-byte cap")
+        self.filename = filename
+        self.size = size
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    filename: str
+    mimetype: str
+    size_bytes: int
+    # Read once, at insert time, so only one file's bytes are in memory at once.
+    source: IO[bytes]
