@@ -34,3 +34,7 @@ def sweep_interval() -> timedelta:
 
 def sweep_batch_size() -> int:
     return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_SIZE", 5000)
+
+
+def sweep_batch_bytes() -> int:
+    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_BYTES", 32 * 1024 * 1024)

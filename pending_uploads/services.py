@@ -120,7 +120,11 @@ def uploads_sweep(
     started = time.perf_counter()
     try:
         result = PendingUpload.objects.sweep(
-            retention, batch_size=conf.sweep_batch_size(), dry_run=dry_run, on_batch=on_batch
+            retention,
+            batch_size=conf.sweep_batch_size(),
+            batch_bytes=conf.sweep_batch_bytes(),
+            dry_run=dry_run,
+            on_batch=on_batch,
         )
     except Exception as exc:
         partial = exc.partial if isinstance(exc, SweepError) else SweepResult(0, 0)

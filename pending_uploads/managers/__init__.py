@@ -46,12 +46,14 @@ __all__ = [
 
 # Raw, on a cursor that binds parameters server-side: Django's psycopg cursor inlines them
 # into the SQL text, which turns a 25 MiB file into a 50 MiB hex literal plus copies of it.
-# clock_timestamp() advances within a transaction, so one request's files keep their order.
+# clock_timestamp() advances within a transaction, so one request's files keep their order;
+# it is read once per row, so expires_at - created_at is exactly the TTL.
 INSERT_SQL = """
 INSERT INTO pending_uploads
        (file_id, workspace_id, content, size_bytes, filename, mimetype, created_at, expires_at)
-VALUES (%(file_id)s, %(workspace_id)s, %(content)b, %(size_bytes)s, %(filename)s, %(mimetype)s,
-        clock_timestamp(), clock_timestamp() + %(ttl)s)
+SELECT %(file_id)s, %(workspace_id)s, %(content)b, %(size_bytes)s, %(filename)s, %(mimetype)s,
+       clock.at, clock.at + %(ttl)s
+  FROM (SELECT clock_timestamp() AS at) AS clock
 """
 
 # Raw and read in binary format for the same reason: a text-format bytea arrives as hex.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import DatabaseError, transaction
 
@@ -14,36 +15,52 @@ from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 # Each arm walks its own partial index in key order from where the previous batch stopped
 # (acked_from / expired_from), so a batch does not rescan the index entries of rows that earlier
 # batches already deleted. SKIP LOCKED lets concurrent sweepers share the work without waiting
-# or counting a row twice. An arm whose previous batch came back short runs with LIMIT 0.
+# or counting a row twice. An arm that is finished runs with LIMIT 0.
 # The acked arm leaves out "acked_at IS NOT NULL" (the comparison implies it): spelled out,
 # the planner counts the NULL fraction twice, expects a tenth of the rows and sorts a bitmap
 # scan of every eligible row on each batch instead of walking the index.
-# The rows are locked, so their ctids stay put until commit: the DELETE is a TID scan.
+# Each arm also stops at max_bytes of content (but takes at least one row): deleting large,
+# TOASTed files costs by the byte, and a batch must stay a short statement.
+# The picked rows are locked, so their ctids stay put until commit: the DELETE is a TID scan.
 SWEEP_BATCH_SQL = """
-WITH acked AS (
-    SELECT ctid FROM pending_uploads
+WITH acked_picked AS (
+    SELECT ctid, acked_at, size_bytes FROM pending_uploads
      WHERE acked_at <= now() - make_interval(secs => %(retention_seconds)s)
        AND acked_at >= %(acked_from)s
      ORDER BY acked_at
      LIMIT %(acked_limit)s
        FOR UPDATE SKIP LOCKED
-), expired AS (
-    SELECT ctid FROM pending_uploads
+), expired_picked AS (
+    SELECT ctid, expires_at, size_bytes FROM pending_uploads
      WHERE acked_at IS NULL
        AND expires_at <= now()
        AND expires_at >= %(expired_from)s
      ORDER BY expires_at
      LIMIT %(expired_limit)s
        FOR UPDATE SKIP LOCKED
+), doomed AS (
+    SELECT ctid FROM (
+        SELECT ctid, size_bytes,
+               sum(size_bytes) OVER (ORDER BY acked_at ROWS UNBOUNDED PRECEDING) AS running
+          FROM acked_picked
+    ) AS acked WHERE running - size_bytes < %(max_bytes)s
+    UNION ALL
+    SELECT ctid FROM (
+        SELECT ctid, size_bytes,
+               sum(size_bytes) OVER (ORDER BY expires_at ROWS UNBOUNDED PRECEDING) AS running
+          FROM expired_picked
+    ) AS expired WHERE running - size_bytes < %(max_bytes)s
 ), deleted AS (
     DELETE FROM pending_uploads
-     WHERE ctid = ANY (ARRAY(SELECT ctid FROM acked UNION ALL SELECT ctid FROM expired))
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed))
  RETURNING acked_at, expires_at
 )
 SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
        count(*) FILTER (WHERE acked_at IS NULL),
        max(acked_at),
-       max(expires_at) FILTER (WHERE acked_at IS NULL)
+       max(expires_at) FILTER (WHERE acked_at IS NULL),
+       (SELECT count(*) FROM acked_picked),
+       (SELECT count(*) FROM expired_picked)
   FROM deleted
 """
 
@@ -83,14 +100,16 @@ class SweepMixin(RoutedCursorsMixin):
         ack_retention: timedelta,
         *,
         batch_size: int = 5000,
+        batch_bytes: int = 32 * 1024 * 1024,
         dry_run: bool = False,
         on_batch: Callable[[SweepResult, int], None] | None = None,
     ) -> SweepResult:
         """Delete acked rows older than ``ack_retention`` and unacked rows past expires_at.
 
-        Works in batches of ``batch_size`` rows, each committed on its own, until every arm
-        comes back short. Negative retention counts as zero. Database errors are raised as
-        SweepError, carrying the counts of the batches that had already committed.
+        Works in batches of at most ``batch_size`` rows and ``batch_bytes`` of content per arm,
+        each committed on its own, until every arm comes back short. Negative retention counts
+        as zero. Database errors are raised as SweepError, carrying the counts of the batches
+        that had already committed.
         ``on_batch`` is called after each batch with the running total and batch count.
         """
         retention_seconds = max(ack_retention.total_seconds(), 0.0)
@@ -103,7 +122,9 @@ class SweepMixin(RoutedCursorsMixin):
                 raise SweepError(f"pending_uploads sweep (dry run) failed: {exc}") from exc
         done = SweepResult(0, 0)
         try:
-            batches = self._sweep_batches(retention_seconds, max(batch_size, 1))
+            batches = self._sweep_batches(
+                retention_seconds, max(batch_size, 1), max(batch_bytes, 1)
+            )
             for number, batch in enumerate(batches, start=1):
                 done += batch
                 if on_batch is not None:
@@ -112,9 +133,12 @@ class SweepMixin(RoutedCursorsMixin):
             raise SweepError(f"pending_uploads sweep failed: {exc}", partial=done) from exc
         return done
 
-    def _sweep_batches(self, retention_seconds: float, batch_size: int) -> Iterator[SweepResult]:
+    def _sweep_batches(
+        self, retention_seconds: float, batch_size: int, batch_bytes: int
+    ) -> Iterator[SweepResult]:
         params = {
             "retention_seconds": retention_seconds,
+            "max_bytes": batch_bytes,
             "acked_from": _KEY_START,
             "expired_from": _KEY_START,
             "acked_limit": batch_size,
@@ -123,14 +147,23 @@ class SweepMixin(RoutedCursorsMixin):
         while params["acked_limit"] or params["expired_limit"]:
             with transaction.atomic(using=self.db), self._cursor() as cursor:
                 cursor.execute(SWEEP_BATCH_SQL, params)
-                acked, expired, last_acked_at, last_expires_at = cursor.fetchone()
+                acked, expired, last_acked_at, last_expires_at, acked_picked, expired_picked = (
+                    cursor.fetchone()
+                )
             yield SweepResult(acked, expired)
-            # A short arm is finished; a full one continues from its last key.
-            if acked < params["acked_limit"]:
-                params["acked_limit"] = 0
-            else:
-                params["acked_from"] = last_acked_at
-            if expired < params["expired_limit"]:
-                params["expired_limit"] = 0
-            else:
-                params["expired_from"] = last_expires_at
+            _advance(params, "acked", acked, acked_picked, last_acked_at)
+            _advance(params, "expired", expired, expired_picked, last_expires_at)
+
+
+def _advance(
+    params: dict[str, Any], arm: str, deleted: int, picked: int, last_key: datetime | None
+) -> None:
+    """Finish an arm that came back short, or continue it from its last deleted key."""
+    limit = params[f"{arm}_limit"]
+    if not limit:
+        return
+    # Fewer rows than the limit, none held back by the byte cap: nothing is left to take.
+    if picked < limit and deleted == picked:
+        params[f"{arm}_limit"] = 0
+    else:
+        params[f"{arm}_from"] = last_key
