@@ -13,6 +13,7 @@ SECTIONS = ("sweep", "toast", "empty", "interference", "phantom", "api", "memory
 ACK_RETENTION = timedelta(hours=24)
 PHANTOM_STALE_AFTER = timedelta(minutes=10)
 SWEEP_BATCH_SIZE = 5000
+SWEEP_BATCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import datasets
-from bench.config import ACK_RETENTION, SWEEP_BATCH_SIZE, Scale
+from bench.config import ACK_RETENTION, SWEEP_BATCH_BYTES, SWEEP_BATCH_SIZE, Scale
 from bench.database import BenchDatabases
 from bench.stats import Stopwatch, ratio, summary
 
@@ -32,6 +32,7 @@ RETENTION_PARAMS = {"retention_seconds": ACK_RETENTION.total_seconds()}
 # The first batch's parameters, as PendingUploadManager._sweep_batches sends them.
 FIRST_BATCH_PARAMS = {
     **RETENTION_PARAMS,
+    "max_bytes": SWEEP_BATCH_BYTES,
     "acked_from": datetime(1, 1, 1, tzinfo=UTC),
     "expired_from": datetime(1, 1, 1, tzinfo=UTC),
     "acked_limit": SWEEP_BATCH_SIZE,
