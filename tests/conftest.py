@@ -1,4 +1,4 @@
-"""Shared fixtures: registered workspaces with their tokens, and rows backdated in SQL."""
+"""Shared fixtures: registered workspaces with their tokens, and a CSRF-enforcing client."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from django.test import Client
 
 from molecule.models import Workspace
 from molecule.services import workspace_register
-from tests.helpers import RegisteredWorkspace, run_sql
-
-__all__ = ["RegisteredWorkspace", "run_sql"]
+from tests.helpers import RegisteredWorkspace
 
 
 @pytest.fixture
@@ -44,5 +42,11 @@ def poll_workspace(db, register) -> RegisteredWorkspace:
 
 
 @pytest.fixture
+def other_workspace(register) -> RegisteredWorkspace:
+    return register("other", "poll")
+
+
+@pytest.fixture
 def api() -> Client:
-    return Client()
+    # Real clients carry no CSRF token: enforcing the checks proves the API is exempt.
+    return Client(enforce_csrf_checks=True)

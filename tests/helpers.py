@@ -7,15 +7,18 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from molecule.models import Workspace
 from molecule.processes import database_url_from_settings
+from pending_uploads.models import PendingUpload
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 # A port nothing listens on: connecting is refused at once.
@@ -48,13 +51,41 @@ class RegisteredWorkspace:
         return f"/workspaces/{self.id}/{suffix}"
 
 
+def make_upload(
+    state: str = "pending",
+    *,
+    filename: str = "notes.txt",
+    mimetype: str = "text/plain",
+    content: bytes = b"hello",
+    workspace_id: uuid.UUID | None = None,
+) -> PendingUpload:
+    """Insert one row, then move it into ``state`` with .update() as the API would have."""
+    row = PendingUpload.objects.create(
+        workspace_id=workspace_id or uuid.uuid4(),
+        content=content,
+        size_bytes=len(content),
+        filename=filename,
+        mimetype=mimetype,
+    )
+    now = timezone.now()
+    stamps: dict[str, dict[str, Any]] = {
+        "pending": {},
+        "fetched": {"fetched_at": now},
+        "acked": {"fetched_at": now, "acked_at": now},
+        "expired": {"expires_at": now - timedelta(minutes=1)},
+    }
+    PendingUpload.objects.filter(pk=row.pk).update(**stamps[state])
+    row.refresh_from_db()
+    return row
+
+
 def run_sql(sql: str, params: Any = None) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
 
 
-def test_database_url() -> str:
+def current_database_url() -> str:
     """The URL of the test database this process uses, for a child process."""
     return database_url_from_settings(connection.settings_dict)
 
@@ -62,16 +93,19 @@ def test_database_url() -> str:
 def _child_env(database_url: str | None) -> dict[str, str]:
     env = dict(os.environ)
     # Always set, so a child never starts an embedded server of its own.
-    env["DATABASE_URL"] = database_url or test_database_url()
+    env["DATABASE_URL"] = database_url or current_database_url()
     env["DJANGO_SETTINGS_MODULE"] = "molecule.settings"
     return env
 
 
-def run_manage(*args: str, database_url: str | None = None) -> subprocess.CompletedProcess:
+def run_manage(
+    *args: str, database_url: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run manage.py in a child; ``env`` replaces the environment it would otherwise get."""
     return subprocess.run(
         [sys.executable, MANAGE_PY.name, *args],
         cwd=MANAGE_PY.parent,
-        env=_child_env(database_url),
+        env=env if env is not None else _child_env(database_url),
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from django.utils import timezone
 
-from pending_uploads.models import PendingUpload
+from tests.helpers import make_upload
 
 pytestmark = pytest.mark.browser
 
@@ -63,25 +59,6 @@ def test_missing_chromium_skips_locally_and_fails_in_ci(
         require_browser()
 
 
-def make_upload(state: str, filename: str, content: bytes) -> PendingUpload:
-    row = PendingUpload.objects.create(
-        workspace_id=uuid.uuid4(),
-        content=content,
-        size_bytes=len(content),
-        filename=filename,
-        mimetype="text/plain",
-    )
-    now = timezone.now()
-    stamps: dict[str, dict[str, Any]] = {
-        "pending": {},
-        "fetched": {"fetched_at": now},
-        "acked": {"fetched_at": now, "acked_at": now},
-        "expired": {"expires_at": now - timedelta(minutes=1)},
-    }
-    PendingUpload.objects.filter(pk=row.pk).update(**stamps[state])
-    return row
-
-
 def test_admin_pending_uploads_in_chromium(live_server, django_user_model) -> None:
     require_browser()
     from playwright.sync_api import expect, sync_playwright
@@ -89,12 +66,16 @@ def test_admin_pending_uploads_in_chromium(live_server, django_user_model) -> No
     # All database work happens before Playwright starts: its sync API runs an event loop in
     # this thread, and Django refuses ORM calls from a thread with a running loop.
     django_user_model.objects.create_superuser(USERNAME, "operator@example.com", PASSWORD)
+    contents = {
+        "pending.txt": ("pending", b"pending bytes"),
+        "fetched.txt": ("fetched", b"fetched bytes"),
+        "acked-one.txt": ("acked", b"first acked bytes"),
+        "acked-two.txt": ("acked", b"second acked bytes"),
+        "expired.txt": ("expired", b"expired bytes"),
+    }
     rows = {
-        "pending.txt": make_upload("pending", "pending.txt", b"pending bytes"),
-        "fetched.txt": make_upload("fetched", "fetched.txt", b"fetched bytes"),
-        "acked-one.txt": make_upload("acked", "acked-one.txt", b"first acked bytes"),
-        "acked-two.txt": make_upload("acked", "acked-two.txt", b"second acked bytes"),
-        "expired.txt": make_upload("expired", "expired.txt", b"expired bytes"),
+        name: make_upload(state, filename=name, content=content)
+        for name, (state, content) in contents.items()
     }
     opened = rows["acked-two.txt"]
     # pytest-django's live server listens on "localhost"; Chromium treats http://localhost as

@@ -27,7 +27,7 @@ from pending_uploads.managers import NewUpload, SweepResult
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
 from scheduler.services import workspaces_reset_phantom_busy
-from tests.conftest import RegisteredWorkspace, run_sql
+from tests.helpers import RegisteredWorkspace, run_sql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
-from tests.conftest import RegisteredWorkspace
+from tests.helpers import RegisteredWorkspace
 
 pytestmark = pytest.mark.django_db
 

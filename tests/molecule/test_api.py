@@ -12,23 +12,12 @@ from django.http import HttpResponse
 from django.test import Client
 
 from molecule.models import ActivityLog, Workspace
-from tests.conftest import RegisteredWorkspace, run_sql
+from tests.helpers import RegisteredWorkspace, run_sql
 
 pytestmark = pytest.mark.django_db
 
 TEN_MB = 10 * 1024 * 1024
 URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
-
-
-@pytest.fixture
-def api() -> Client:
-    # Real clients carry no CSRF token: enforcing the checks proves the API is exempt.
-    return Client(enforce_csrf_checks=True)
-
-
-@pytest.fixture
-def other_workspace(register) -> RegisteredWorkspace:
-    return register("other", "poll")
 
 
 def post_json(api: Client, url: str, body: Any, **extra: Any) -> HttpResponse:

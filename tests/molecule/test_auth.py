@@ -14,7 +14,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from molecule.models import Workspace
 from molecule.tokens import token_generate, token_hash, token_matches
-from tests.conftest import RegisteredWorkspace, run_sql
+from tests.helpers import RegisteredWorkspace, run_sql
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 PARAMETER = re.compile(r"<(?:\w+:)?\w+>")

@@ -10,7 +10,7 @@ import pytest
 from molecule.managers import PHANTOM_BUSY_PREVIEW_SQL, PHANTOM_BUSY_RESET_SQL, WorkspaceRef
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
-from tests.conftest import run_sql
+from tests.helpers import run_sql
 
 STALE_AFTER = timedelta(minutes=10)
 

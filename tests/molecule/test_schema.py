@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.db import IntegrityError, transaction
 
-from tests.conftest import run_sql
+from tests.helpers import run_sql
 
 pytestmark = pytest.mark.django_db
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 
 from molecule.processes import ServiceStack, database_url_from_settings
+from tests.helpers import run_manage
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"
@@ -41,20 +40,8 @@ def production_env(**overrides: str | None) -> dict[str, str]:
     return env
 
 
-def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(MANAGE_PY), *args],
-        cwd=MANAGE_PY.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_check_deploy_passes_with_production_settings() -> None:
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
     assert "WARNING" not in result.stdout + result.stderr
@@ -62,7 +49,7 @@ def test_check_deploy_passes_with_production_settings() -> None:
 
 def test_check_deploy_still_flags_a_weak_secret_key() -> None:
     # The pass above means something only if the deploy checks are live.
-    result = manage(
+    result = run_manage(
         "check",
         "--deploy",
         "--fail-level",
@@ -78,7 +65,7 @@ def test_check_deploy_still_flags_a_weak_secret_key() -> None:
     [(None, "False"), ("", "False"), ("0", "False"), ("false", "False"), ("1", "True")],
 )
 def test_debug_is_off_unless_switched_on(debug: str | None, expected: str) -> None:
-    result = manage("shell", "-v", "0", "-c", PRINT_DEBUG, env=production_env(DEBUG=debug))
+    result = run_manage("shell", "-v", "0", "-c", PRINT_DEBUG, env=production_env(DEBUG=debug))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
 
@@ -101,7 +88,7 @@ CONFIGURATION_ERRORS = {
 def test_bad_configuration_is_one_clear_line(
     overrides: dict[str, str | None], mentions: str
 ) -> None:
-    result = manage("check", env=production_env(**overrides))
+    result = run_manage("check", env=production_env(**overrides))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()

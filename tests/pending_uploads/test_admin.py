@@ -7,7 +7,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -18,41 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pending_uploads.models import PendingUpload
-from tests.conftest import run_sql
+from tests.helpers import make_upload, run_sql
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:pending_uploads_pendingupload_changelist")
 SWEEP = reverse("admin:pending_uploads_pendingupload_sweep")
 LOGIN = reverse("admin:login")
-
-
-def make_upload(
-    state: str = "pending",
-    *,
-    filename: str = "notes.txt",
-    mimetype: str = "text/plain",
-    content: bytes = b"hello",
-    workspace_id: uuid.UUID | None = None,
-) -> PendingUpload:
-    """Insert one row, then move it into ``state`` with .update() as the API would have."""
-    row = PendingUpload.objects.create(
-        workspace_id=workspace_id or uuid.uuid4(),
-        content=content,
-        size_bytes=len(content),
-        filename=filename,
-        mimetype=mimetype,
-    )
-    now = timezone.now()
-    stamps: dict[str, dict[str, Any]] = {
-        "pending": {},
-        "fetched": {"fetched_at": now},
-        "acked": {"fetched_at": now, "acked_at": now},
-        "expired": {"expires_at": now - timedelta(minutes=1)},
-    }
-    PendingUpload.objects.filter(pk=row.pk).update(**stamps[state])
-    row.refresh_from_db()
-    return row
 
 
 def one_of_each_state() -> dict[str, PendingUpload]:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from molecule.models import ActivityLog
 from pending_uploads.models import PendingUpload
-from tests.conftest import RegisteredWorkspace, run_sql
+from tests.helpers import RegisteredWorkspace, run_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -25,17 +25,6 @@ DEFAULT_CAP = 25 * MIB
 BOUNDARY = "molecule-test-boundary-7f3a"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 SAFE_MIMETYPE = re.compile(r"[^/\s]+/[^/\s]+")
-
-
-@pytest.fixture
-def api() -> Client:
-    # Real clients carry no CSRF token: enforcing the checks proves the API is exempt.
-    return Client(enforce_csrf_checks=True)
-
-
-@pytest.fixture
-def other_workspace(register) -> RegisteredWorkspace:
-    return register("other", "poll")
 
 
 def table_counts() -> tuple[int, int]:

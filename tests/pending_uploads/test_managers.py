@@ -27,7 +27,7 @@ from pending_uploads.managers import (
     SweepResult,
 )
 from pending_uploads.models import PendingUpload
-from tests.conftest import run_sql
+from tests.helpers import current_database_url, run_sql
 
 HOUR = 3600.0
 RETENTION = timedelta(hours=1)
@@ -138,14 +138,8 @@ def upload(name: str, data: bytes = b"data", size: int | None = None) -> NewUplo
 @contextmanager
 def table_locked_elsewhere() -> Iterator[None]:
     """Hold ACCESS EXCLUSIVE on pending_uploads from a second, independent connection."""
-    settings = connection.settings_dict
-    other = psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-    )
+    # The URL carries the socket directory too, for the embedded server.
+    other = psycopg.connect(current_database_url())
     try:
         other.execute("LOCK TABLE pending_uploads IN ACCESS EXCLUSIVE MODE")
         yield

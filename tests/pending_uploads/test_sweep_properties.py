@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pending_uploads.managers import SweepResult
 from pending_uploads.models import PendingUpload
-from tests.conftest import run_sql
+from tests.helpers import run_sql
 
 # Small offsets collide often (equal keys, rows exactly on a boundary); wide ones spread out.
 offsets = st.one_of(st.integers(-3, 3), st.integers(-7200, 7200))

@@ -21,7 +21,7 @@ from scheduler.services import (
     phantom_busy_sweep_job,
     workspaces_reset_phantom_busy,
 )
-from tests.conftest import run_sql
+from tests.helpers import run_sql
 
 STALE = timedelta(minutes=10)
 SERVICE_LOGGER = "scheduler.services"
