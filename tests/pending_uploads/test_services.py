@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.postgres.functions import TransactionNow
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import OperationalError
+from django.db import IntegrityError, OperationalError
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
@@ -27,6 +27,7 @@ from pending_uploads.services import (
     uploads_sweep,
     uploads_sweep_job,
 )
+from tests.helpers import run_sql
 
 RETENTION = timedelta(hours=1)
 SERVICE_LOGGER = "pending_uploads.services"
@@ -396,3 +397,15 @@ def test_received_files_are_stored_with_their_activity_rows(register, db) -> Non
         }
         for row in rows
     ]
+
+
+@pytest.mark.django_db
+def test_a_database_error_other_than_the_size_check_propagates(poll_workspace) -> None:
+    # The workspace vanishes under the request: its activity rows break the foreign key.
+    run_sql("SET CONSTRAINTS ALL IMMEDIATE")
+    run_sql("DELETE FROM workspaces WHERE id = %s", [poll_workspace.id])
+
+    with pytest.raises(IntegrityError):
+        uploads_receive(workspace=poll_workspace.workspace, files=[upload_file()])
+
+    assert PendingUpload.objects.count() == 0
