@@ -12,7 +12,7 @@ SECTIONS = ("sweep", "toast", "empty", "interference", "phantom", "api", "memory
 # (the nearest rows sit 1 h past it and 6 h before it); the sweep's cost does not depend on it.
 ACK_RETENTION = timedelta(hours=24)
 PHANTOM_STALE_AFTER = timedelta(minutes=10)
-SWEEP_BATCH_SIZE = 5000
+SWEEP_BATCH_SIZE = 2500
 SWEEP_BATCH_BYTES = 32 * 1024 * 1024
 
 
@@ -51,7 +51,7 @@ FULL = Scale(
     name="full",
     sweep_sizes=(100_000, 300_000, 1_000_000),
     sweep_reps=3,
-    batch_sizes=(1000, 5000, 20_000, 50_000),
+    batch_sizes=(1000, 2500, 5000, 20_000),
     toast_rows=20_000,
     toast_bytes=200 * 1024,
     toast_batch_sizes=(100, 250),

@@ -33,7 +33,7 @@ def sweep_interval() -> timedelta:
 
 
 def sweep_batch_size() -> int:
-    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_SIZE", 5000)
+    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_SIZE", 2500)
 
 
 def sweep_batch_bytes() -> int:

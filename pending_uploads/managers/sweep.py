@@ -99,7 +99,7 @@ class SweepMixin(RoutedCursorsMixin):
         self,
         ack_retention: timedelta,
         *,
-        batch_size: int = 5000,
+        batch_size: int = 2500,
         batch_bytes: int = 32 * 1024 * 1024,
         dry_run: bool = False,
         on_batch: Callable[[SweepResult, int], None] | None = None,
