@@ -77,7 +77,8 @@ def _ensure_admin(env: dict[str, str]) -> None:
         "from django.contrib.auth import get_user_model;"
         "print(get_user_model().objects.filter(is_superuser=True).exists())"
     )
-    if _manage(env, "shell", "-c", script).stdout.strip() == "True":
+    # -v 0: Django 5.2's shell otherwise reports its automatic imports on stdout.
+    if _manage(env, "shell", "-v", "0", "-c", script).stdout.strip() == "True":
         _say("admin login exists (reset it with: .venv/bin/python manage.py changepassword admin)")
         return
     password = secrets.token_urlsafe(12)
