@@ -79,6 +79,18 @@ def make_upload(
     return row
 
 
+def assert_json_error(response: Any, status: int | tuple[int, ...]) -> dict:
+    """The response has one of ``status`` and a JSON body with a non-empty "error"."""
+    allowed = status if isinstance(status, tuple) else (status,)
+    assert response.status_code in allowed, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert isinstance(body, dict)
+    assert isinstance(body.get("error"), str)
+    assert body["error"]
+    return body
+
+
 def run_sql(sql: str, params: Any = None) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.test import Client
 
 from molecule.models import ActivityLog, Workspace
-from tests.helpers import RegisteredWorkspace, run_sql
+from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -36,17 +36,6 @@ def register_body(workspace_id: uuid.UUID | str, **fields: Any) -> dict[str, Any
 
 def bearer(token: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-
-
-def assert_json_error(response: HttpResponse, status: int | tuple[int, ...]) -> dict:
-    allowed = status if isinstance(status, tuple) else (status,)
-    assert response.status_code in allowed, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert isinstance(body, dict)
-    assert isinstance(body.get("error"), str)
-    assert body["error"]
-    return body
 
 
 def row_counts() -> tuple[int, int]:

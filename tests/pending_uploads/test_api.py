@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from molecule.models import ActivityLog
 from pending_uploads.models import PendingUpload
-from tests.helpers import RegisteredWorkspace, run_sql
+from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -65,16 +65,6 @@ def post_raw(
         content_type=f"multipart/form-data; boundary={boundary}",
         **ws.auth,
     )
-
-
-def assert_json_error(response: HttpResponse, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert isinstance(body, dict)
-    assert isinstance(body.get("error"), str)
-    assert body["error"]
-    return body
 
 
 def fetch(api: Client, ws: RegisteredWorkspace, file_id: object) -> HttpResponse:
