@@ -96,6 +96,8 @@ class BenchDatabases:
             # CREATE DATABASE ... STRATEGY exists from PostgreSQL 15 on.
             self._file_copy = int(version) >= 150000
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.schema)))
+        from molecule.processes import manage_command
+
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "molecule.settings",
@@ -103,7 +105,7 @@ class BenchDatabases:
             "DEBUG": "1",
         }
         done = subprocess.run(
-            [sys.executable, str(BASE_DIR / "manage.py"), "migrate", "--noinput"],
+            manage_command("migrate", "--noinput"),
             env=env,
             cwd=BASE_DIR,
             capture_output=True,

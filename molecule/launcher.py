@@ -16,6 +16,7 @@ from pathlib import Path
 
 from molecule.processes import (
     gunicorn_command,
+    manage_command,
     qcluster_command,
     reset_metrics_dir,
     stop_processes,
@@ -63,7 +64,7 @@ def _prepare_environment() -> dict[str, str]:
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        manage_command(*args),
         env=env,
         cwd=BASE_DIR,
         check=True,

@@ -154,8 +154,10 @@ def embedded_server_url() -> str:
 
 
 def manage(env: dict[str, str], *args: str) -> None:
+    from molecule.processes import manage_command
+
     completed = subprocess.run(
-        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        manage_command(*args),
         env=env,
         cwd=BASE_DIR,
         capture_output=True,

@@ -115,6 +115,7 @@ def run_manage(
 ) -> subprocess.CompletedProcess:
     """Run manage.py in a child; ``env`` replaces the environment it would otherwise get."""
     return subprocess.run(
+        # Relative, so usage errors name "manage.py" as an operator would type it.
         [sys.executable, MANAGE_PY.name, *args],
         cwd=MANAGE_PY.parent,
         env=env if env is not None else _child_env(database_url),

@@ -5,6 +5,7 @@ from molecule.processes.procfs import process_children, process_descendants, pro
 from molecule.processes.stack import (
     ServiceStack,
     gunicorn_command,
+    manage_command,
     qcluster_command,
     reset_metrics_dir,
     stop_processes,
@@ -16,6 +17,7 @@ __all__ = [
     "free_port",
     "gunicorn_command",
     "http_get",
+    "manage_command",
     "metric_value",
     "process_children",
     "process_descendants",

@@ -52,8 +52,13 @@ def gunicorn_command(bind: str, workers: int) -> list[str]:
     ]
 
 
+def manage_command(*args: str) -> list[str]:
+    """argv for ``manage.py <args>`` with this interpreter, whatever the working directory."""
+    return [sys.executable, str(BASE_DIR / "manage.py"), *args]
+
+
 def qcluster_command() -> list[str]:
-    return [sys.executable, str(BASE_DIR / "manage.py"), "qcluster"]
+    return manage_command("qcluster")
 
 
 def reset_metrics_dir(path: Path) -> None:

@@ -7,13 +7,11 @@ import secrets
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from molecule.processes import ServiceStack, database_url_from_settings
 from tests.helpers import run_manage
 
-MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"
 
 # The URL of the test database, so no child process starts an embedded server of its own.
