@@ -4,8 +4,10 @@ from datetime import timedelta
 
 from django.conf import settings
 
-# The database CHECK pending_uploads_size_bytes_check carries this default cap.
-DEFAULT_MAX_FILE_BYTES = 25 * 1024 * 1024
+# Upstream's per-file and per-request cap (100 MB). The database CHECK
+# pending_uploads_size_bytes_check carries this default cap.
+DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 
 
 def max_file_bytes() -> int:
@@ -13,7 +15,7 @@ def max_file_bytes() -> int:
 
 
 def max_request_bytes() -> int:
-    return getattr(settings, "PENDING_UPLOADS_MAX_REQUEST_BYTES", 50 * 1024 * 1024)
+    return getattr(settings, "PENDING_UPLOADS_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)
 
 
 def max_files() -> int:

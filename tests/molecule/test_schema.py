@@ -131,8 +131,8 @@ def assert_check_violation(constraint: str, statement, *args) -> None:
 
 # (case, size_bytes, filename, violated constraint or None when accepted)
 UPLOAD_CHECKS = [
-    ("over the cap", 26_214_401, "a.bin", "pending_uploads_size_bytes_check"),
-    ("exactly the cap", 26_214_400, "a.bin", None),
+    ("over the cap", 104_857_601, "a.bin", "pending_uploads_size_bytes_check"),
+    ("exactly the cap", 104_857_600, "a.bin", None),
     ("zero bytes", 0, "a.bin", "pending_uploads_size_bytes_check"),
     ("negative size", -1, "a.bin", "pending_uploads_size_bytes_check"),
     ("one byte", 1, "a.bin", None),

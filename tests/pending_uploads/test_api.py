@@ -21,7 +21,9 @@ from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
 pytestmark = pytest.mark.django_db
 
 MIB = 1024 * 1024
-DEFAULT_CAP = 25 * MIB
+DEFAULT_CAP = 100 * MIB
+# Room for the multipart envelope, so the per-file cap is what answers.
+ROOMY_REQUEST = DEFAULT_CAP + MIB
 BOUNDARY = "molecule-test-boundary-7f3a"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 SAFE_MIMETYPE = re.compile(r"[^/\s]+/[^/\s]+")
@@ -392,7 +394,8 @@ def test_a_file_exactly_at_the_cap_is_accepted(api, poll_workspace):
     assert response.json()["files"][0]["size"] == 1024
 
 
-def test_the_default_cap_refuses_25_mib_plus_one_byte(api, poll_workspace):
+@override_settings(PENDING_UPLOADS_MAX_REQUEST_BYTES=ROOMY_REQUEST)
+def test_the_default_cap_refuses_100_mib_plus_one_byte(api, poll_workspace):
     response = upload(api, poll_workspace, [text_file("huge.bin", b"\0" * (DEFAULT_CAP + 1))])
 
     body = assert_json_error(response, 413)
@@ -404,7 +407,8 @@ def test_the_default_cap_refuses_25_mib_plus_one_byte(api, poll_workspace):
     assert table_counts() == (0, 0)
 
 
-def test_the_default_cap_accepts_exactly_25_mib(api, poll_workspace):
+@override_settings(PENDING_UPLOADS_MAX_REQUEST_BYTES=ROOMY_REQUEST)
+def test_the_default_cap_accepts_exactly_100_mib(api, poll_workspace):
     # The app's cap and the database CHECK must agree at the boundary.
     response = upload(api, poll_workspace, [text_file("max.bin", b"\1" * DEFAULT_CAP)])
 
@@ -592,16 +596,19 @@ def test_my_url_with_another_workspaces_file_id_is_404(api, poll_workspace, othe
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(PENDING_UPLOADS_MAX_FILE_BYTES=30 * MIB)
+@override_settings(
+    PENDING_UPLOADS_MAX_FILE_BYTES=DEFAULT_CAP + MIB,
+    PENDING_UPLOADS_MAX_REQUEST_BYTES=2 * DEFAULT_CAP,
+)
 def test_a_database_error_on_the_third_row_leaves_nothing(register):
-    # The setting lets a 26 MiB file through; PostgreSQL's CHECK (the default 25 MiB cap)
+    # The setting lets a 100 MiB + 1 file through; PostgreSQL's CHECK (the default cap)
     # refuses it as the third row, after two rows and their activity rows were inserted.
     ws = register("poller", "poll")
     api = Client(raise_request_exception=False)
     files = [
         text_file("one.txt", b"1"),
         text_file("two.txt", b"2"),
-        text_file("three.bin", b"3" * (26 * MIB)),
+        text_file("three.bin", b"3" * (DEFAULT_CAP + 1)),
         text_file("four.txt", b"4"),
     ]
 
