@@ -40,6 +40,7 @@ class Acker(threading.Thread):
     def run(self) -> None:
         from django.db import connection
 
+        from pending_uploads.managers import AckOutcome
         from pending_uploads.models import PendingUpload
 
         try:
@@ -48,7 +49,7 @@ class Acker(threading.Thread):
                 if self.stop.is_set() or (self.limit is not None and number >= self.limit):
                     break
                 started = time.perf_counter()
-                acked = PendingUpload.objects.ack(workspace_id, file_id)
+                acked = PendingUpload.objects.ack(workspace_id, file_id) is AckOutcome.ACKED
                 self.samples.append((started, (time.perf_counter() - started) * 1000))
                 self.failed += not acked
         except BaseException as exc:  # reported by the caller

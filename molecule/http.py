@@ -1,19 +1,54 @@
-"""JSON API plumbing shared by every endpoint: errors, body parsing and bearer auth."""
+"""JSON API plumbing for every endpoint: compact JSON, errors, body parsing and bearer auth."""
 
 from __future__ import annotations
 
 import functools
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from molecule import conf
+
 View = Callable[..., HttpResponse]
+
+# Go's encoding/json escapes these inside strings by default (HTML safety, and the two line
+# separators that break JavaScript). They can only occur inside strings, so replacing them in
+# the encoded text is exact.
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+_GO_ESCAPE_TABLE = str.maketrans(_GO_ESCAPES)
+
+
+class GoJSONEncoder(DjangoJSONEncoder):
+    """Encode as Go's encoding/json does: compact, UTF-8, and ``<>&`` U+2028 U+2029 escaped."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["separators"] = (",", ":")
+        kwargs["ensure_ascii"] = False
+        super().__init__(**kwargs)
+
+    def encode(self, o: Any) -> str:
+        return super().encode(o).translate(_GO_ESCAPE_TABLE)
+
+
+class ApiResponse(JsonResponse):
+    """Every JSON answer of the service: compact, the way the upstream clients grep for it."""
+
+    def __init__(self, data: Any, status: int = 200, **kwargs: Any) -> None:
+        super().__init__(data, encoder=GoJSONEncoder, safe=False, status=status, **kwargs)
 
 
 class ApiError(Exception):
@@ -26,8 +61,12 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def json_error(status: int, message: str, **extra: Any) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
+def json_error(status: int, message: str, **extra: Any) -> ApiResponse:
+    response = ApiResponse({"error": message, **extra}, status=status)
+    if status == 401:
+        # RFC 6750: a 401 names the scheme it wants; every 401 of the service passes here.
+        response["WWW-Authenticate"] = 'Bearer realm="molecule"'
+    return response
 
 
 def api_view(*methods: str) -> Callable[[View], View]:
@@ -137,26 +176,37 @@ def json_field(
     return value
 
 
-def query_int(
-    request: HttpRequest, name: str, default: int | None, low: int, high: int
-) -> int | None:
+_DIGITS = re.compile(r"[0-9]+")
+# Larger than any cap; longer digit strings are clamped rather than parsed.
+_HUGE = 10**18
+
+
+def query_positive_int(request: HttpRequest, name: str) -> int | None:
+    """``?name=`` as a positive integer (None when absent); anything else is 400.
+
+    Values too long to matter come back as 10**18, for the caller to clamp.
+    """
     raw = request.GET.get(name)
     if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be between {low} and {high}")
-    return value
+        return None
+    # ASCII digits only: int() would also take " 5", "+5", "5_0" and Arabic-Indic digits.
+    if not _DIGITS.fullmatch(raw) or not raw.strip("0"):
+        raise ApiError(400, f"{name} must be a positive integer")
+    return _HUGE if len(raw.lstrip("0")) > 18 else int(raw)
+
+
+def query_limit(request: HttpRequest, *, default: int = 100, maximum: int = 500) -> int:
+    """``?limit=``: ``default`` when absent, clamped to ``maximum``, 400 unless an integer >= 1."""
+    value = query_positive_int(request, "limit")
+    return default if value is None else min(value, maximum)
 
 
 def workspace_auth(view: View) -> View:
     """Require ``Authorization: Bearer <token>`` of the workspace named in the URL.
 
     Passes the authenticated Workspace as ``workspace``. A malformed id is 400; a missing or
-    wrong token, another workspace's token, or an unknown id are all the same 401.
+    wrong token, another workspace's token, a removed workspace's token, or an unknown id are
+    all the same 401. ADMIN_TOKEN, when set, is accepted for every existing workspace.
     """
 
     @functools.wraps(view)
@@ -167,7 +217,7 @@ def workspace_auth(view: View) -> View:
         token = bearer_token(request)
         if token is None:
             raise ApiError(401, "missing or malformed bearer token")
-        workspace = Workspace.objects.authenticate(parsed_id, token)
+        workspace = Workspace.objects.authenticate(parsed_id, token, admin_token=conf.admin_token())
         if workspace is None:
             raise ApiError(401, "invalid token for this workspace")
         return view(request, *args, workspace=workspace, **kwargs)

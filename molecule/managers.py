@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
+from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import connections, models, router
 
-from molecule.tokens import token_matches
+from molecule.tokens import token_hash, token_matches
 
 if TYPE_CHECKING:
     from molecule.models import Workspace
@@ -50,12 +51,22 @@ class WorkspaceRef(NamedTuple):
 
 
 class WorkspaceManager(models.Manager["Workspace"]):
-    def authenticate(self, workspace_id: uuid.UUID, token: str) -> Workspace | None:
-        """Return the workspace when ``token`` is its bearer token, else None."""
+    def authenticate(
+        self, workspace_id: uuid.UUID, token: str, *, admin_token: str = ""
+    ) -> Workspace | None:
+        """Return the workspace when ``token`` is its bearer token or ``admin_token``, else None.
+
+        A removed workspace's own token never authenticates again; ``admin_token`` ('' when
+        disabled) opens every workspace that exists.
+        """
         workspace = self.filter(pk=workspace_id).first()
-        stored = workspace.token_hash if workspace is not None else None
-        # Compare even for an unknown id, so timing does not tell which ids exist.
-        if token_matches(token, stored) and workspace is not None:
+        usable = workspace is not None and workspace.status != workspace.Status.REMOVED
+        stored = workspace.token_hash if usable and workspace is not None else None
+        # Compare even for an unknown id, so timing does not tell which ids exist; compare the
+        # admin token too (against a dummy when disabled), so both tiers cost the same.
+        own = token_matches(token, stored)
+        admin = token_matches(token, token_hash(admin_token) if admin_token else None)
+        if workspace is not None and (own or admin):
             return workspace
         return None
 
@@ -83,19 +94,54 @@ class WorkspaceManager(models.Manager["Workspace"]):
         return sorted((WorkspaceRef(*row) for row in rows), key=lambda ref: (ref.name, ref.id))
 
 
+class CursorGone(Exception):
+    """A since_id that is not a row of this workspace: pruned, foreign, missing or malformed."""
+
+
 class ActivityLogManager(models.Manager):
-    def for_workspace(
+    def cursor_position(self, workspace_id: uuid.UUID, since_id: str) -> tuple[datetime, int]:
+        """The (created_at, seq) of this workspace's row ``since_id``, or raise CursorGone."""
+        # Ids are bigints; anything else cannot name a row, so it is as gone as a pruned one.
+        if not since_id.isascii() or not since_id.isdigit() or len(since_id) > 19:
+            raise CursorGone
+        found = (
+            self.filter(workspace_id=workspace_id, id=int(since_id))
+            .values_list("created_at", "id")
+            .first()
+            if int(since_id) < 2**63
+            else None
+        )
+        if found is None:
+            raise CursorGone
+        return found
+
+    def feed(
         self,
         workspace_id: uuid.UUID,
         *,
         activity_type: str | None = None,
-        since_id: int | None = None,
+        source: str | None = None,
+        after: tuple[datetime, int] | None = None,
+        since_seconds: int | None = None,
         limit: int = 100,
-    ) -> models.QuerySet:
-        """Newest first; ``since_id`` keeps only rows after that id (a poller's cursor)."""
+    ) -> list:
+        """One page of the feed: oldest first strictly after ``after``, else newest first.
+
+        ``source`` is "canvas" (source_id IS NULL) or "agent"; every filter ANDs.
+        """
         rows = self.filter(workspace_id=workspace_id)
         if activity_type:
             rows = rows.filter(activity_type=activity_type)
-        if since_id is not None:
-            rows = rows.filter(id__gt=since_id)
-        return rows.order_by("-id")[:limit]
+        if source is not None:
+            rows = rows.filter(source_id__isnull=source == "canvas")
+        if since_seconds is not None:
+            rows = rows.filter(created_at__gte=Now() - timedelta(seconds=since_seconds))
+        if after is None:
+            return list(rows.order_by("-created_at", "-id")[:limit])
+        at, seq = after
+        # (created_at, id) > (at, seq), spelled so the index range starts at ``at``: the
+        # created_at >= bound is the index condition, the OR only filters the first microsecond.
+        rows = rows.filter(created_at__gte=at).filter(
+            models.Q(created_at__gt=at) | models.Q(id__gt=seq)
+        )
+        return list(rows.order_by("created_at", "id")[:limit])

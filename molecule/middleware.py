@@ -1,4 +1,4 @@
-"""Turn a lost database into a 503 JSON answer instead of a 500 page."""
+"""Turn a lost database, or a statement over DB_STATEMENT_TIMEOUT, into a 503 JSON answer."""
 
 import logging
 from collections.abc import Callable
@@ -9,6 +9,14 @@ from django.http import HttpRequest, HttpResponse
 from molecule.http import json_error
 
 logger = logging.getLogger(__name__)
+
+# PostgreSQL's query_canceled: statement_timeout fired (or an operator cancelled the query).
+QUERY_CANCELED = "57014"
+
+
+def is_statement_timeout(exception: BaseException) -> bool:
+    cause = exception.__cause__
+    return getattr(cause, "sqlstate", None) == QUERY_CANCELED
 
 
 class DatabaseUnavailableMiddleware:
@@ -21,9 +29,15 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
-        logger.warning(
-            "database unavailable for %s %s: %s", request.method, request.path, exception
-        )
-        response = json_error(503, "database unavailable, retry later")
+        if is_statement_timeout(exception):
+            # The session stays usable: autocommit requests have nothing to roll back, and an
+            # atomic block has already been rolled back on its way out.
+            logger.warning("statement timeout for %s %s", request.method, request.path)
+            response = json_error(503, "the database statement took too long, retry later")
+        else:
+            logger.warning(
+                "database unavailable for %s %s: %s", request.method, request.path, exception
+            )
+            response = json_error(503, "database unavailable, retry later")
         response["Retry-After"] = "5"
         return response

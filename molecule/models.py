@@ -57,16 +57,33 @@ class Workspace(models.Model):
 
 
 class ActivityLog(models.Model):
+    class Type(models.TextChoices):
+        A2A_SEND = "a2a_send"
+        A2A_RECEIVE = "a2a_receive"
+        TASK_UPDATE = "task_update"
+        AGENT_LOG = "agent_log"
+        SKILL_PROMOTION = "skill_promotion"
+        MEMORY_WRITE = "memory_write"
+        ERROR = "error"
+
+    # Also the row's ``seq``: a bigint identity only grows, so it breaks created_at ties.
     id = models.BigAutoField(primary_key=True)
     # ON DELETE CASCADE is also declared in the database (migration 0002), for plain-SQL deletes.
     workspace = models.ForeignKey(
         Workspace, on_delete=models.CASCADE, related_name="activity", db_column="workspace_id"
     )
     activity_type = models.TextField()
+    # NULL means the canvas (a user) wrote the row; an agent's rows carry its workspace id.
+    source_id = models.UUIDField(null=True, blank=True)
+    target_id = models.UUIDField(null=True, blank=True)
     method = models.TextField(default="", db_default="", blank=True)
     summary = models.TextField(default="", db_default="", blank=True)
     request_body = models.JSONField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    duration_ms = models.IntegerField(null=True, blank=True)
     status = models.TextField(default="ok", db_default="ok", blank=True)
+    # NULL, not '': upstream sends null for a row without an error.
+    error_detail = models.TextField(null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
 
     objects = ActivityLogManager()
@@ -75,8 +92,17 @@ class ActivityLog(models.Model):
         db_table = "activity_logs"
         ordering = ["-id"]
         indexes = [
-            models.Index(fields=["workspace", "created_at"], name="activity_logs_ws_created_idx"),
+            # The feed's order, (created_at, seq), after the workspace: the cursor page and the
+            # newest-first page are both one range scan. It also serves every query the older
+            # (workspace_id, created_at) index served, which it replaces.
+            models.Index(
+                fields=["workspace", "created_at", "id"], name="activity_logs_ws_created_idx"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.activity_type} #{self.id}"
+
+    @property
+    def seq(self) -> int:
+        return self.id

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 class WorkspaceAuthError(Exception):
-    """Re-registration without the workspace's own bearer token."""
+    """Re-registration without the workspace's own bearer token, or of a removed workspace."""
 
 
 class Registration(NamedTuple):
@@ -53,6 +53,9 @@ def workspace_register(
             return Registration(workspace, token)
         if bearer_token is None or not token_matches(bearer_token, workspace.token_hash):
             raise WorkspaceAuthError
+        if workspace.status == Workspace.Status.REMOVED:
+            # Removed is terminal, as upstream's guard makes it: a late register never revives.
+            raise WorkspaceAuthError
         Workspace.objects.filter(pk=workspace_id).update(
             **fields, status=Workspace.Status.ONLINE, updated_at=Now()
         )
@@ -62,7 +65,8 @@ def workspace_register(
 
 
 def workspace_heartbeat(*, workspace: Workspace, active_tasks: int, current_task: str) -> None:
-    Workspace.objects.filter(pk=workspace.pk).update(
+    # exclude(): a workspace removed since it authenticated stays removed.
+    Workspace.objects.filter(pk=workspace.pk).exclude(status=Workspace.Status.REMOVED).update(
         active_tasks=active_tasks,
         current_task=current_task,
         status=Workspace.Status.ONLINE,
@@ -76,14 +80,24 @@ def activity_append(
     activity_type: str,
     method: str = "",
     summary: str = "",
+    source_id: uuid.UUID | None = None,
+    target_id: uuid.UUID | None = None,
     request_body: Any = None,
+    response_body: Any = None,
+    duration_ms: int | None = None,
     status: str = "ok",
+    error_detail: str | None = None,
 ) -> ActivityLog:
     return ActivityLog.objects.create(
         workspace_id=workspace_id,
         activity_type=activity_type,
         method=method,
         summary=summary,
+        source_id=source_id,
+        target_id=target_id,
         request_body=request_body,
+        response_body=response_body,
+        duration_ms=duration_ms,
         status=status,
+        error_detail=error_detail,
     )

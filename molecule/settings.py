@@ -124,6 +124,29 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", _env_int("DB_CONNECT_TIMEOUT", 5))
 DATABASES["default"]["OPTIONS"].setdefault("application_name", "molecule-uploads")
 
+
+def _statement_timeout_ms() -> int:
+    # A duration ("30s", "2m") or a bare number of milliseconds, as PostgreSQL reads it.
+    raw = os.environ.get("DB_STATEMENT_TIMEOUT", "").strip()
+    if not raw:
+        return 30_000
+    if raw.isdigit():
+        return int(raw)
+    if raw.endswith("ms") and raw[:-2].strip().isdigit():
+        return int(raw[:-2])
+    try:
+        return round(parse_duration(raw).total_seconds() * 1000)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DB_STATEMENT_TIMEOUT: {exc}") from exc
+
+
+# Every session (web, commands, django-q2 jobs) runs with it: a runaway query is cancelled by
+# PostgreSQL itself, even after the worker that sent it has been killed. 0 disables it.
+DB_STATEMENT_TIMEOUT_MS = _statement_timeout_ms()
+DATABASES["default"]["OPTIONS"].setdefault(
+    "options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
+)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -178,8 +201,16 @@ for _name in (
     _value = _env_duration(_name)
     if _value is not None:
         globals()[_name] = _value
+# Upstream's names for the phantom-busy job; ours win when both are set.
+if "PHANTOM_BUSY_SWEEP_INTERVAL" not in globals():
+    _value = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S")
+    if _value is not None:
+        PHANTOM_BUSY_SWEEP_INTERVAL = _value
+PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
 
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# The operator tier (upstream's ADMIN_TOKEN): accepted on every /workspaces/<id>/ route.
+ADMIN_TOKEN = os.environ.get("ADMIN_TOKEN", "")
 
 # --- django-q2. Q_CLUSTER is read once at import, so tests cannot override it. ---
 Q_CLUSTER = {
@@ -209,8 +240,14 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    # User-supplied values (names, filenames, summaries) never make a second log line.
+    "filters": {"escape_control": {"()": "molecule.logs.EscapeControlCharsFilter"}},
     "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["escape_control"],
+        },
     },
     "root": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {

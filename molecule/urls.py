@@ -6,12 +6,14 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 
 from molecule import views
+from pending_uploads import views as upload_views
 
 urlpatterns = [
     path("registry/register", views.register, name="registry-register"),
     path("registry/heartbeat", views.heartbeat, name="registry-heartbeat"),
     path("workspaces/<str:workspace_id>/activity", views.activity, name="workspace-activity"),
     path("workspaces/<str:workspace_id>/", include("pending_uploads.urls")),
+    path("uploads/limits", upload_views.limits, name="uploads-limits"),
     path("metrics", views.metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
 ]

@@ -5,31 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 
-from molecule import services
+from molecule import conf, services
 from molecule.http import (
-    REQUIRED,
     ApiError,
+    ApiResponse,
     api_view,
     bearer_token,
     json_error,
     json_field,
     json_object,
     parse_uuid,
-    query_int,
+    query_limit,
+    query_positive_int,
     workspace_auth,
 )
+from molecule.managers import CursorGone
 from molecule.models import ActivityLog, Workspace
 from molecule.tokens import token_hash, token_matches
 
 MAX_TEXT = 10_000
 
 
-def _text(body: dict[str, Any], name: str, default: Any = "", limit: int = MAX_TEXT) -> str:
+def _text(body: dict[str, Any], name: str, default: Any = "", limit: int = MAX_TEXT) -> Any:
     value = json_field(body, name, str, default)
-    if len(value) > limit:
+    if value is not None and len(value) > limit:
         raise ApiError(400, f"{name} is longer than {limit} characters")
     return value
 
@@ -58,17 +60,25 @@ def register(request: HttpRequest) -> HttpResponse:
         raise ApiError(
             401, "this workspace is registered; re-registering needs its bearer token"
         ) from None
-    answer: dict[str, Any] = {"status": "registered", "id": str(registration.workspace.id)}
+    answer: dict[str, Any] = {
+        "status": "registered",
+        "id": str(registration.workspace.id),
+        "delivery_mode": registration.workspace.delivery_mode,
+    }
     if registration.auth_token is not None:
         answer["auth_token"] = registration.auth_token
-    return JsonResponse(answer)
+    response = ApiResponse(answer)
+    # The first answer carries the token; no cache between us and the agent may keep it.
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @api_view("POST")
 def heartbeat(request: HttpRequest) -> HttpResponse:
     body = json_object(request)
     workspace_id = parse_uuid(json_field(body, "workspace_id", str), "workspace_id")
-    active_tasks = json_field(body, "active_tasks", int)
+    # Optional, as upstream's runtime sends it; unknown fields (is_busy, ...) are ignored.
+    active_tasks = json_field(body, "active_tasks", int, 0)
     if not 0 <= active_tasks <= 2**31 - 1:
         raise ApiError(400, "active_tasks must be a non-negative integer")
     current_task = _text(body, "current_task")
@@ -79,48 +89,98 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     services.workspace_heartbeat(
         workspace=workspace, active_tasks=active_tasks, current_task=current_task
     )
-    return JsonResponse({"status": "ok"})
+    return ApiResponse({"status": "ok"})
 
 
 def _activity_json(row: ActivityLog) -> dict[str, Any]:
     return {
         "id": row.id,
+        "workspace_id": str(row.workspace_id),
         "activity_type": row.activity_type,
+        "source_id": str(row.source_id) if row.source_id else None,
+        "target_id": str(row.target_id) if row.target_id else None,
         "method": row.method,
         "summary": row.summary,
         "request_body": row.request_body,
+        "response_body": row.response_body,
+        "duration_ms": row.duration_ms,
         "status": row.status,
+        "error_detail": row.error_detail,
         "created_at": row.created_at.isoformat(),
+        "seq": row.seq,
     }
+
+
+def _optional_uuid(body: dict[str, Any], name: str) -> Any:
+    value = json_field(body, name, str, None)
+    return parse_uuid(value, name) if value else None
 
 
 @api_view("GET", "POST")
 @workspace_auth
 def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     if request.method == "POST":
-        body = json_object(request)
-        activity_type = _text(body, "activity_type", REQUIRED, limit=200)
-        if not activity_type:
-            raise ApiError(400, "activity_type must not be empty")
-        row = services.activity_append(
-            workspace_id=workspace.id,
-            activity_type=activity_type,
-            method=_text(body, "method", limit=200),
-            summary=_text(body, "summary"),
-            request_body=body.get("request_body"),
-            status=_text(body, "status", "ok", limit=200),
-        )
-        return JsonResponse(_activity_json(row), status=201)
+        return _activity_report(request, workspace)
     activity_type = request.GET.get("type") or None
     if activity_type is not None and "\x00" in activity_type:
         raise ApiError(400, "type must not contain NUL")
-    rows = ActivityLog.objects.for_workspace(
+    source = request.GET.get("source") or None
+    if source not in (None, "canvas", "agent"):
+        raise ApiError(400, "source must be 'canvas' or 'agent'")
+    since_secs = query_positive_int(request, "since_secs")
+    limit = query_limit(request)
+    since_id = request.GET.get("since_id")
+    try:
+        after = ActivityLog.objects.cursor_position(workspace.id, since_id) if since_id else None
+    except CursorGone:
+        # 410, not 400: the poller resets its cursor on 410 and would retry a 400 forever.
+        raise ApiError(
+            410,
+            "since_id cursor not found (pruned, another workspace's, or not an activity id); "
+            "omit since_id to reset",
+        ) from None
+    rows = ActivityLog.objects.feed(
         workspace.id,
         activity_type=activity_type,
-        since_id=query_int(request, "since_id", None, 0, 2**63 - 1),
-        limit=query_int(request, "limit", 100, 1, 500),
+        source=source,
+        after=after,
+        since_seconds=None
+        if since_secs is None
+        else min(since_secs, conf.ACTIVITY_MAX_SINCE_SECONDS),
+        limit=limit,
     )
-    return JsonResponse([_activity_json(row) for row in rows], safe=False)
+    return ApiResponse([_activity_json(row) for row in rows])
+
+
+def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    body = json_object(request)
+    activity_type = json_field(body, "activity_type", str)
+    if activity_type not in ActivityLog.Type.values:
+        raise ApiError(400, "activity_type must be one of: " + ", ".join(ActivityLog.Type.values))
+    source_id = _optional_uuid(body, "source_id")
+    if source_id is not None and source_id != workspace.id:
+        # Upstream's spoof guard: a workspace reports only as itself.
+        raise ApiError(403, "source_id must be the authenticated workspace")
+    duration_ms = json_field(body, "duration_ms", int, None)
+    if duration_ms is not None and not 0 <= duration_ms <= 2**31 - 1:
+        raise ApiError(400, "duration_ms must be a non-negative 32-bit integer")
+    error_detail = _text(body, "error_detail", None)
+    services.activity_append(
+        workspace_id=workspace.id,
+        activity_type=activity_type,
+        method=_text(body, "method", limit=200),
+        summary=_text(body, "summary"),
+        # An agent's own report: upstream defaults source_id to the reporting workspace.
+        source_id=workspace.id,
+        target_id=_optional_uuid(body, "target_id"),
+        # Upstream falls back to "metadata" when there is no request_body.
+        request_body=body.get("request_body", body.get("metadata")),
+        response_body=body.get("response_body"),
+        duration_ms=duration_ms,
+        status=_text(body, "status", "ok", limit=200) or "ok",
+        error_detail=error_detail or None,
+    )
+    return ApiResponse({"status": "logged"})
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -18,6 +18,11 @@ def max_request_bytes() -> int:
     return getattr(settings, "PENDING_UPLOADS_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)
 
 
+def max_attachments_per_message() -> int:
+    # Advisory, as upstream's is: published by GET /uploads/limits, not enforced (max_files is).
+    return getattr(settings, "PENDING_UPLOADS_MAX_ATTACHMENTS_PER_MESSAGE", 10)
+
+
 def max_files() -> int:
     return getattr(settings, "PENDING_UPLOADS_MAX_FILES", 64)
 

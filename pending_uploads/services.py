@@ -55,7 +55,11 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
     def log_activity(row: PendingUpload) -> None:
         ActivityLog.objects.create(
             workspace_id=workspace.id,
-            activity_type="a2a_receive",
+            activity_type=ActivityLog.Type.A2A_RECEIVE,
+            # Upstream's shape: a canvas (user) row, addressed to the workspace.
+            source_id=None,
+            target_id=workspace.id,
+            status="ok",
             method="chat_upload_receive",
             summary=f"chat_upload_receive: {row.filename}",
             request_body={"file_id": str(row.file_id), **upload_json(row)},

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 
-from molecule.http import ApiError, api_view, parse_uuid, workspace_auth
+from molecule.http import ApiError, ApiResponse, api_view, parse_uuid, query_limit, workspace_auth
 from molecule.models import Workspace
 from pending_uploads import conf, services
+from pending_uploads.managers import AckOutcome
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import FALLBACK_MIMETYPE
 
@@ -50,7 +52,19 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     finally:
         for part in files:
             part.close()
-    return JsonResponse({"files": [services.upload_json(row) for row in rows]})
+    return ApiResponse({"files": [services.upload_json(row) for row in rows]})
+
+
+@api_view("GET")
+def limits(request: HttpRequest) -> HttpResponse:
+    """Upstream's GET /uploads/limits: the caps every uploader would otherwise learn by a 413."""
+    return ApiResponse(
+        {
+            "per_file_bytes": conf.max_file_bytes(),
+            "per_request_bytes": conf.max_request_bytes(),
+            "max_attachments_per_message": conf.max_attachments_per_message(),
+        }
+    )
 
 
 class CloseDelimiterWatch:
@@ -102,36 +116,61 @@ def _pending_json(row: PendingUpload) -> dict[str, object]:
 @api_view("GET")
 @workspace_auth
 def pending_list(request: HttpRequest, workspace: Workspace) -> HttpResponse:
-    rows = PendingUpload.objects.list_for_workspace(workspace.id)
-    return JsonResponse([_pending_json(row) for row in rows], safe=False)
+    limit = query_limit(request)
+    after = None
+    if request.GET.get("after"):
+        # Keyset paging: the file_id of the last row of the previous page. A row that is acked
+        # since still anchors the page; one that is swept (or foreign) cannot, so start again.
+        after = PendingUpload.objects.page_key(
+            workspace.id, parse_uuid(request.GET["after"], "after")
+        )
+        if after is None:
+            raise ApiError(410, "after names no pending upload of this workspace; omit it")
+    rows = PendingUpload.objects.list_for_workspace(workspace.id, after=after, limit=limit)
+    return ApiResponse([_pending_json(row) for row in rows])
 
 
 @api_view("GET")
 @workspace_auth
 def content(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponse:
-    row = PendingUpload.objects.get_live(workspace.id, parse_uuid(file_id, "file_id"))
+    # Unexpired rows are served acked or not, until the sweep deletes them (upstream's canvas
+    # re-reads acked files for its previews). Every successful fetch stamps fetched_at.
+    row = PendingUpload.objects.get_fetchable(workspace.id, parse_uuid(file_id, "file_id"))
     if row is None:
         raise ApiError(404, "no such pending upload")
-    if row.fetched_at is None:
-        PendingUpload.objects.mark_fetched(workspace.id, row.file_id)
+    PendingUpload.objects.mark_fetched(workspace.id, row.file_id)
     return attachment_response(row)
 
 
-def attachment_response(row: PendingUpload) -> HttpResponse:
-    """The stored bytes as a download that no browser will render in our origin."""
-    data = row.content
-    response = HttpResponse(data, content_type=row.mimetype or FALLBACK_MIMETYPE)
-    response["Content-Disposition"] = f'attachment; filename="{row.filename}"'
-    response["Content-Length"] = str(len(data))
+def attachment_headers(response: HttpResponse, row: PendingUpload) -> HttpResponse:
+    """Make ``response`` a download of ``row`` that no browser will render in our origin."""
+    response["Content-Type"] = row.mimetype or FALLBACK_MIMETYPE
+    # RFC 6266: an ASCII fallback in the quoted form (the sanitized name holds no quote or
+    # backslash), and the exact UTF-8 name in filename*, which current clients prefer.
+    fallback = "".join(char if char.isascii() else "_" for char in row.filename)
+    encoded = quote(row.filename, safe="")
+    response["Content-Disposition"] = (
+        f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+    )
+    response["Content-Length"] = str(row.size_bytes)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = ATTACHMENT_CSP
     response["Cache-Control"] = "private, no-store"
     return response
 
 
+def attachment_response(row: PendingUpload) -> HttpResponse:
+    """The stored bytes with attachment_headers()."""
+    return attachment_headers(HttpResponse(row.content), row)
+
+
 @api_view("POST")
 @workspace_auth
 def ack(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponse:
-    if not PendingUpload.objects.ack(workspace.id, parse_uuid(file_id, "file_id")):
+    outcome = PendingUpload.objects.ack(workspace.id, parse_uuid(file_id, "file_id"))
+    if outcome is AckOutcome.ABSENT:
         raise ApiError(404, "no such pending upload")
-    return JsonResponse({"acked": True})
+    if outcome is AckOutcome.RACED:
+        # The workspace has the bytes; the sweep deleting them first is not its error.
+        return ApiResponse({"acked": True, "raced": True})
+    return ApiResponse({"acked": True})

@@ -11,3 +11,8 @@ def phantom_busy_stale_after() -> timedelta:
 
 def phantom_busy_sweep_interval() -> timedelta:
     return getattr(settings, "PHANTOM_BUSY_SWEEP_INTERVAL", timedelta(minutes=5))
+
+
+def phantom_busy_sweep_disabled() -> bool:
+    # PHANTOM_BUSY_SWEEPER_DISABLED=1 (upstream's switch): the job is not scheduled at all.
+    return getattr(settings, "PHANTOM_BUSY_SWEEP_DISABLED", False)

@@ -8,11 +8,17 @@ from pending_uploads import conf as uploads_conf
 from scheduler import conf
 
 
+def _always() -> bool:
+    return True
+
+
 class ScheduleSpec(NamedTuple):
     name: str
     # A dotted path that django-q2 resolves when the job runs; a test imports each one.
     func: str
     interval: Callable[[], timedelta]
+    # False: the upsert leaves the job out and removes its schedule row if one exists.
+    enabled: Callable[[], bool] = _always
 
 
 SCHEDULES = (
@@ -25,5 +31,6 @@ SCHEDULES = (
         "scheduler.phantom_busy_sweep",
         "scheduler.tasks.sweep_phantom_busy",
         conf.phantom_busy_sweep_interval,
+        enabled=lambda: not conf.phantom_busy_sweep_disabled(),
     ),
 )

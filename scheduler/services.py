@@ -31,6 +31,10 @@ def schedules_sync(*, using: str = "default") -> list[Schedule]:
     now = timezone.now()
     synced = []
     for spec in SCHEDULES:
+        if not spec.enabled():
+            removed, _ = Schedule.objects.using(using).filter(name=spec.name).delete()
+            logger.info("schedule %s disabled%s", spec.name, ", removed" if removed else "")
+            continue
         minutes = _interval_minutes(spec.interval())
         schedule, created = Schedule.objects.using(using).update_or_create(
             name=spec.name,
@@ -72,9 +76,9 @@ def schedules_sync_after_migrate(sender: AppConfig, using: str = "default", **kw
 def schedules_mark_due() -> int:
     """Make every declared schedule due now, so a starting worker sweeps at its first tick."""
     schedules_sync()
-    return Schedule.objects.filter(name__in=[spec.name for spec in SCHEDULES]).update(
-        next_run=timezone.now()
-    )
+    return Schedule.objects.filter(
+        name__in=[spec.name for spec in SCHEDULES if spec.enabled()]
+    ).update(next_run=timezone.now())
 
 
 class PhantomBusySweepError(Exception):

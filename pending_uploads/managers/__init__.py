@@ -19,6 +19,7 @@ from pending_uploads.managers.sweep import (
     SweepMixin,
 )
 from pending_uploads.managers.types import (
+    AckOutcome,
     Backlog,
     FileTooLarge,
     NewUpload,
@@ -30,11 +31,13 @@ if TYPE_CHECKING:
     from pending_uploads.models import PendingUpload
 
 __all__ = [
+    "ACK_SQL",
     "BACKLOG_SQL",
+    "FETCHABLE_WITH_CONTENT_SQL",
     "INSERT_SQL",
-    "LIVE_WITH_CONTENT_SQL",
     "SWEEP_BATCH_SQL",
     "SWEEP_PREVIEW_SQL",
+    "AckOutcome",
     "Backlog",
     "FileTooLarge",
     "NewUpload",
@@ -57,12 +60,30 @@ SELECT %(file_id)s, %(workspace_id)s, %(content)b, %(size_bytes)s, %(filename)s,
 """
 
 # Raw and read in binary format for the same reason: a text-format bytea arrives as hex.
-LIVE_WITH_CONTENT_SQL = """
+# The predicate is PendingUploadQuerySet.fetchable()'s: unexpired, acked or not.
+FETCHABLE_WITH_CONTENT_SQL = """
 SELECT file_id, workspace_id, filename, mimetype, size_bytes, created_at, fetched_at, acked_at,
        expires_at, content
   FROM pending_uploads
  WHERE workspace_id = %(workspace_id)s AND file_id = %(file_id)s
-   AND acked_at IS NULL AND expires_at > now()
+   AND expires_at > now()
+"""
+
+# Raw so that "was it there, unacked, when the ack began" and "did the stamp land" come from one
+# statement: both CTEs read the statement's snapshot, but the UPDATE waits for a sweep that holds
+# the row locked and, once the sweep commits its DELETE, finds nothing to stamp. A row the
+# snapshot saw unacked and the UPDATE no longer found is exactly an ack that raced the sweep.
+# COALESCE keeps the first acked_at; a repeated ack rewrites it unchanged.
+ACK_SQL = """
+WITH seen AS (
+    SELECT acked_at IS NULL AS unacked FROM pending_uploads
+     WHERE workspace_id = %(workspace_id)s AND file_id = %(file_id)s AND expires_at > now()
+), stamped AS (
+    UPDATE pending_uploads SET acked_at = COALESCE(acked_at, now())
+     WHERE workspace_id = %(workspace_id)s AND file_id = %(file_id)s AND expires_at > now()
+ RETURNING 1
+)
+SELECT (SELECT bool_or(unacked) FROM seen), EXISTS (SELECT 1 FROM stamped)
 """
 
 _INSERTED_FIELDS = ("file_id", "workspace_id", "size_bytes", "filename", "mimetype")
@@ -70,8 +91,12 @@ _INSERTED_FIELDS = ("file_id", "workspace_id", "size_bytes", "filename", "mimety
 
 class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
     def live(self) -> PendingUploadQuerySet:
-        """Unacked and unexpired: what a workspace may still list and fetch."""
+        """Unacked and unexpired: what a workspace still lists."""
         return self.filter(acked_at__isnull=True, expires_at__gt=Now())
+
+    def fetchable(self) -> PendingUploadQuerySet:
+        """Unexpired, acked or not: what a workspace may fetch until the sweep deletes it."""
+        return self.filter(expires_at__gt=Now())
 
     def for_workspace(self, workspace_id: uuid.UUID) -> PendingUploadQuerySet:
         return self.filter(workspace_id=workspace_id)
@@ -153,11 +178,11 @@ class PendingUploadManager(SweepMixin, models.Manager.from_queryset(PendingUploa
                 stored.append(row)
         return stored
 
-    def get_live(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> PendingUpload | None:
-        """The unacked, unexpired row with its bytes, or None."""
+    def get_fetchable(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> PendingUpload | None:
+        """The unexpired row with its bytes, acked or not (until swept), or None."""
         params = {"workspace_id": workspace_id, "file_id": file_id}
         with self._binary_cursor() as cursor:
-            cursor.execute(LIVE_WITH_CONTENT_SQL, params, binary=True)
+            cursor.execute(FETCHABLE_WITH_CONTENT_SQL, params, binary=True)
             found = cursor.fetchone()
             if found is None:
                 return None
@@ -165,24 +190,47 @@ class PendingUploadManager(SweepMixin, models.Manager.from_queryset(PendingUploa
         return self.model(**dict(zip(names, found, strict=True)))
 
     def mark_fetched(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> bool:
-        """Stamp fetched_at on the first fetch only; True when this call stamped it."""
+        """Stamp fetched_at with this fetch's time; False when the row is no longer fetchable."""
         return bool(
-            self.live()
+            self.fetchable()
             .for_workspace(workspace_id)
-            .filter(file_id=file_id, fetched_at__isnull=True)
+            .filter(file_id=file_id)
             .update(fetched_at=Now())
         )
 
-    def ack(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> bool:
-        """Stamp acked_at on a live row; False when it is absent, acked, expired or foreign."""
-        return bool(
-            self.live().for_workspace(workspace_id).filter(file_id=file_id).update(acked_at=Now())
-        )
+    def ack(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> AckOutcome:
+        """Stamp acked_at the first time; say whether the row was there, or raced the sweep."""
+        with self._cursor() as cursor:
+            cursor.execute(ACK_SQL, {"workspace_id": workspace_id, "file_id": file_id})
+            unacked, stamped = cursor.fetchone()
+        if stamped:
+            return AckOutcome.ACKED
+        if unacked:
+            return AckOutcome.RACED
+        return AckOutcome.ABSENT
 
-    def list_for_workspace(self, workspace_id: uuid.UUID) -> PendingUploadQuerySet:
+    def list_for_workspace(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        after: tuple[Any, uuid.UUID] | None = None,
+        limit: int = 100,
+    ) -> list[PendingUpload]:
+        """Unacked, unexpired rows oldest first, strictly after the (created_at, file_id) key."""
+        rows = self.live().for_workspace(workspace_id).defer("content")
+        if after is not None:
+            at, file_id = after
+            # The created_at >= bound is the index condition; the OR only filters its ties.
+            rows = rows.filter(created_at__gte=at).filter(
+                models.Q(created_at__gt=at) | models.Q(file_id__gt=file_id)
+            )
+        return list(rows.order_by("created_at", "file_id")[:limit])
+
+    def page_key(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> tuple[Any, uuid.UUID] | None:
+        """The (created_at, file_id) of this workspace's row ``file_id``, acked or not, or None."""
         return (
-            self.live()
-            .for_workspace(workspace_id)
-            .defer("content")
-            .order_by("created_at", "file_id")
+            self.for_workspace(workspace_id)
+            .filter(file_id=file_id)
+            .values_list("created_at", "file_id")
+            .first()
         )

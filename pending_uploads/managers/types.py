@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import IO, NamedTuple
 
@@ -50,3 +51,12 @@ class NewUpload:
     size_bytes: int
     # Read once, at insert time, so only one file's bytes are in memory at once.
     source: IO[bytes]
+
+
+class AckOutcome(enum.Enum):
+    # Stamped now, or stamped before and still there (a repeated ack).
+    ACKED = "acked"
+    # Unacked and unexpired when the ack began, deleted by the sweep before it could be stamped.
+    RACED = "raced"
+    # Absent, expired or another workspace's.
+    ABSENT = "absent"

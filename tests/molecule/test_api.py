@@ -283,7 +283,6 @@ HEARTBEAT_BAD = {
     "integral-float": {"active_tasks": 2.0},
     "bool-true": {"active_tasks": True},
     "bool-false": {"active_tasks": False},
-    "null": {"active_tasks": None},
     "over-int32": {"active_tasks": 2**31},
     "huge": {"active_tasks": 10**30},
     "current-task-int": {"current_task": 7},
@@ -308,11 +307,24 @@ def test_heartbeat_rejects_bad_fields_with_400(api, poll_workspace, case):
     assert (workspace.active_tasks, workspace.current_task) == (2, "before")
 
 
-def test_heartbeat_without_active_tasks_is_400(api, poll_workspace):
-    body = heartbeat_body(poll_workspace)
-    del body["active_tasks"]
+@pytest.mark.parametrize("active_tasks", ["absent", None], ids=["absent", "null"])
+def test_heartbeat_without_active_tasks_means_0_and_unknown_fields_are_ignored(
+    api, poll_workspace, active_tasks
+):
+    ws = poll_workspace
+    Workspace.objects.filter(pk=ws.id).update(active_tasks=2)
+    # The shape upstream's runtime sends: is_busy and uptime_seconds are not ours.
+    body = heartbeat_body(ws, is_busy=True, uptime_seconds=12.5, error_rate=0)
+    if active_tasks == "absent":
+        del body["active_tasks"]
+    else:
+        body["active_tasks"] = active_tasks
 
-    assert_json_error(post_json(api, "/registry/heartbeat", body, **poll_workspace.auth), 400)
+    response = post_json(api, "/registry/heartbeat", body, **ws.auth)
+
+    assert response.status_code == 200, response.content
+    assert response.content == b'{"status":"ok"}'
+    assert Workspace.objects.get(pk=ws.id).active_tasks == 0
 
 
 @pytest.mark.parametrize(
@@ -379,44 +391,87 @@ def test_heartbeat_for_an_unknown_workspace_is_401(api, poll_workspace):
 
 def test_posting_activity_appends_a_row(api, poll_workspace):
     ws = poll_workspace
+    target = uuid.uuid4()
     body = {
         "activity_type": "a2a_send",
         "method": "message/send",
         "summary": "said hello",
-        "request_body": {"text": "hello", "n": [1, 2, {"deep": None}]},
+        "target_id": str(target),
+        "source_id": str(ws.id),
         "status": "error",
+        "error_detail": "peer timed out",
+        "duration_ms": 1234,
+        "request_body": {"text": "hello", "n": [1, 2, {"deep": None}]},
+        "response_body": {"ok": False},
     }
 
     response = post_json(api, ws.url("activity"), body, **ws.auth)
 
-    assert response.status_code == 201, response.content
-    answer = response.json()
+    assert response.status_code == 200, response.content
+    assert response.content == b'{"status":"logged"}'
     row = ActivityLog.objects.get()
-    assert answer == {
-        "id": row.id,
-        **body,
-        "created_at": row.created_at.isoformat(),
-    }
-    assert (row.workspace_id, row.activity_type, row.request_body) == (
-        ws.id,
-        "a2a_send",
-        body["request_body"],
-    )
+    listed = api.get(ws.url("activity"), **ws.auth).json()
+    assert listed == [
+        {
+            **body,
+            "id": row.id,
+            "seq": row.id,
+            "workspace_id": str(ws.id),
+            "created_at": row.created_at.isoformat(),
+        }
+    ]
 
 
 def test_posting_activity_defaults_optional_fields(api, poll_workspace):
     ws = poll_workspace
 
-    response = post_json(api, ws.url("activity"), {"activity_type": "ping"}, **ws.auth)
+    response = post_json(api, ws.url("activity"), {"activity_type": "agent_log"}, **ws.auth)
 
-    assert response.status_code == 201
-    answer = response.json()
-    assert (answer["method"], answer["summary"], answer["request_body"], answer["status"]) == (
-        "",
-        "",
-        None,
-        "ok",
-    )
+    assert response.status_code == 200
+    [answer] = api.get(ws.url("activity"), **ws.auth).json()
+    # source_id defaults to the reporting workspace, as upstream's does.
+    assert {key: answer[key] for key in answer if key not in ("id", "seq", "created_at")} == {
+        "workspace_id": str(ws.id),
+        "activity_type": "agent_log",
+        "source_id": str(ws.id),
+        "target_id": None,
+        "method": "",
+        "summary": "",
+        "request_body": None,
+        "response_body": None,
+        "duration_ms": None,
+        "status": "ok",
+        "error_detail": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "activity_type",
+    [
+        "a2a_send",
+        "a2a_receive",
+        "task_update",
+        "agent_log",
+        "skill_promotion",
+        "memory_write",
+        "error",
+    ],
+)
+def test_every_upstream_activity_type_is_accepted(api, poll_workspace, activity_type):
+    ws = poll_workspace
+
+    response = post_json(api, ws.url("activity"), {"activity_type": activity_type}, **ws.auth)
+
+    assert response.status_code == 200
+    assert ActivityLog.objects.get().activity_type == activity_type
+
+
+def test_another_workspaces_source_id_is_403(api, poll_workspace, other_workspace):
+    ws = poll_workspace
+    body = {"activity_type": "agent_log", "source_id": str(other_workspace.id)}
+
+    assert_json_error(post_json(api, ws.url("activity"), body, **ws.auth), 403)
+    assert ActivityLog.objects.count() == 0
 
 
 ACTIVITY_BAD = {
@@ -424,19 +479,26 @@ ACTIVITY_BAD = {
     "array": b"[]",
     "missing-type": {"summary": "x"},
     "empty-type": {"activity_type": ""},
+    "unknown-type": {"activity_type": "ping"},
+    "type-case": {"activity_type": "A2A_SEND"},
     "type-int": {"activity_type": 1},
-    "method-list": {"activity_type": "x", "method": ["a"]},
-    "summary-nul": {"activity_type": "x", "summary": "a\x00b"},
-    "summary-too-long": {"activity_type": "x", "summary": "s" * 20_000},
-    "status-int": {"activity_type": "x", "status": 5},
+    "target-not-uuid": {"activity_type": "agent_log", "target_id": "ws-1"},
+    "source-int": {"activity_type": "agent_log", "source_id": 5},
+    "duration-string": {"activity_type": "agent_log", "duration_ms": "5"},
+    "duration-negative": {"activity_type": "agent_log", "duration_ms": -1},
+    "error-detail-int": {"activity_type": "agent_log", "error_detail": 1},
+    "method-list": {"activity_type": "agent_log", "method": ["a"]},
+    "summary-nul": {"activity_type": "agent_log", "summary": "a\x00b"},
+    "summary-too-long": {"activity_type": "agent_log", "summary": "s" * 20_000},
+    "status-int": {"activity_type": "agent_log", "status": 5},
     # Hostile JSON that Python accepts but jsonb or UTF-8 cannot hold, or Python cannot parse.
-    "request-body-nul": {"activity_type": "x", "request_body": "a\x00b"},
-    "request-body-nul-key": {"activity_type": "x", "request_body": {"a\x00": 1}},
-    "request-body-nan": b'{"activity_type": "x", "request_body": NaN}',
-    "request-body-infinity": b'{"activity_type": "x", "request_body": 1e999}',
-    "request-body-lone-surrogate": b'{"activity_type": "x", "request_body": "\\ud800"}',
-    "summary-lone-surrogate": b'{"activity_type": "x", "summary": "\\udfff"}',
-    "deep-nesting": b'{"activity_type": "x", "request_body": '
+    "request-body-nul": {"activity_type": "agent_log", "request_body": "a\x00b"},
+    "request-body-nul-key": {"activity_type": "agent_log", "request_body": {"a\x00": 1}},
+    "request-body-nan": b'{"activity_type": "agent_log", "request_body": NaN}',
+    "request-body-infinity": b'{"activity_type": "agent_log", "request_body": 1e999}',
+    "request-body-lone-surrogate": b'{"activity_type": "agent_log", "request_body": "\\ud800"}',
+    "summary-lone-surrogate": b'{"activity_type": "agent_log", "summary": "\\udfff"}',
+    "deep-nesting": b'{"activity_type": "agent_log", "request_body": '
     + b"[" * 100_000
     + b"]" * 100_000
     + b"}",
@@ -455,7 +517,7 @@ def test_posting_bad_activity_is_400(api, poll_workspace, case):
 
 def test_posting_a_10_mb_activity_is_refused(api, poll_workspace):
     ws = poll_workspace
-    body = {"activity_type": "x", "request_body": "r" * TEN_MB}
+    body = {"activity_type": "agent_log", "request_body": "r" * TEN_MB}
 
     assert_json_error(post_json(api, ws.url("activity"), body, **ws.auth), (400, 413))
     assert ActivityLog.objects.count() == 0
@@ -464,7 +526,7 @@ def test_posting_a_10_mb_activity_is_refused(api, poll_workspace):
 def test_sql_looking_activity_is_stored_verbatim(api, poll_workspace):
     ws = poll_workspace
     body = {
-        "activity_type": "x'); DROP TABLE activity_logs; --",
+        "activity_type": "agent_log",
         "method": "' OR '1'='1",
         "summary": "Robert'); DELETE FROM workspaces WHERE ('1'='1",
         "request_body": {"q": "1; TRUNCATE pending_uploads", "'": '"'},
@@ -475,7 +537,7 @@ def test_sql_looking_activity_is_stored_verbatim(api, poll_workspace):
     listed = api.get(ws.url("activity"), {"type": body["activity_type"]}, **ws.auth)
     no_match = api.get(ws.url("activity"), {"type": "' OR 1=1 --"}, **ws.auth)
 
-    assert response.status_code == 201
+    assert response.status_code == 200
     assert len(listed.json()) == 1
     assert {key: listed.json()[0][key] for key in body} == body
     assert no_match.status_code == 200
@@ -490,7 +552,9 @@ def test_sql_looking_activity_is_stored_verbatim(api, poll_workspace):
 def test_activity_lists_newest_first(api, poll_workspace, other_workspace):
     ws = poll_workspace
     for i in range(3):
-        post_json(api, ws.url("activity"), {"activity_type": "t", "summary": f"s{i}"}, **ws.auth)
+        post_json(
+            api, ws.url("activity"), {"activity_type": "agent_log", "summary": f"s{i}"}, **ws.auth
+        )
     append_activity(other_workspace, 2)
 
     rows = api.get(ws.url("activity"), **ws.auth).json()
@@ -499,12 +563,19 @@ def test_activity_lists_newest_first(api, poll_workspace, other_workspace):
     assert [row["id"] for row in rows] == sorted((row["id"] for row in rows), reverse=True)
     assert set(rows[0]) == {
         "id",
+        "workspace_id",
         "activity_type",
+        "source_id",
+        "target_id",
         "method",
         "summary",
         "request_body",
+        "response_body",
+        "duration_ms",
         "status",
+        "error_detail",
         "created_at",
+        "seq",
     }
 
 
@@ -518,19 +589,19 @@ def test_activity_type_filter(api, poll_workspace):
     assert [row["activity_type"] for row in rows] == ["a2a_receive"] * 3
 
 
-def test_activity_since_id_returns_only_later_rows(api, poll_workspace):
+def test_activity_since_id_returns_later_rows_oldest_first(api, poll_workspace):
     ws = poll_workspace
     append_activity(ws, 5)
     ids = sorted(ActivityLog.objects.values_list("id", flat=True))
 
     rows = api.get(ws.url("activity"), {"since_id": ids[2]}, **ws.auth).json()
-    none = api.get(ws.url("activity"), {"since_id": 2**63 - 1}, **ws.auth).json()
+    head = api.get(ws.url("activity"), {"since_id": ids[4]}, **ws.auth)
 
-    assert [row["id"] for row in rows] == [ids[4], ids[3]]
-    assert none == []
+    assert [row["id"] for row in rows] == [ids[3], ids[4]]
+    assert (head.status_code, head.content) == (200, b"[]")
 
 
-def test_activity_limit_defaults_to_100_and_allows_1_to_500(api, poll_workspace):
+def test_activity_limit_defaults_to_100_and_clamps_to_500(api, poll_workspace):
     ws = poll_workspace
     append_activity(ws, 501)
     newest = max(ActivityLog.objects.values_list("id", flat=True))
@@ -538,27 +609,29 @@ def test_activity_limit_defaults_to_100_and_allows_1_to_500(api, poll_workspace)
     default = api.get(ws.url("activity"), **ws.auth).json()
     one = api.get(ws.url("activity"), {"limit": 1}, **ws.auth).json()
     most = api.get(ws.url("activity"), {"limit": 500}, **ws.auth).json()
+    over = api.get(ws.url("activity"), {"limit": 501}, **ws.auth).json()
+    huge = api.get(ws.url("activity"), {"limit": str(10**30)}, **ws.auth).json()
 
     assert len(default) == 100
     assert [row["id"] for row in one] == [newest]
-    assert len(most) == 500
+    assert len(most) == len(over) == len(huge) == 500
 
 
 @pytest.mark.parametrize(
     "query",
     [
         {"limit": "0"},
-        {"limit": "501"},
         {"limit": "-1"},
-        {"limit": str(10**30)},
         {"limit": "abc"},
         {"limit": "1.5"},
         {"limit": "1e2"},
-        {"since_id": "-1"},
-        {"since_id": str(2**63)},
-        {"since_id": str(10**30)},
-        {"since_id": "abc"},
-        {"since_id": "1; DROP TABLE activity_logs"},
+        {"limit": " 5"},
+        {"limit": "\u0665"},
+        {"since_secs": "0"},
+        {"since_secs": "-5"},
+        {"since_secs": "1.5"},
+        {"since_secs": "abc"},
+        {"source": "user"},
         {"type": "a\x00b"},
     ],
     ids=lambda query: next(iter(query.items()))[0] + "=" + next(iter(query.values()))[:20],

@@ -97,7 +97,11 @@ CREDENTIALS: dict[str, Callable[[RegisteredWorkspace, RegisteredWorkspace], dict
         "HTTP_AUTHORIZATION": f"Bearer {owner.workspace.token_hash}"
     },
     "another-workspace": lambda owner, intruder: intruder.auth,
+    # ADMIN_TOKEN is unset in these tests: no string is an operator token then.
+    "admin-tier-disabled": lambda owner, intruder: {"HTTP_AUTHORIZATION": "Bearer "},
 }
+
+ADMIN_TOKEN = "operator-" + "s" * 40
 
 
 def _allowed_and_refused(
@@ -134,6 +138,7 @@ def test_every_workspace_route_refuses_bad_credentials(owner, intruder, route, c
         served.append(method)
         assert response.status_code == 401, (method, response.content)
         assert response["Content-Type"] == "application/json"
+        assert response["WWW-Authenticate"] == 'Bearer realm="molecule"'
         assert isinstance(response.json()["error"], str)
 
     assert served, f"{route} serves no method"
@@ -224,8 +229,9 @@ def test_an_unknown_workspace_still_costs_a_comparison(monkeypatch, owner):
     assert Workspace.objects.authenticate(uuid.uuid4(), owner.token) is None
     assert Workspace.objects.authenticate(owner.id, owner.token) == owner.workspace
 
-    # Both paths compare once, so timing does not reveal which ids exist.
-    assert len(spy.calls) == 2
+    # Both paths compare twice (own token, then the admin tier against a dummy when disabled),
+    # so timing does not reveal which ids exist or whether ADMIN_TOKEN is set.
+    assert len(spy.calls) == 4
 
 
 @pytest.mark.django_db
@@ -237,7 +243,22 @@ def test_api_requests_compare_tokens_in_constant_time(monkeypatch, owner):
     response = api.get(owner.url("pending-uploads"), HTTP_AUTHORIZATION="Bearer wrong")
 
     assert response.status_code == 401
-    assert spy.calls == [(token_hash("wrong"), owner.workspace.token_hash)]
+    assert spy.calls == [
+        (token_hash("wrong"), owner.workspace.token_hash),
+        (token_hash("wrong"), "0" * 64),
+    ]
+
+
+@pytest.mark.django_db
+@override_settings(ADMIN_TOKEN="operator-secret")
+def test_the_admin_token_is_compared_in_constant_time(monkeypatch, owner):
+    spy = CompareSpy(hmac.compare_digest)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+
+    response = Client().get(owner.url("pending-uploads"), HTTP_AUTHORIZATION="Bearer wrong")
+
+    assert response.status_code == 401
+    assert spy.calls[1] == (token_hash("wrong"), token_hash("operator-secret"))
 
 
 def test_tokens_carry_at_least_256_bits():
@@ -291,3 +312,54 @@ def test_metrics_without_a_token_setting_are_open():
 
     assert response.status_code == 200
     assert b"# TYPE molecule_pending_uploads_swept_total counter" in response.content
+
+
+# --- ADMIN_TOKEN and removed workspaces -------------------------------------------------------
+
+
+@pytest.mark.django_db
+@override_settings(ADMIN_TOKEN=ADMIN_TOKEN)
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_workspace_route_admits_the_admin_token(owner, route):
+    api = Client(enforce_csrf_checks=True)
+    admin = {"HTTP_AUTHORIZATION": f"Bearer {ADMIN_TOKEN}"}
+    url = fill(route, owner.id)
+
+    served, _ = _allowed_and_refused(api, url, admin)
+
+    assert served
+    for method in served:
+        response = api.generic(method, url, **admin)
+        assert response.status_code != 401, (method, response.content)
+        assert response.status_code < 500
+        # Unknown ids stay 401 for the operator too: the id space is not revealed.
+        unknown = api.generic(method, fill(route, uuid.uuid4()), **admin)
+        assert unknown.status_code == 401
+        # A near miss is no operator token.
+        near = api.generic(method, url, HTTP_AUTHORIZATION=f"Bearer {ADMIN_TOKEN}x")
+        assert near.status_code == 401
+
+
+@pytest.mark.django_db
+def test_the_admin_token_is_never_logged(caplog, owner):
+    with override_settings(ADMIN_TOKEN=ADMIN_TOKEN), caplog.at_level("DEBUG"):
+        for route in ROUTES:
+            Client().get(fill(route, owner.id), HTTP_AUTHORIZATION=f"Bearer {ADMIN_TOKEN}")
+
+    assert ADMIN_TOKEN not in caplog.text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_removed_workspaces_token_is_401_on_every_route(owner, route):
+    Workspace.objects.filter(pk=owner.id).update(status=Workspace.Status.REMOVED)
+    api = Client(enforce_csrf_checks=True)
+    url = fill(route, owner.id)
+
+    served, _ = _allowed_and_refused(api, url, owner.auth)
+
+    assert served
+    for method in served:
+        response = api.generic(method, url, **owner.auth)
+        assert response.status_code == 401, (method, response.content)
+        assert response["WWW-Authenticate"].startswith("Bearer")

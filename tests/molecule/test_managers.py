@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+from django.db import transaction
+from django.utils import timezone
 
-from molecule.managers import PHANTOM_BUSY_PREVIEW_SQL, PHANTOM_BUSY_RESET_SQL, WorkspaceRef
+from molecule.managers import (
+    PHANTOM_BUSY_PREVIEW_SQL,
+    PHANTOM_BUSY_RESET_SQL,
+    CursorGone,
+    WorkspaceRef,
+)
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
 from tests.helpers import run_sql
@@ -202,20 +210,78 @@ def test_with_last_activity_is_the_newest_activity_row(register):
 
 
 @pytest.mark.django_db
-def test_activity_for_workspace_filters_and_pages_newest_first(register):
+def test_activity_feed_filters_newest_first_and_after_a_cursor_oldest_first(register):
     ws = register("agent")
     other = register("other")
     ids = [
         activity_append(workspace_id=ws.id, activity_type=kind).id
-        for kind in ["a2a_receive", "heartbeat", "a2a_receive", "a2a_receive"]
+        for kind in ["a2a_receive", "agent_log", "a2a_receive", "a2a_receive"]
     ]
     activity_append(workspace_id=other.id, activity_type="a2a_receive")
 
-    def listed(**kwargs: object) -> list[int]:
-        return [row.id for row in ActivityLog.objects.for_workspace(ws.id, **kwargs)]
+    def listed(since_id: int | None = None, **kwargs: Any) -> list[int]:
+        after = (
+            None if since_id is None else ActivityLog.objects.cursor_position(ws.id, str(since_id))
+        )
+        return [row.id for row in ActivityLog.objects.feed(ws.id, after=after, **kwargs)]
 
     assert listed() == ids[::-1]
     assert listed(activity_type="a2a_receive") == [ids[3], ids[2], ids[0]]
-    assert listed(since_id=ids[1]) == [ids[3], ids[2]]
-    assert listed(activity_type="a2a_receive", since_id=ids[0], limit=1) == [ids[3]]
+    assert listed(since_id=ids[1]) == [ids[2], ids[3]]
+    assert listed(activity_type="a2a_receive", since_id=ids[0], limit=1) == [ids[2]]
     assert listed(activity_type="missing") == []
+
+
+@pytest.mark.django_db
+def test_rows_of_one_transaction_page_by_seq_and_none_is_skipped(register):
+    # One transaction: every row has the same created_at, so only seq orders them.
+    ws = register("agent")
+    with transaction.atomic():
+        ids = [activity_append(workspace_id=ws.id, activity_type="agent_log").id for _ in range(5)]
+    assert len(set(ActivityLog.objects.filter(pk__in=ids).values_list("created_at"))) == 1
+
+    seen, after = [], ActivityLog.objects.cursor_position(ws.id, str(ids[0]))
+    while page := ActivityLog.objects.feed(ws.id, after=after, limit=2):
+        seen += [row.id for row in page]
+        after = ActivityLog.objects.cursor_position(ws.id, str(page[-1].id))
+
+    assert seen == ids[1:]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "since_id", ["foreign", "missing", "uuid", "negative", "huge", "text", "unicode-digit"]
+)
+def test_a_cursor_that_names_no_row_of_this_workspace_is_gone(register, since_id):
+    ws = register("agent")
+    other = register("other")
+    foreign = activity_append(workspace_id=other.id, activity_type="agent_log").id
+    values = {
+        "foreign": str(foreign),
+        "missing": str(foreign + 1000),
+        "uuid": str(uuid.uuid4()),
+        "negative": "-1",
+        "huge": str(2**63),
+        "text": "1; DROP TABLE activity_logs",
+        "unicode-digit": "\u0661",
+    }
+
+    with pytest.raises(CursorGone):
+        ActivityLog.objects.cursor_position(ws.id, values[since_id])
+
+
+@pytest.mark.django_db
+def test_feed_source_and_since_seconds_filters(register):
+    ws = register("agent")
+    canvas = activity_append(workspace_id=ws.id, activity_type="a2a_receive").id
+    agent = activity_append(workspace_id=ws.id, activity_type="a2a_receive", source_id=ws.id).id
+    old = activity_append(workspace_id=ws.id, activity_type="a2a_receive", source_id=ws.id).id
+    ActivityLog.objects.filter(pk=old).update(created_at=timezone.now() - timedelta(hours=2))
+
+    def ids(**kwargs: Any) -> list[int]:
+        return [row.id for row in ActivityLog.objects.feed(ws.id, **kwargs)]
+
+    assert ids(source="canvas") == [canvas]
+    assert ids(source="agent") == [agent, old]
+    assert ids(since_seconds=3600) == [agent, canvas]
+    assert ids(source="agent", since_seconds=3600) == [agent]

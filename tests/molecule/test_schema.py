@@ -38,7 +38,7 @@ def indexdef(name: str) -> str:
         ),
         (
             "activity_logs_ws_created_idx",
-            "ON public.activity_logs USING btree (workspace_id, created_at)",
+            "ON public.activity_logs USING btree (workspace_id, created_at, id)",
         ),
     ],
 )

@@ -269,7 +269,9 @@ def test_download_serves_the_bytes_as_an_attachment(admin_client: Client) -> Non
     assert response.status_code == 200
     assert response.content == payload
     assert response["Content-Type"] == "text/html"
-    assert response["Content-Disposition"] == 'attachment; filename="page.html"'
+    assert response["Content-Disposition"] == (
+        "attachment; filename=\"page.html\"; filename*=UTF-8''page.html"
+    )
     assert response["Content-Length"] == str(len(payload))
     assert response["X-Content-Type-Options"] == "nosniff"
     csp = response["Content-Security-Policy"]

@@ -20,6 +20,7 @@ from pending_uploads import managers
 from pending_uploads.managers import (
     SWEEP_BATCH_SQL,
     SWEEP_PREVIEW_SQL,
+    AckOutcome,
     Backlog,
     FileTooLarge,
     NewUpload,
@@ -213,7 +214,7 @@ def test_sweep_negative_retention_behaves_like_zero(retention_seconds):
 def test_sweep_zero_retention_deletes_every_acked_row(poll_workspace):
     ws_id = poll_workspace.id
     row = PendingUpload.objects.put(ws_id, upload("now.txt"), ttl=TTL, max_bytes=MAX_BYTES)
-    assert PendingUpload.objects.ack(ws_id, row.file_id)
+    assert PendingUpload.objects.ack(ws_id, row.file_id) is AckOutcome.ACKED
     older = insert_rows(4, acked_ago=30.0, spread_seconds=10)
     unacked = insert_rows(2, expires_in=60.0)
     result = PendingUpload.objects.sweep(timedelta(0))
@@ -543,48 +544,56 @@ def make_state(state: str, ws_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("state", ["acked", "expired", "expiring_now", "foreign", "absent"])
-def test_rows_that_are_not_live_are_invisible(poll_workspace, state):
+@pytest.mark.parametrize("state", ["expired", "expiring_now", "foreign", "absent"])
+def test_rows_that_are_not_fetchable_are_invisible(poll_workspace, state):
     ws_id, file_id = make_state(state, poll_workspace.id)
-    assert PendingUpload.objects.get_live(ws_id, file_id) is None
+    assert PendingUpload.objects.get_fetchable(ws_id, file_id) is None
     assert PendingUpload.objects.mark_fetched(ws_id, file_id) is False
-    assert PendingUpload.objects.ack(ws_id, file_id) is False
-    assert list(PendingUpload.objects.list_for_workspace(ws_id)) == []
+    assert PendingUpload.objects.ack(ws_id, file_id) is AckOutcome.ABSENT
+    assert PendingUpload.objects.list_for_workspace(ws_id) == []
     if state != "absent":
         row = PendingUpload.objects.get(pk=file_id)
-        assert row.fetched_at is None
-        assert (row.acked_at is not None) == (state == "acked")
+        assert (row.fetched_at, row.acked_at) == (None, None)
 
 
 @pytest.mark.django_db
-def test_live_row_fetch_then_ack(poll_workspace):
+def test_an_acked_row_stays_fetchable_but_leaves_the_list(poll_workspace):
+    ws_id, file_id = make_state("acked", poll_workspace.id)
+    assert PendingUpload.objects.get_fetchable(ws_id, file_id) is not None
+    assert PendingUpload.objects.mark_fetched(ws_id, file_id) is True
+    assert PendingUpload.objects.list_for_workspace(ws_id) == []
+
+
+@pytest.mark.django_db
+def test_fetch_then_ack_then_ack_again(poll_workspace):
     ws_id = poll_workspace.id
     row = PendingUpload.objects.put(ws_id, upload("f.txt", b"bytes"), ttl=TTL, max_bytes=MAX_BYTES)
-    live = PendingUpload.objects.get_live(ws_id, row.file_id)
+    live = PendingUpload.objects.get_fetchable(ws_id, row.file_id)
     assert live is not None
     assert bytes(live.content) == b"bytes"
     assert live.fetched_at is None
     assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is True
     (now,) = run_sql("SELECT now()")[0]
     assert PendingUpload.objects.get(pk=row.file_id).fetched_at == now
-    assert PendingUpload.objects.get_live(ws_id, row.file_id) is not None
-    assert PendingUpload.objects.ack(ws_id, row.file_id) is True
+    assert PendingUpload.objects.ack(ws_id, row.file_id) is AckOutcome.ACKED
     assert PendingUpload.objects.get(pk=row.file_id).acked_at == now
-    assert PendingUpload.objects.get_live(ws_id, row.file_id) is None
-    assert PendingUpload.objects.ack(ws_id, row.file_id) is False
+    # The first ack's stamp stays; a repeated ack is still an ack.
+    first = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+    PendingUpload.objects.filter(pk=row.file_id).update(acked_at=first)
+    assert PendingUpload.objects.ack(ws_id, row.file_id) is AckOutcome.ACKED
+    assert PendingUpload.objects.get(pk=row.file_id).acked_at == first
+    assert PendingUpload.objects.get_fetchable(ws_id, row.file_id) is not None
 
 
 @pytest.mark.django_db
-def test_mark_fetched_stamps_only_the_first_fetch(poll_workspace):
+def test_mark_fetched_stamps_every_fetch(poll_workspace):
     ws_id = poll_workspace.id
     row = PendingUpload.objects.put(ws_id, upload("f.txt"), ttl=TTL, max_bytes=MAX_BYTES)
-    assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is True
-    # Backdate the stamp so a second stamping would be visible.
     first = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
     PendingUpload.objects.filter(pk=row.file_id).update(fetched_at=first)
-    assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is False
-    assert PendingUpload.objects.get(pk=row.file_id).fetched_at == first
-    assert PendingUpload.objects.get_live(ws_id, row.file_id) is not None
+    assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is True
+    (now,) = run_sql("SELECT now()")[0]
+    assert PendingUpload.objects.get(pk=row.file_id).fetched_at == now
 
 
 @pytest.mark.django_db
@@ -610,12 +619,33 @@ def test_list_for_workspace_excludes_acked_expired_and_foreign_rows(register):
         ws.id, [upload(f"{n}.txt") for n in range(5)], ttl=TTL, max_bytes=MAX_BYTES
     )
     PendingUpload.objects.put(other.id, upload("foreign.txt"), ttl=TTL, max_bytes=MAX_BYTES)
-    assert PendingUpload.objects.ack(ws.id, rows[1].file_id)
+    assert PendingUpload.objects.ack(ws.id, rows[1].file_id) is AckOutcome.ACKED
     PendingUpload.objects.filter(pk=rows[3].file_id).update(
         expires_at=TransactionNow() - timedelta(microseconds=1)
     )
     listed = PendingUpload.objects.list_for_workspace(ws.id)
     assert [row.filename for row in listed] == ["0.txt", "2.txt", "4.txt"]
+
+
+@pytest.mark.django_db
+def test_list_pages_by_keyset_without_gaps_even_within_one_transaction(register):
+    ws = register("lister", "poll")
+    rows = PendingUpload.objects.put_batch(
+        ws.id, [upload(f"{n}.txt") for n in range(7)], ttl=TTL, max_bytes=MAX_BYTES
+    )
+    # Rows of one request share no timestamp here, but force ties to prove file_id breaks them.
+    PendingUpload.objects.filter(pk__in=[r.file_id for r in rows]).update(
+        created_at=TransactionNow()
+    )
+    expected = sorted(r.file_id for r in rows)
+    seen, after = [], None
+    while page := PendingUpload.objects.list_for_workspace(ws.id, after=after, limit=3):
+        seen += [row.file_id for row in page]
+        # A row acked while paging still anchors the next page.
+        PendingUpload.objects.ack(ws.id, page[-1].file_id)
+        after = PendingUpload.objects.page_key(ws.id, page[-1].file_id)
+    assert seen == expected
+    assert PendingUpload.objects.page_key(ws.id, uuid.uuid4()) is None
 
 
 @pytest.mark.django_db
