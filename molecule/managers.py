@@ -57,7 +57,8 @@ class WorkspaceManager(models.Manager["Workspace"]):
         """Return the workspace when ``token`` is its bearer token or ``admin_token``, else None.
 
         A removed workspace's own token never authenticates again; ``admin_token`` ('' when
-        disabled) opens every workspace that exists.
+        disabled) opens every workspace that exists. The workspace returned carries
+        ``by_admin_token``: True when only the operator token matched.
         """
         workspace = self.filter(pk=workspace_id).first()
         usable = workspace is not None and workspace.status != workspace.Status.REMOVED
@@ -67,6 +68,7 @@ class WorkspaceManager(models.Manager["Workspace"]):
         own = token_matches(token, stored)
         admin = token_matches(token, token_hash(admin_token) if admin_token else None)
         if workspace is not None and (own or admin):
+            workspace.by_admin_token = not own
             return workspace
         return None
 

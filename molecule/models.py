@@ -35,6 +35,10 @@ class Workspace(models.Model):
 
     objects = WorkspaceManager()
 
+    # Set by WorkspaceManager.authenticate(): the caller is the operator (ADMIN_TOKEN), not the
+    # workspace itself.
+    by_admin_token = False
+
     class Meta:
         db_table = "workspaces"
         ordering = ["name"]

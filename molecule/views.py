@@ -158,7 +158,13 @@ def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse
     if activity_type not in ActivityLog.Type.values:
         raise ApiError(400, "activity_type must be one of: " + ", ".join(ActivityLog.Type.values))
     source_id = _optional_uuid(body, "source_id")
-    if source_id is not None and source_id != workspace.id:
+    if workspace.by_admin_token:
+        # The operator (canvas) tier writes what it names: null is the canvas user.
+        pass
+    elif source_id is None:
+        # An agent's own report: upstream defaults source_id to the reporting workspace.
+        source_id = workspace.id
+    elif source_id != workspace.id:
         # Upstream's spoof guard: a workspace reports only as itself.
         raise ApiError(403, "source_id must be the authenticated workspace")
     duration_ms = json_field(body, "duration_ms", int, None)
@@ -170,8 +176,7 @@ def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse
         activity_type=activity_type,
         method=_text(body, "method", limit=200),
         summary=_text(body, "summary"),
-        # An agent's own report: upstream defaults source_id to the reporting workspace.
-        source_id=workspace.id,
+        source_id=source_id,
         target_id=_optional_uuid(body, "target_id"),
         # Upstream falls back to "metadata" when there is no request_body.
         request_body=body.get("request_body", body.get("metadata")),
