@@ -684,3 +684,157 @@ def test_unknown_urls_are_404_json(api, poll_workspace, url):
     response = api.get(url.format(id=poll_workspace.id), **poll_workspace.auth)
 
     assert_json_error(response, 404)
+
+
+# --- The activity feed as upstream's runtime polls it -----------------------------------------
+
+
+def a2a_message(api: Client, ws: RegisteredWorkspace, text: str) -> None:
+    body = {"activity_type": "a2a_receive", "method": "message/send", "summary": text}
+    response = post_json(api, ws.url("activity"), body, **ws.auth)
+    assert (response.status_code, response.content) == (200, b'{"status":"logged"}')
+
+
+def test_the_runtime_poll_loop_gets_every_row_once_in_order(api):
+    # The runtime's inbox loop (workspace/inbox.py): register, then GET ?type=a2a_receive with
+    # since_id = the last id it saw, default limit, until a poll answers [].
+    workspace_id = uuid.uuid4()
+    registered = post_json(api, "/registry/register", register_body(workspace_id))
+    ws = RegisteredWorkspace(
+        Workspace.objects.get(pk=workspace_id), registered.json()["auth_token"]
+    )
+    a2a_message(api, ws, "first")
+    # Noise the type filter must drop.
+    post_json(api, ws.url("activity"), {"activity_type": "agent_log"}, **ws.auth)
+    [first] = api.get(ws.url("activity"), {"type": "a2a_receive"}, **ws.auth).json()
+    cursor = first["id"]
+    for i in range(150):
+        a2a_message(api, ws, f"burst {i}")
+
+    delivered, polls = [], 0
+    while True:
+        polls += 1
+        response = api.get(
+            ws.url("activity"), {"type": "a2a_receive", "since_id": str(cursor)}, **ws.auth
+        )
+        assert response.status_code == 200
+        rows = response.json()
+        if not rows:
+            assert response.content == b"[]"
+            break
+        delivered += [row["summary"] for row in rows]
+        cursor = rows[-1]["id"]
+
+    assert first["summary"] == "first"
+    assert delivered == [f"burst {i}" for i in range(150)]
+    assert polls == 3  # 100, 50, then the head answers []
+
+
+@pytest.mark.parametrize("since_id", ["foreign", "missing", "uuid", "text", "negative"])
+def test_a_cursor_that_is_not_a_row_of_this_workspace_is_410(
+    api, poll_workspace, other_workspace, since_id
+):
+    ws = poll_workspace
+    append_activity(ws, 1)
+    append_activity(other_workspace, 1)
+    foreign = ActivityLog.objects.get(workspace_id=other_workspace.id).id
+    values = {
+        "foreign": str(foreign),
+        "missing": str(foreign + 10_000),
+        "uuid": str(uuid.uuid4()),
+        "text": "1; DROP TABLE activity_logs",
+        "negative": "-1",
+    }
+
+    response = api.get(ws.url("activity"), {"since_id": values[since_id]}, **ws.auth)
+
+    body = assert_json_error(response, 410)
+    assert "omit since_id" in body["error"]
+    assert response.content.startswith(b'{"error":"')
+
+
+def test_a_pruned_cursor_is_410(api, poll_workspace):
+    ws = poll_workspace
+    append_activity(ws, 2)
+    oldest = min(ActivityLog.objects.values_list("id", flat=True))
+    ActivityLog.objects.filter(pk=oldest).delete()
+
+    assert_json_error(api.get(ws.url("activity"), {"since_id": oldest}, **ws.auth), 410)
+
+
+def test_since_secs_is_capped_at_30_days_and_ands_with_the_other_filters(api, poll_workspace):
+    ws = poll_workspace
+    append_activity(ws, 4, "a2a_receive")
+    ids = sorted(ActivityLog.objects.values_list("id", flat=True))
+    run_sql(
+        "UPDATE activity_logs SET created_at = now() - make_interval(days => %s) WHERE id = %s",
+        [31, ids[0]],
+    )
+    run_sql(
+        "UPDATE activity_logs SET created_at = now() - make_interval(days => %s) WHERE id = %s",
+        [29, ids[1]],
+    )
+    ActivityLog.objects.filter(pk=ids[3]).update(activity_type="agent_log")
+
+    def listed(**query: Any) -> list[int]:
+        response = api.get(ws.url("activity"), query, **ws.auth)
+        assert response.status_code == 200, response.content
+        return [row["id"] for row in response.json()]
+
+    assert listed(since_secs=str(10**30)) == [ids[3], ids[2], ids[1]]
+    assert listed(since_secs=60) == [ids[3], ids[2]]
+    assert listed(since_secs=60, type="a2a_receive") == [ids[2]]
+    assert listed(since_secs=str(40 * 86400), since_id=ids[1]) == [ids[2], ids[3]]
+
+
+def test_source_canvas_and_agent(api, poll_workspace):
+    ws = poll_workspace
+    post_json(api, ws.url("activity"), {"activity_type": "agent_log"}, **ws.auth)
+    ActivityLog.objects.create(workspace_id=ws.id, activity_type="a2a_receive")
+
+    canvas = api.get(ws.url("activity"), {"source": "canvas"}, **ws.auth).json()
+    agent = api.get(ws.url("activity"), {"source": "agent"}, **ws.auth).json()
+
+    assert [(row["activity_type"], row["source_id"]) for row in canvas] == [("a2a_receive", None)]
+    assert [(row["activity_type"], row["source_id"]) for row in agent] == [
+        ("agent_log", str(ws.id))
+    ]
+
+
+# --- Registry details of the wire contract ----------------------------------------------------
+
+
+def test_register_answers_compactly_with_delivery_mode_and_no_store(api):
+    workspace_id = uuid.uuid4()
+
+    first = post_json(api, "/registry/register", register_body(workspace_id))
+    token = first.json()["auth_token"]
+    again = post_json(api, "/registry/register", register_body(workspace_id), **bearer(token))
+
+    assert first.content == (
+        b'{"status":"registered","id":"%s","delivery_mode":"poll","auth_token":"%s"}'
+        % (str(workspace_id).encode(), token.encode())
+    )
+    assert again.content == (
+        b'{"status":"registered","id":"%s","delivery_mode":"poll"}' % str(workspace_id).encode()
+    )
+    assert first["Cache-Control"] == again["Cache-Control"] == "no-store"
+
+
+def test_a_removed_workspace_stays_removed(api):
+    workspace_id = uuid.uuid4()
+    token = post_json(api, "/registry/register", register_body(workspace_id)).json()["auth_token"]
+    Workspace.objects.filter(pk=workspace_id).update(status=Workspace.Status.REMOVED)
+    body = {"workspace_id": str(workspace_id), "active_tasks": 1}
+
+    late_register = post_json(
+        api, "/registry/register", register_body(workspace_id), **bearer(token)
+    )
+    late_heartbeat = post_json(api, "/registry/heartbeat", body, **bearer(token))
+    bare_register = post_json(api, "/registry/register", register_body(workspace_id))
+
+    for response in (late_register, late_heartbeat, bare_register):
+        assert_json_error(response, 401)
+        assert response["WWW-Authenticate"].startswith("Bearer")
+    workspace = Workspace.objects.get(pk=workspace_id)
+    assert (workspace.status, workspace.active_tasks) == ("removed", 0)
