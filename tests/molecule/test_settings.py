@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,63 @@ def test_gunicorn_refuses_to_start_without_allowed_hosts(tmp_path: Path) -> None
     with pytest.raises(RuntimeError, match="gunicorn exited with code") as failure:
         stack.start(qcluster=False, timeout=60)
     assert "ALLOWED_HOSTS must be set" in str(failure.value)
+
+
+PRINT_UPSTREAM_ALIASES = (
+    "import django; django.setup(); from django.conf import settings; "
+    "from scheduler import conf; "
+    "print(settings.DATABASES['default']['OPTIONS']['options'], "
+    "conf.phantom_busy_sweep_interval(), conf.phantom_busy_sweep_disabled())"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "printed"),
+    [
+        ({}, "-c statement_timeout=30000 0:05:00 False"),
+        (
+            {
+                "DB_STATEMENT_TIMEOUT": "1500",
+                "PHANTOM_BUSY_SWEEPER_INTERVAL_S": "90",
+                "PHANTOM_BUSY_SWEEPER_DISABLED": "1",
+            },
+            "-c statement_timeout=1500 0:01:30 True",
+        ),
+        (
+            # Our name wins over upstream's alias; durations and "ms" are accepted.
+            {
+                "DB_STATEMENT_TIMEOUT": "2m",
+                "PHANTOM_BUSY_SWEEP_INTERVAL": "10m",
+                "PHANTOM_BUSY_SWEEPER_INTERVAL_S": "90",
+            },
+            "-c statement_timeout=120000 0:10:00 False",
+        ),
+        ({"DB_STATEMENT_TIMEOUT": "250ms"}, "-c statement_timeout=250 0:05:00 False"),
+    ],
+    ids=["defaults", "upstream-names", "ours-win", "ms"],
+)
+def test_statement_timeout_and_upstream_phantom_busy_names(env, printed):
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_UPSTREAM_ALIASES],
+        env=production_env(
+            **{
+                "DB_STATEMENT_TIMEOUT": None,
+                "PHANTOM_BUSY_SWEEP_INTERVAL": None,
+                "PHANTOM_BUSY_SWEEPER_INTERVAL_S": None,
+                "PHANTOM_BUSY_SWEEPER_DISABLED": None,
+                **env,
+            }
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == printed
+
+
+def test_a_bad_statement_timeout_is_a_one_line_error():
+    result = run_manage("check", env=production_env(DB_STATEMENT_TIMEOUT="soon"))
+    assert result.returncode != 0
+    assert "DB_STATEMENT_TIMEOUT: invalid duration 'soon'" in result.stderr

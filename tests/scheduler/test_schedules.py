@@ -186,3 +186,20 @@ def test_qcluster_marks_schedules_due_before_starting_the_cluster(monkeypatch) -
     assert started[0]["options"]["run_once"] is True
     assert started[0]["due"] == dict.fromkeys(NAMES, True)
     assert all(row.next_run <= timezone.now() for row in declared().values())
+
+
+@pytest.mark.django_db
+def test_phantom_busy_disabled_removes_its_schedule_and_keeps_the_others() -> None:
+    schedules_sync()
+    assert "scheduler.phantom_busy_sweep" in declared()
+
+    with override_settings(PHANTOM_BUSY_SWEEP_DISABLED=True):
+        schedules_sync()
+        again = schedules_sync()
+        due = schedules_mark_due()
+
+    assert sorted(declared()) == [name for name in NAMES if name != "scheduler.phantom_busy_sweep"]
+    assert "scheduler.phantom_busy_sweep" not in {row.name for row in again}
+    assert due == len(SCHEDULES) - 1
+    schedules_sync()
+    assert "scheduler.phantom_busy_sweep" in declared()
