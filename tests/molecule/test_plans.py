@@ -1,0 +1,72 @@
+"""The activity feed's cursor lookup and pages on a realistically large table use indexes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from molecule.models import ActivityLog
+from tests.helpers import run_sql
+
+ROWS = 200_000
+WORKSPACES = 200
+
+# 200 workspaces of 1,000 rows each, a day apart per workspace, several types.
+FILL_SQL = """
+WITH ws AS (
+    INSERT INTO workspaces (id, name, token_hash)
+    SELECT gen_random_uuid(), 'plan-' || n, repeat('0', 64) FROM generate_series(1, %(ws)s) AS n
+    RETURNING id
+), numbered AS (
+    SELECT id, row_number() OVER () AS k FROM ws
+)
+INSERT INTO activity_logs (workspace_id, activity_type, created_at)
+SELECT numbered.id,
+       (ARRAY['a2a_receive', 'a2a_send', 'agent_log'])[1 + g %% 3],
+       now() - make_interval(secs => (%(rows)s - g) * 0.4)
+  FROM generate_series(1, %(rows)s) AS g
+  JOIN numbered ON numbered.k = 1 + g %% %(ws)s
+"""
+
+
+def plan_nodes(sql: str) -> Iterator[dict]:
+    ((plan,),) = run_sql("EXPLAIN (FORMAT JSON) " + sql)
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+    stack = [plan[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.get("Plans", []))
+
+
+@pytest.mark.django_db
+def test_cursor_lookup_and_pages_use_indexes_at_200k_rows():
+    run_sql(FILL_SQL, {"ws": WORKSPACES, "rows": ROWS})
+    run_sql("ANALYZE activity_logs")
+    workspace_id, cursor_id = run_sql(
+        "SELECT workspace_id, id FROM activity_logs ORDER BY id OFFSET %s LIMIT 1", [ROWS // 2]
+    )[0]
+
+    with CaptureQueriesContext(connection) as queries:
+        after = ActivityLog.objects.cursor_position(workspace_id, str(cursor_id))
+        page = ActivityLog.objects.feed(workspace_id, activity_type="a2a_receive", after=after)
+        newest = ActivityLog.objects.feed(workspace_id, since_seconds=3600)
+    lookup_sql, page_sql, newest_sql = (query["sql"] for query in queries.captured_queries)
+
+    assert page and newest
+    for sql in (lookup_sql, page_sql, newest_sql):
+        nodes = list(plan_nodes(sql))
+        assert all(node["Node Type"] != "Seq Scan" for node in nodes), sql
+    lookup_indexes = {node.get("Index Name") for node in plan_nodes(lookup_sql)}
+    assert lookup_indexes & {"activity_logs_pkey", "activity_logs_ws_created_idx"}
+    for sql in (page_sql, newest_sql):
+        nodes = list(plan_nodes(sql))
+        [scan] = [n for n in nodes if n.get("Index Name") == "activity_logs_ws_created_idx"]
+        # The range starts at the cursor (or the since_secs bound): the index is not read from
+        # the workspace's first row. A Sort above it, if any, sorts only that range.
+        assert "workspace_id" in scan["Index Cond"], scan
+        assert "created_at" in scan["Index Cond"], scan
