@@ -19,6 +19,10 @@ class WorkspaceAuthError(Exception):
     """Re-registration without the workspace's own bearer token, or of a removed workspace."""
 
 
+class WorkspaceRemovedError(WorkspaceAuthError):
+    """Re-registration, with the right token, of a workspace that was removed: it stays removed."""
+
+
 class Registration(NamedTuple):
     workspace: Workspace
     # The plain token, present only on first registration.
@@ -55,7 +59,7 @@ def workspace_register(
             raise WorkspaceAuthError
         if workspace.status == Workspace.Status.REMOVED:
             # Removed is terminal, as upstream's guard makes it: a late register never revives.
-            raise WorkspaceAuthError
+            raise WorkspaceRemovedError
         Workspace.objects.filter(pk=workspace_id).update(
             **fields, status=Workspace.Status.ONLINE, updated_at=Now()
         )

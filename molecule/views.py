@@ -56,6 +56,8 @@ def register(request: HttpRequest) -> HttpResponse:
             url=url,
             bearer_token=bearer_token(request),
         )
+    except services.WorkspaceRemovedError:
+        raise ApiError(401, "this workspace was removed; it cannot register again") from None
     except services.WorkspaceAuthError:
         raise ApiError(
             401, "this workspace is registered; re-registering needs its bearer token"

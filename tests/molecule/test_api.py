@@ -833,6 +833,7 @@ def test_a_removed_workspace_stays_removed(api):
     late_heartbeat = post_json(api, "/registry/heartbeat", body, **bearer(token))
     bare_register = post_json(api, "/registry/register", register_body(workspace_id))
 
+    assert "removed" in late_register.json()["error"]
     for response in (late_register, late_heartbeat, bare_register):
         assert_json_error(response, 401)
         assert response["WWW-Authenticate"].startswith("Bearer")

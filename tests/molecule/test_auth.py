@@ -293,6 +293,7 @@ def test_metrics_with_a_token_refuses_other_credentials(header):
 
     assert response.status_code == 401
     assert response["Content-Type"] == "application/json"
+    assert response["WWW-Authenticate"] == 'Bearer realm="molecule"'
     assert b"# HELP" not in response.content
 
 
