@@ -160,15 +160,13 @@ def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse
     if activity_type not in ActivityLog.Type.values:
         raise ApiError(400, "activity_type must be one of: " + ", ".join(ActivityLog.Type.values))
     source_id = _optional_uuid(body, "source_id")
-    if workspace.by_admin_token:
-        # The operator (canvas) tier writes what it names: null is the canvas user.
-        pass
-    elif source_id is None:
-        # An agent's own report: upstream defaults source_id to the reporting workspace.
-        source_id = workspace.id
-    elif source_id != workspace.id:
-        # Upstream's spoof guard: a workspace reports only as itself.
-        raise ApiError(403, "source_id must be the authenticated workspace")
+    # The operator (canvas) tier writes what it names, null being the canvas user; a workspace's
+    # own report defaults to itself and, by upstream's spoof guard, may name only itself.
+    if not workspace.by_admin_token:
+        if source_id is None:
+            source_id = workspace.id
+        elif source_id != workspace.id:
+            raise ApiError(403, "source_id must be the authenticated workspace")
     duration_ms = json_field(body, "duration_ms", int, None)
     if duration_ms is not None and not 0 <= duration_ms <= 2**31 - 1:
         raise ApiError(400, "duration_ms must be a non-negative 32-bit integer")

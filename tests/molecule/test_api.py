@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django.http import HttpResponse
-from django.test import Client
+from django.test import Client, override_settings
 
 from molecule.models import ActivityLog, Workspace
 from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
@@ -839,3 +839,18 @@ def test_a_removed_workspace_stays_removed(api):
         assert response["WWW-Authenticate"].startswith("Bearer")
     workspace = Workspace.objects.get(pk=workspace_id)
     assert (workspace.status, workspace.active_tasks) == ("removed", 0)
+
+
+@override_settings(ADMIN_TOKEN="operator-token-for-the-canvas")
+def test_activity_posted_with_the_admin_token_is_the_canvas_unless_it_names_a_source(
+    api, poll_workspace, other_workspace
+):
+    ws = poll_workspace
+    admin = bearer("operator-token-for-the-canvas")
+    post_json(api, ws.url("activity"), {"activity_type": "a2a_receive"}, **admin)
+    body = {"activity_type": "a2a_receive", "source_id": str(other_workspace.id)}
+    post_json(api, ws.url("activity"), body, **admin)
+
+    rows = api.get(ws.url("activity"), **admin).json()
+
+    assert [row["source_id"] for row in rows] == [str(other_workspace.id), None]
