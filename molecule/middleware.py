@@ -1,4 +1,4 @@
-"""Turn a lost database into a 503 JSON answer instead of a 500 page."""
+"""JSON answers where Django would send a page: a lost database (503), an unknown URL (404)."""
 
 import logging
 from collections.abc import Callable
@@ -26,4 +26,21 @@ class DatabaseUnavailableMiddleware:
         )
         response = json_error(503, "database unavailable, retry later")
         response["Retry-After"] = "5"
+        return response
+
+
+class JsonNotFoundMiddleware:
+    """Answer JSON 404s with DEBUG on too (bin/run), as handler404 does with DEBUG off.
+
+    With DEBUG on, Django answers an unknown URL with its HTML technical page before any
+    handler runs; API clients of a development server must see the same body as production.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 404 and response.get("Content-Type", "").startswith("text/html"):
+            return json_error(404, "not found")
         return response
