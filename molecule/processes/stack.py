@@ -88,7 +88,10 @@ def stop_processes(
 
 
 class ServiceStack:
-    """gunicorn plus N qcluster processes sharing one database and one metrics directory."""
+    """gunicorn plus N qcluster processes sharing one database and one metrics directory.
+
+    ``web_workers=None`` leaves the count to gunicorn.conf.py (WEB_CONCURRENCY).
+    """
 
     def __init__(
         self,
@@ -96,7 +99,7 @@ class ServiceStack:
         database_url: str,
         metrics_dir: Path,
         port: int | None = None,
-        web_workers: int = 2,
+        web_workers: int | None = 2,
         qclusters: int = 1,
         extra_env: dict[str, str] | None = None,
         log_dir: Path | None = None,
