@@ -41,11 +41,14 @@ class SlowScale:
     seconds: float
     # Connections open over this long, so 200 clients do not arrive as one SYN burst.
     stagger_seconds: float
+    # Client n trickles n/N of this longer, so bodies complete spread out as real ones do;
+    # every client is still connected at once for ``seconds``.
+    finish_spread_seconds: float
 
 
 SCALES = {
-    "full": SlowScale(10, 200, 4, 50 * KIB, 10.0, 1.0),
-    "quick": SlowScale(4, 20, 2, 50 * KIB, 1.0, 0.1),
+    "full": SlowScale(10, 200, 4, 50 * KIB, 10.0, 1.0, 10.0),
+    "quick": SlowScale(4, 20, 2, 50 * KIB, 1.0, 0.1, 1.0),
 }
 
 
@@ -60,6 +63,7 @@ class ClientsSpec:
     rate: int
     seconds: float
     stagger: float
+    finish_spread: float
 
 
 # --- the child process: slow clients on one asyncio loop ------------------------------------
@@ -73,12 +77,13 @@ async def _open(spec: ClientsSpec) -> tuple[asyncio.StreamReader, asyncio.Stream
 
 
 async def _upload(
-    spec: ClientsSpec, delay: float, connected: asyncio.Queue[None], events: Any
+    spec: ClientsSpec, number: int, connected: asyncio.Queue[None], events: Any
 ) -> int:
     from molecule.processes.slow_clients import PAYLOAD_BYTE, upload_request_parts
 
-    await asyncio.sleep(delay)
-    size = int(spec.rate * spec.seconds)
+    share = number / max(spec.uploads, 1)
+    await asyncio.sleep(share * spec.stagger)
+    size = int(spec.rate * (spec.seconds + share * spec.finish_spread))
     head, part, closing = upload_request_parts(
         host="localhost", workspace_id=spec.workspace_id, token=spec.token, size=size
     )
@@ -130,9 +135,8 @@ async def _drip(spec: ClientsSpec, connected: asyncio.Queue[None], stop: asyncio
 async def _clients(spec: ClientsSpec, events: Any) -> dict[str, Any]:
     connected: asyncio.Queue[None] = asyncio.Queue()
     stop = asyncio.Event()
-    step = spec.stagger / max(spec.uploads, 1)
     uploads = [
-        asyncio.create_task(_upload(spec, number * step, connected, events))
+        asyncio.create_task(_upload(spec, number, connected, events))
         for number in range(spec.uploads)
     ]
     drips = [asyncio.create_task(_drip(spec, connected, stop)) for _ in range(spec.drips)]
@@ -179,6 +183,7 @@ def _poll_once(port: int, cert: str | None, path: str, token: str) -> float:
 
 def _run(
     *,
+    finish_spread: float,
     port: int,
     cert: str | None,
     uploads: int,
@@ -199,21 +204,25 @@ def _run(
         rate=slow.rate_bytes_per_s,
         seconds=slow.seconds,
         stagger=slow.stagger_seconds,
+        finish_spread=finish_spread,
     )
     child = context.Process(target=_clients_main, args=(spec, events, results), daemon=True)
     child.start()
     path = f"/workspaces/{poller[0]}/activity"
     trickling: list[float] = []
     finishing: list[float] = []
+    worst_at = (0.0, 0.0)
     errors: list[str] = []
-    deadline = time.monotonic() + slow.seconds + CHILD_GRACE
+    deadline = time.monotonic() + slow.seconds + finish_spread + CHILD_GRACE
     try:
         if not events["connected"].wait(60):
             raise RuntimeError("slow clients did not connect within 60 s")
+        connected_at = time.monotonic()
         while child.is_alive() and time.monotonic() < deadline:
             into = finishing if events["body_sent"].is_set() else trickling
             try:
                 into.append(_poll_once(port, cert, path, poller[1]))
+                worst_at = max(worst_at, (into[-1], time.monotonic() - connected_at))
             except Exception as exc:
                 errors.append(repr(exc))
             time.sleep(POLL_INTERVAL)
@@ -229,8 +238,11 @@ def _run(
         "dripping_headers": slow.dripping_headers,
         "rate_kib_s": slow.rate_bytes_per_s // KIB,
         "upload_seconds": slow.seconds,
+        "finish_spread_seconds": finish_spread,
         "polls": len(polls),
         "worst_poll_ms": round(max(polls), 1) if polls else None,
+        # Seconds after every client had connected, to line the worst poll up with the logs.
+        "worst_poll_at_s": round(worst_at[1], 1),
         "p50_poll_ms": percentile(polls, 50),
         "p99_poll_ms": percentile(polls, 99),
         "worst_poll_while_trickling_ms": round(max(trickling), 1) if trickling else None,
@@ -264,6 +276,7 @@ def bench_slow_clients(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
     try:
         poller, uploader = _register(stack.port), _register(stack.port)
         figures["gunicorn"] = _run(
+            finish_spread=slow.finish_spread_seconds,
             port=stack.port,
             cert=None,
             uploads=slow.direct_uploads,
@@ -276,15 +289,18 @@ def bench_slow_clients(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
             figures["nginx"] = {"skipped": "nginx is not installed (apt-get install nginx)"}
         else:
             with NginxProxy(f"127.0.0.1:{stack.port}", root=scratch / "nginx") as proxy:
-                figures["nginx"] = _run(
-                    port=proxy.tls_port,
-                    cert=str(proxy.cert),
-                    uploads=slow.nginx_uploads,
-                    slow=slow,
-                    poller=poller,
-                    uploader=uploader,
-                )
-            logger.info("slow clients, through nginx: %s", figures["nginx"])
+                # Bodies completing spread out (the figure), then all within one stagger.
+                for key, spread in (("nginx", slow.finish_spread_seconds), ("nginx_burst", 0.0)):
+                    figures[key] = _run(
+                        finish_spread=spread,
+                        port=proxy.tls_port,
+                        cert=str(proxy.cert),
+                        uploads=slow.nginx_uploads,
+                        slow=slow,
+                        poller=poller,
+                        uploader=uploader,
+                    )
+                    logger.info("slow clients, through nginx (%s): %s", key, figures[key])
         figures["setup"] = {
             "gunicorn": _gunicorn_line(stack.log_text()),
             "poller": f"one new connection per poll, every {POLL_INTERVAL * 1000:.0f} ms",
@@ -310,7 +326,11 @@ WORST_POLL_GOAL_MS = 200.0
 
 def slow_rows(figure: dict[str, Any]) -> list[tuple[str, Any, Any, Any, str]]:
     rows: list[tuple[str, Any, Any, Any, str]] = []
-    for key, where in (("gunicorn", "gunicorn alone"), ("nginx", "through nginx")):
+    for key, where in (
+        ("gunicorn", "gunicorn alone"),
+        ("nginx", "through nginx"),
+        ("nginx_burst", "through nginx, all bodies complete at once"),
+    ):
         run = figure.get(key, {})
         if "skipped" in run:
             rows.append((f"Slow clients, {where}: skipped", run["skipped"], None, None, ""))
