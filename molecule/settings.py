@@ -148,7 +148,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / ".data" / "static")
 # WhiteNoise serves what the installed apps ship (found at startup, like runserver does), so
 # gunicorn alone styles the admin with no build step; collectstatic output in STATIC_ROOT is
-# served as well when it exists. Without it, WhiteNoise would warn at every start.
+# served as well when it exists; until then WhiteNoise would warn at every start that it is not.
 WHITENOISE_USE_FINDERS = True
 warnings.filterwarnings("ignore", message=f"No directory at: {re.escape(str(STATIC_ROOT))}")
 
