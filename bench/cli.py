@@ -97,6 +97,7 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
     from bench.interference import bench_interference
     from bench.memory import bench_memory
     from bench.phantom import bench_phantom
+    from bench.slow_clients import bench_slow_clients
     from bench.sweeps import bench_sweep, bench_toast
 
     return {
@@ -107,6 +108,7 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
         "phantom": bench_phantom,
         "api": bench_api,
         "memory": bench_memory,
+        "slow": bench_slow_clients,
     }
 
 

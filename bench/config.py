@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 # Section names, in the order they run (--only picks a subset).
-SECTIONS = ("sweep", "toast", "empty", "interference", "phantom", "api", "memory")
+SECTIONS = ("sweep", "toast", "empty", "interference", "phantom", "api", "memory", "slow")
 
 # Long enough that no generated row crosses an eligibility boundary while the run lasts
 # (the nearest rows sit 1 h past it and 6 h before it); the sweep's cost does not depend on it.

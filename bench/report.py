@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import slow_clients
+
 Row = tuple[str, Any, Any, Any, str]
 
 
@@ -116,6 +118,8 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
         rows.append(_stat("  peak RSS growth, fetch", memory["peak_fetch_growth_mib"], "MiB"))
         rows.append(_stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"))
         rows.append(_one("  growth : file size", memory["growth_ratio"], "x"))
+    if "slow_clients" in figures:
+        rows += slow_clients.slow_rows(figures["slow_clients"])
     return rows
 
 
@@ -205,6 +209,8 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 value is not None and value >= 0.5,
             )
         )
+    if "slow_clients" in figures:
+        found += [_target(*item) for item in slow_clients.slow_targets(figures["slow_clients"])]
     return found
 
 

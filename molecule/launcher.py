@@ -108,7 +108,8 @@ def main() -> int:
         sys.exit(f"[molecule] {' '.join(exc.cmd[2:3])} failed (exit {exc.returncode})")
     processes = [
         subprocess.Popen(
-            gunicorn_command(f"{host}:{port}", int(env.get("WEB_CONCURRENCY", "2"))),
+            # Workers, threads and timeouts come from gunicorn.conf.py (WEB_CONCURRENCY ...).
+            gunicorn_command(f"{host}:{port}"),
             env=env,
             cwd=BASE_DIR,
         ),

@@ -1,4 +1,5 @@
-"""Turn a lost database, or a statement over DB_STATEMENT_TIMEOUT, into a 503 JSON answer."""
+"""JSON answers where Django would send a page: a lost database or a statement over
+DB_STATEMENT_TIMEOUT (503), an unknown URL (404)."""
 
 import logging
 from collections.abc import Callable
@@ -40,4 +41,21 @@ class DatabaseUnavailableMiddleware:
             )
             response = json_error(503, "database unavailable, retry later")
         response["Retry-After"] = "5"
+        return response
+
+
+class JsonNotFoundMiddleware:
+    """Answer JSON 404s with DEBUG on too (bin/run), as handler404 does with DEBUG off.
+
+    With DEBUG on, Django answers an unknown URL with its HTML technical page before any
+    handler runs; API clients of a development server must see the same body as production.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 404 and response.get("Content-Type", "").startswith("text/html"):
+            return json_error(404, "not found")
         return response

@@ -1,6 +1,8 @@
 """Django settings for molecule-uploads. The environment overrides the app defaults here only."""
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -74,12 +76,16 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS and JS) from the app itself, before sessions and auth.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Inside CommonMiddleware, whose APPEND_SLASH redirect still sees the 404.
+    "molecule.middleware.JsonNotFoundMiddleware",
     "molecule.middleware.DatabaseUnavailableMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -162,7 +168,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".data" / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / ".data" / "static")
+# WhiteNoise serves what the installed apps ship (found at startup, like runserver does), so
+# gunicorn alone styles the admin with no build step; collectstatic output in STATIC_ROOT is
+# served as well when it exists; until then WhiteNoise would warn at every start that it is not.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message=f"No directory at: {re.escape(str(STATIC_ROOT))}")
 
 # --- HTTP hardening. TLS ends at the reverse proxy, which sets X-Forwarded-Proto. ---
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

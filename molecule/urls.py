@@ -1,11 +1,9 @@
 """URL routes: the workspace API, the admin and /metrics."""
 
-from django.conf import settings
 from django.contrib import admin
-from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 
-from molecule import views
+from molecule import pages, views
 from pending_uploads import views as upload_views
 
 urlpatterns = [
@@ -16,11 +14,9 @@ urlpatterns = [
     path("uploads/limits", upload_views.limits, name="uploads-limits"),
     path("metrics", views.metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
+    # Static files are WhiteNoise's (settings.MIDDLEWARE), with DEBUG on or off.
+    path("", pages.home, name="home"),
 ]
-
-if settings.DEBUG:
-    # The run command serves the admin's CSS itself; production serves collectstatic output.
-    urlpatterns += staticfiles_urlpatterns()
 
 handler400 = "molecule.views.bad_request"
 handler403 = "molecule.views.permission_denied"

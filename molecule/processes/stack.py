@@ -31,12 +31,13 @@ QCLUSTER_RUNNING = re.compile(r"Q Cluster .+ running\.")
 _running: weakref.WeakSet[ServiceStack] = weakref.WeakSet()
 
 
-def gunicorn_command(bind: str, workers: int) -> list[str]:
-    # gunicorn 27 binds a control socket at one fixed path per user; stacks running side by
-    # side (tests, bench, soak, the run command) would fight over it.
-    from gunicorn import version_info
+def gunicorn_command(bind: str, workers: int | None = None) -> list[str]:
+    """argv for gunicorn with the repository's gunicorn.conf.py (read from the working directory).
 
-    no_control_socket = ["--no-control-socket"] if version_info >= (27,) else []
+    ``workers`` overrides WEB_CONCURRENCY for harnesses that need an exact count; the short
+    graceful timeout keeps stops quick when a test leaves a slow client connected.
+    """
+    worker_args = ["--workers", str(workers)] if workers is not None else []
     return [
         sys.executable,
         "-m",
@@ -44,11 +45,9 @@ def gunicorn_command(bind: str, workers: int) -> list[str]:
         "molecule.wsgi:application",
         "--bind",
         bind,
-        "--workers",
-        str(workers),
+        *worker_args,
         "--graceful-timeout",
         "5",
-        *no_control_socket,
     ]
 
 
@@ -89,7 +88,10 @@ def stop_processes(
 
 
 class ServiceStack:
-    """gunicorn plus N qcluster processes sharing one database and one metrics directory."""
+    """gunicorn plus N qcluster processes sharing one database and one metrics directory.
+
+    ``web_workers=None`` leaves the count to gunicorn.conf.py (WEB_CONCURRENCY).
+    """
 
     def __init__(
         self,
@@ -97,7 +99,7 @@ class ServiceStack:
         database_url: str,
         metrics_dir: Path,
         port: int | None = None,
-        web_workers: int = 2,
+        web_workers: int | None = 2,
         qclusters: int = 1,
         extra_env: dict[str, str] | None = None,
         log_dir: Path | None = None,

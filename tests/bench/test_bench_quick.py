@@ -32,6 +32,7 @@ SWEEP = {
 SWEEP_VARIANT = {"rows_deleted", "seconds", "rows_per_s", "batches", "longest_statement_ms"}
 API_ENDPOINT = {"api", "raw", "ratio"}
 API_SIDE = {"rps", "p50_ms", "p99_ms", "requests", "errors"}
+SLOW_RUN = {"uploads", "polls", "worst_poll_ms", "p99_poll_ms", "poll_errors", "uploads_ok"}
 
 EXPECTED_FIGURES: dict[str, set[str]] = {
     "upload_sweep": SWEEP,
@@ -72,8 +73,9 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "peak_growth_mib",
         "growth_ratio",
     },
+    "slow_clients": {"scale", "gunicorn", "nginx", "setup"},
 }
-EXPECTED_TARGETS = 9
+EXPECTED_TARGETS = 11
 
 
 def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
@@ -121,6 +123,11 @@ def test_quick_run_reports_every_figure(quick_results: dict[str, Any], figure: s
             assert not missing(data[endpoint], API_ENDPOINT)
             for side in ("api", "raw"):
                 assert not missing(data[endpoint][side], API_SIDE)
+    if figure == "slow_clients":
+        for run in (data["gunicorn"], data["nginx"]):
+            if "skipped" not in run:
+                assert not missing(run, SLOW_RUN)
+                assert run["uploads_ok"] == run["uploads"]
 
 
 @pytest.mark.slow

@@ -669,7 +669,7 @@ def test_wrong_methods_are_405_json(api, poll_workspace, url, methods):
 @pytest.mark.parametrize(
     "url",
     [
-        "/",
+        # "/" is the HTML signpost page (tests/molecule/test_pages.py).
         "/nope",
         "/registry",
         "/registry/register/",

@@ -1,0 +1,377 @@
+"""Slow clients (issue 13): the worst workspace poll while uploads trickle in and headers drip.
+
+gunicorn runs exactly as gunicorn.conf.py configures it. The slow clients live in a child
+process (one asyncio loop), so their sends never compete with the poller for this process's
+GIL; the poller opens a new connection for every poll, as a fresh client would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import shutil
+import ssl
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import Scale
+from bench.database import BenchDatabases
+from bench.stats import percentile
+
+logger = logging.getLogger("bench")
+
+KIB = 1024
+HOST = "127.0.0.1"
+POLL_INTERVAL = 0.1
+POLL_TIMEOUT = 30.0
+# Every slow client's whole run is bounded: past this the child is killed and the run fails.
+CHILD_GRACE = 120.0
+
+
+@dataclass(frozen=True)
+class SlowScale:
+    direct_uploads: int
+    nginx_uploads: int
+    dripping_headers: int
+    rate_bytes_per_s: int
+    seconds: float
+    # Connections open over this long, so 200 clients do not arrive as one SYN burst.
+    stagger_seconds: float
+    # Client n trickles n/N of this longer, so bodies complete spread out as real ones do;
+    # every client is still connected at once for ``seconds``.
+    finish_spread_seconds: float
+
+
+SCALES = {
+    "full": SlowScale(10, 200, 4, 50 * KIB, 10.0, 1.0, 10.0),
+    "quick": SlowScale(4, 20, 2, 50 * KIB, 1.0, 0.1, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class ClientsSpec:
+    port: int
+    cert: str | None
+    workspace_id: str
+    token: str
+    uploads: int
+    drips: int
+    rate: int
+    seconds: float
+    stagger: float
+    finish_spread: float
+
+
+# --- the child process: slow clients on one asyncio loop ------------------------------------
+
+
+async def _open(spec: ClientsSpec) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    context = ssl.create_default_context(cafile=spec.cert) if spec.cert else None
+    return await asyncio.open_connection(
+        HOST, spec.port, ssl=context, server_hostname="localhost" if context else None
+    )
+
+
+async def _upload(
+    spec: ClientsSpec, number: int, connected: asyncio.Queue[None], events: Any
+) -> int:
+    from molecule.processes.slow_clients import PAYLOAD_BYTE, upload_request_parts
+
+    share = number / max(spec.uploads, 1)
+    await asyncio.sleep(share * spec.stagger)
+    size = int(spec.rate * (spec.seconds + share * spec.finish_spread))
+    head, part, closing = upload_request_parts(
+        host="localhost", workspace_id=spec.workspace_id, token=spec.token, size=size
+    )
+    reader, writer = await _open(spec)
+    writer.write(head + part)
+    await writer.drain()
+    connected.put_nowait(None)
+    loop = asyncio.get_running_loop()
+    started, sent, chunk = loop.time(), 0, max(spec.rate // 10, 1)
+    while sent < size:
+        count = min(chunk, size - sent)
+        writer.write(PAYLOAD_BYTE * count)
+        await writer.drain()
+        sent += count
+        # Hold the rate: the next chunk leaves when the average would otherwise exceed it.
+        await asyncio.sleep(max(started + sent / spec.rate - loop.time(), 0))
+    writer.write(closing)
+    await writer.drain()
+    # From here the server has whole bodies to parse and store: the "finishing" polls.
+    events["body_sent"].set()
+    status_line = await reader.readline()
+    await reader.read()
+    writer.close()
+    return int(status_line.split()[1]) if status_line else 0
+
+
+async def _drip(spec: ClientsSpec, connected: asyncio.Queue[None], stop: asyncio.Event) -> None:
+    from molecule.processes.slow_clients import dripped_request
+
+    request = dripped_request("localhost")
+    _, writer = await _open(spec)
+    writer.write(request[:1])
+    await writer.drain()
+    connected.put_nowait(None)
+    sent = 1
+    while not stop.is_set() and sent < len(request):
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            writer.write(request[sent : sent + 1])
+            sent += 1
+            try:
+                await writer.drain()
+            except ConnectionError:
+                return
+    writer.close()
+
+
+async def _clients(spec: ClientsSpec, events: Any) -> dict[str, Any]:
+    connected: asyncio.Queue[None] = asyncio.Queue()
+    stop = asyncio.Event()
+    uploads = [
+        asyncio.create_task(_upload(spec, number, connected, events))
+        for number in range(spec.uploads)
+    ]
+    drips = [asyncio.create_task(_drip(spec, connected, stop)) for _ in range(spec.drips)]
+    for _ in range(spec.uploads + spec.drips):
+        await connected.get()
+    events["connected"].set()
+    statuses = await asyncio.gather(*uploads, return_exceptions=True)
+    stop.set()
+    await asyncio.gather(*drips, return_exceptions=True)
+    return {
+        "uploads_ok": sum(1 for status in statuses if status == 200),
+        "upload_errors": [repr(s) for s in statuses if s != 200][:3],
+    }
+
+
+def _clients_main(spec: ClientsSpec, events: Any, results: Any) -> None:
+    results.put(asyncio.run(_clients(spec, events)))
+
+
+# --- this process: the poller ----------------------------------------------------------------
+
+
+def _poll_once(port: int, cert: str | None, path: str, token: str) -> float:
+    import http.client
+
+    started = time.perf_counter()
+    if cert:
+        context = ssl.create_default_context(cafile=cert)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            HOST, port, context=context, timeout=POLL_TIMEOUT
+        )
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=POLL_TIMEOUT)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}", "Host": "localhost"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"poll answered {response.status}")
+    finally:
+        conn.close()
+    return (time.perf_counter() - started) * 1000
+
+
+def _run(
+    *,
+    finish_spread: float,
+    port: int,
+    cert: str | None,
+    uploads: int,
+    slow: SlowScale,
+    poller: tuple[str, str],
+    uploader: tuple[str, str],
+) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    events = {"connected": context.Event(), "body_sent": context.Event()}
+    results = context.Queue()
+    spec = ClientsSpec(
+        port=port,
+        cert=cert,
+        workspace_id=uploader[0],
+        token=uploader[1],
+        uploads=uploads,
+        drips=slow.dripping_headers,
+        rate=slow.rate_bytes_per_s,
+        seconds=slow.seconds,
+        stagger=slow.stagger_seconds,
+        finish_spread=finish_spread,
+    )
+    child = context.Process(target=_clients_main, args=(spec, events, results), daemon=True)
+    child.start()
+    path = f"/workspaces/{poller[0]}/activity"
+    trickling: list[float] = []
+    finishing: list[float] = []
+    worst_at = (0.0, 0.0)
+    errors: list[str] = []
+    deadline = time.monotonic() + slow.seconds + finish_spread + CHILD_GRACE
+    try:
+        if not events["connected"].wait(60):
+            raise RuntimeError("slow clients did not connect within 60 s")
+        connected_at = time.monotonic()
+        while child.is_alive() and time.monotonic() < deadline:
+            into = finishing if events["body_sent"].is_set() else trickling
+            try:
+                into.append(_poll_once(port, cert, path, poller[1]))
+                worst_at = max(worst_at, (into[-1], time.monotonic() - connected_at))
+            except Exception as exc:
+                errors.append(repr(exc))
+            time.sleep(POLL_INTERVAL)
+        child.join(5)
+        outcome = results.get(timeout=5)
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+    polls = trickling + finishing
+    return {
+        "uploads": uploads,
+        "dripping_headers": slow.dripping_headers,
+        "rate_kib_s": slow.rate_bytes_per_s // KIB,
+        "upload_seconds": slow.seconds,
+        "finish_spread_seconds": finish_spread,
+        "polls": len(polls),
+        "worst_poll_ms": round(max(polls), 1) if polls else None,
+        # Seconds after every client had connected, to line the worst poll up with the logs.
+        "worst_poll_at_s": round(worst_at[1], 1),
+        "p50_poll_ms": percentile(polls, 50),
+        "p99_poll_ms": percentile(polls, 99),
+        "worst_poll_while_trickling_ms": round(max(trickling), 1) if trickling else None,
+        "worst_poll_while_finishing_ms": round(max(finishing), 1) if finishing else None,
+        "poll_errors": len(errors),
+        "first_poll_errors": errors[:3],
+        **outcome,
+    }
+
+
+def _register(port: int) -> tuple[str, str]:
+    from bench import loadgen
+
+    workspace_id, token = loadgen.register_workspace(port)
+    return str(workspace_id), token
+
+
+def bench_slow_clients(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
+    from molecule.processes import ServiceStack
+    from molecule.processes.nginx import NginxProxy, nginx_binary
+
+    slow = SCALES[scale.name]
+    db.fresh()
+    scratch = Path(tempfile.mkdtemp(prefix="molecule-bench-slow."))
+    # No worker count: gunicorn.conf.py decides, as in production.
+    stack = ServiceStack(
+        database_url=db.url, metrics_dir=scratch / "metrics", web_workers=None, log_dir=scratch
+    )
+    stack.start(web=True, qcluster=False)
+    figures: dict[str, Any] = {"scale": asdict(slow)}
+    try:
+        poller, uploader = _register(stack.port), _register(stack.port)
+        figures["gunicorn"] = _run(
+            finish_spread=slow.finish_spread_seconds,
+            port=stack.port,
+            cert=None,
+            uploads=slow.direct_uploads,
+            slow=slow,
+            poller=poller,
+            uploader=uploader,
+        )
+        logger.info("slow clients, gunicorn alone: %s", figures["gunicorn"])
+        if nginx_binary() is None:
+            figures["nginx"] = {"skipped": "nginx is not installed (apt-get install nginx)"}
+        else:
+            with NginxProxy(f"127.0.0.1:{stack.port}", root=scratch / "nginx") as proxy:
+                # Bodies completing spread out (the figure), then all within one stagger.
+                for key, spread in (("nginx", slow.finish_spread_seconds), ("nginx_burst", 0.0)):
+                    figures[key] = _run(
+                        finish_spread=spread,
+                        port=proxy.tls_port,
+                        cert=str(proxy.cert),
+                        uploads=slow.nginx_uploads,
+                        slow=slow,
+                        poller=poller,
+                        uploader=uploader,
+                    )
+                    logger.info("slow clients, through nginx (%s): %s", key, figures[key])
+        figures["setup"] = {
+            "gunicorn": _gunicorn_line(stack.log_text()),
+            "poller": f"one new connection per poll, every {POLL_INTERVAL * 1000:.0f} ms",
+            "clients": "one asyncio loop in a child process; uploads are real multipart bodies",
+        }
+    finally:
+        stack.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"slow_clients": figures}
+
+
+def _gunicorn_line(log: str) -> str:
+    for line in log.splitlines():
+        if "gthread:" in line:
+            return line.split("[INFO] ", 1)[-1]
+    return "unknown"
+
+
+# --- report hooks (bench.report calls these, so its own edits stay two lines) ----------------
+
+WORST_POLL_GOAL_MS = 200.0
+
+
+def slow_rows(figure: dict[str, Any]) -> list[tuple[str, Any, Any, Any, str]]:
+    rows: list[tuple[str, Any, Any, Any, str]] = []
+    for key, where in (
+        ("gunicorn", "gunicorn alone"),
+        ("nginx", "through nginx"),
+        ("nginx_burst", "through nginx, all bodies complete at once"),
+    ):
+        run = figure.get(key, {})
+        if "skipped" in run:
+            rows.append((f"Slow clients, {where}: skipped", run["skipped"], None, None, ""))
+            continue
+        if not run:
+            continue
+        head = (
+            f"Slow clients, {where}: {run['uploads']} uploads at {run['rate_kib_s']} KiB/s"
+            f" + {run['dripping_headers']} dripping headers"
+        )
+        rows.append((f"{head}: worst poll", run["worst_poll_ms"], None, None, "ms"))
+        rows.append(
+            ("  worst poll while trickling", run["worst_poll_while_trickling_ms"], None, None, "ms")
+        )
+        rows.append(
+            (
+                "  worst poll while uploads complete",
+                run["worst_poll_while_finishing_ms"],
+                None,
+                None,
+                "ms",
+            )
+        )
+        rows.append(("  poll p50", run["p50_poll_ms"], None, None, "ms"))
+        rows.append(("  poll p99", run["p99_poll_ms"], None, None, "ms"))
+        rows.append(("  polls", run["polls"], None, None, ""))
+        rows.append(("  poll errors", run["poll_errors"], None, None, ""))
+        rows.append(("  uploads answered 200", run["uploads_ok"], None, None, ""))
+    return rows
+
+
+def slow_targets(figure: dict[str, Any]) -> list[tuple[str, str, Any, bool]]:
+    """(target, goal, value, met) for the two figures of issue 13."""
+    found = []
+    for key, where in (("gunicorn", "gunicorn alone"), ("nginx", "through nginx")):
+        run = figure.get(key, {})
+        value = run.get("worst_poll_ms")
+        name = (
+            f"worst poll, {run.get('uploads', '?')} slow uploads + "
+            f"{run.get('dripping_headers', '?')} dripping headers, {where}"
+        )
+        met = value is not None and value <= WORST_POLL_GOAL_MS and not run.get("poll_errors")
+        found.append((name, f"<= {WORST_POLL_GOAL_MS:.0f} ms, no poll error", value, met))
+    return found

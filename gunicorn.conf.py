@@ -1,0 +1,52 @@
+"""Production settings for gunicorn, which reads ./gunicorn.conf.py by default (README).
+
+Threaded workers (gthread): a slow upload, a slow download or a client dripping its headers
+holds one thread, not a whole worker, so 2 workers x 16 threads keep answering polls while
+up to 32 such clients are connected (behind nginx, which buffers bodies and headers, none
+reach gunicorn at all). Django keeps one database connection per thread: size PostgreSQL's
+max_connections for WEB_CONCURRENCY x GUNICORN_THREADS per host (README: connection sizing).
+"""
+
+import os
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"gunicorn.conf.py: {name} must be an integer, got {value!r}") from None
+
+
+bind = [
+    address.strip()
+    for address in os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
+    if address.strip()
+]
+wsgi_app = "molecule.wsgi:application"
+worker_class = "gthread"
+workers = _env_int("WEB_CONCURRENCY", 2)
+threads = _env_int("GUNICORN_THREADS", 16)
+# With threads the worker's heartbeat comes from its main loop, so this only kills a worker
+# whose main loop is stuck; it does not cut off a slow request.
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+# Heartbeat files on tmpfs: a container's overlay filesystem can stall the heartbeat.
+if os.path.isdir("/dev/shm"):  # noqa: S108 (a directory gunicorn creates its own files in)
+    worker_tmp_dir = "/dev/shm"  # noqa: S108
+# gunicorn >= 25 binds a control socket at one fixed path per user; two instances on one
+# host (web plus a bench, tests) would fight over it. Older versions ignore this name.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") not in {"1", "on", "true"}
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+
+
+def when_ready(server) -> None:  # server: gunicorn's Arbiter
+    server.log.info(
+        "gthread: %d workers x %d threads; up to %d database connections from this server",
+        server.cfg.workers,
+        server.cfg.threads,
+        server.cfg.workers * server.cfg.threads,
+    )

@@ -1,0 +1,115 @@
+"""Clients that hold a connection: an upload sent in pieces, headers dripped a byte at a time.
+
+Blocking sockets for tests; the bench drives the same requests from an asyncio loop.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+from typing import Any
+
+BOUNDARY = "molecule-slow-client-boundary"
+PAYLOAD_BYTE = b"s"
+
+
+def upload_request_parts(
+    *, host: str, workspace_id: str, token: str, size: int, filename: str = "slow.bin"
+) -> tuple[bytes, bytes, bytes]:
+    """(request head, part header, closing delimiter) of a one-file upload of ``size`` bytes.
+
+    The body is the part header, ``size`` payload bytes, then the closing delimiter; the head's
+    Content-Length counts all three. ``Connection: close`` so the answer ends at EOF.
+    """
+    part = (
+        f"--{BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="files"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    closing = f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (
+        f"POST /workspaces/{workspace_id}/chat/uploads HTTP/1.1\r\n"
+        f"Host: {host}\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {len(part) + size + len(closing)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    return head, part, closing
+
+
+def dripped_request(host: str) -> bytes:
+    """A request whose headers never end: a dripping client sends it a byte at a time."""
+    return f"GET /metrics HTTP/1.1\r\nHost: {host}\r\nX-Drip: {'d' * 4096}".encode()
+
+
+def connect(
+    port: int, *, tls: ssl.SSLContext | None = None, source: str = "", timeout: float = 30.0
+) -> socket.socket:
+    """A connection to 127.0.0.1:``port``, from ``source`` (a loopback address) when given."""
+    sock = socket.create_connection(
+        ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+    )
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname="localhost")
+    return sock
+
+
+def response_read(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP response from ``sock``: (status, headers, body)."""
+    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+    response.begin()
+    return response.status, dict(response.headers), response.read()
+
+
+class SlowUpload:
+    """One upload whose body the caller sends in pieces (``send``), then completes (``finish``)."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        host: str,
+        workspace_id: str,
+        token: str,
+        size: int,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.head, self.part, self.closing = upload_request_parts(
+            host=host, workspace_id=workspace_id, token=token, size=size
+        )
+        self.size = size
+        self.sent = 0
+        self.sock = connect(port, tls=tls)
+        self.sock.sendall(self.head + self.part)
+
+    def send(self, count: int) -> None:
+        count = min(count, self.size - self.sent)
+        self.sock.sendall(PAYLOAD_BYTE * count)
+        self.sent += count
+
+    def finish(self) -> tuple[int, Any]:
+        """Send the rest of the body; return (status, parsed JSON answer)."""
+        self.send(self.size - self.sent)
+        self.sock.sendall(self.closing)
+        status, _, body = response_read(self.sock)
+        self.sock.close()
+        return status, json.loads(body)
+
+
+class HeaderDrip:
+    """A connection that sends the start of a request and then a byte at a time (``drip``)."""
+
+    def __init__(self, port: int, *, host: str, tls: ssl.SSLContext | None = None) -> None:
+        self.request = dripped_request(host)
+        self.sent = 0
+        self.sock = connect(port, tls=tls)
+
+    def drip(self, count: int = 1) -> None:
+        self.sock.sendall(self.request[self.sent : self.sent + count])
+        self.sent += count
+
+    def close(self) -> None:
+        self.sock.close()
