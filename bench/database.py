@@ -38,7 +38,7 @@ class Server:
         url = os.environ.get("DATABASE_URL", "")
         if url:
             return cls(url, "DATABASE_URL")
-        from molecule.embedded_pg import embedded_database_url
+        from devtools.embedded_pg import embedded_database_url
 
         scratch = Path(tempfile.mkdtemp(prefix="molecule-bench-pg."))
         # Running as root, pgserver runs the server as its own user, who must reach the directory.
@@ -96,7 +96,7 @@ class BenchDatabases:
             # CREATE DATABASE ... STRATEGY exists from PostgreSQL 15 on.
             self._file_copy = int(version) >= 150000
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.schema)))
-        from molecule.processes import manage_command
+        from devtools.processes import manage_command
 
         env = {
             **os.environ,

@@ -106,7 +106,7 @@ TEMPLATES = [
 EMBEDDED_PG_DIR = Path(os.environ.get("MOLECULE_EMBEDDED_PG_DIR", BASE_DIR / ".data" / "postgres"))
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if not DATABASE_URL:
-    from molecule.embedded_pg import EmbeddedPostgresError, embedded_database_url
+    from devtools.embedded_pg import EmbeddedPostgresError, embedded_database_url
 
     try:
         DATABASE_URL = embedded_database_url(EMBEDDED_PG_DIR)

@@ -143,7 +143,7 @@ def database_drop(server_url: str, name: str) -> None:
 
 
 def embedded_server_url() -> str:
-    from molecule.embedded_pg import embedded_database_url
+    from devtools.embedded_pg import embedded_database_url
 
     scratch = Path(tempfile.mkdtemp(prefix="molecule-soak-pg-"))
     # The server may run as another user (pgserver's, when root), who must reach the directory.
@@ -154,7 +154,7 @@ def embedded_server_url() -> str:
 
 
 def manage(env: dict[str, str], *args: str) -> None:
-    from molecule.processes import manage_command
+    from devtools.processes import manage_command
 
     completed = subprocess.run(
         manage_command(*args),
@@ -492,7 +492,7 @@ def sweep_enqueuer(
 
 def rss_snapshot(stack: Any) -> dict[int, tuple[str, int]]:
     """{pid: (role, RSS bytes)} of every live service process."""
-    from molecule.processes import process_rss_bytes
+    from devtools.processes import process_rss_bytes
 
     found = {}
     for role, pids in stack.pids().items():
@@ -504,7 +504,7 @@ def rss_snapshot(stack: Any) -> dict[int, tuple[str, int]]:
 
 
 def swept_counters(stack: Any) -> dict[str, float]:
-    from molecule.processes import metric_value
+    from devtools.processes import metric_value
 
     text = stack.metrics_text()
     return {
@@ -586,7 +586,7 @@ def soak(options: argparse.Namespace, report: Report, scratch: Path) -> None:
     from django_q.models import Task
     from django_q.tasks import async_task, fetch
 
-    from molecule.processes import ServiceStack
+    from devtools.processes import ServiceStack
 
     ttl, retention, interval = options.ttl, options.retention, options.interval
     log_dir = Path(options.log_dir) if options.log_dir else scratch / "logs"

@@ -17,7 +17,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from molecule.models import Workspace
-from molecule.processes import database_url_from_settings
+from devtools.processes import database_url_from_settings
 from pending_uploads.models import PendingUpload
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"

@@ -21,7 +21,7 @@ from django.test import override_settings
 from prometheus_client import REGISTRY
 
 from molecule.models import Workspace
-from molecule.processes import ServiceStack, database_url_from_settings, free_port
+from devtools.processes import ServiceStack, database_url_from_settings, free_port
 from pending_uploads import services as uploads_services
 from pending_uploads.models import PendingUpload
 from scheduler import services as scheduler_services

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from molecule.processes import database_url_from_settings
+from devtools.processes import database_url_from_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOAK = REPO_ROOT / "scripts" / "soak.py"

@@ -7,7 +7,7 @@ import os
 import pytest
 from django.contrib.auth import get_user_model
 
-from molecule import launcher
+from devtools import launcher
 from tests.helpers import current_database_url
 
 

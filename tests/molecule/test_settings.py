@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from molecule.processes import ServiceStack, database_url_from_settings
+from devtools.processes import ServiceStack, database_url_from_settings
 from tests.helpers import run_manage
 
 PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"

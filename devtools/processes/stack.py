@@ -18,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from molecule.processes.probes import free_port, http_get
-from molecule.processes.procfs import process_children, process_descendants
+from devtools.processes.probes import free_port, http_get
+from devtools.processes.procfs import process_children, process_descendants
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STOP_GRACE_SECONDS = 15.0

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from molecule.processes import (
+from devtools.processes import (
     gunicorn_command,
     manage_command,
     qcluster_command,
@@ -46,7 +46,7 @@ def _prepare_environment() -> dict[str, str]:
     env.setdefault("DEBUG", "1")
     env.setdefault("SECRET_KEY", _secret_key())
     if not env.get("DATABASE_URL"):
-        from molecule.embedded_pg import EmbeddedPostgresError, embedded_database_url
+        from devtools.embedded_pg import EmbeddedPostgresError, embedded_database_url
 
         data_dir = Path(env.get("MOLECULE_EMBEDDED_PG_DIR", DATA_DIR / "postgres"))
         try:
