@@ -1,19 +1,27 @@
-"""The README's run command: migrate, create an admin login, then run gunicorn and qcluster.
+"""bin/run: migrate, create an admin login, then run gunicorn and qcluster until Ctrl-C.
 
-Starts the embedded PostgreSQL when DATABASE_URL is unset and keeps it up while the service
-runs; Ctrl-C stops gunicorn, qcluster and that server.
+Starts the embedded PostgreSQL when DATABASE_URL is unset and passes its URL to what it
+starts. Every child leads its own process group, so the terminal's Ctrl-C reaches only this
+process, which then stops the children in order (SIGTERM, then SIGKILL to each group) and
+the database last, so no child outlives the server it talks to.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO, Any
 
+from devtools.devenv import BASE_DIR, DATA_DIR, dev_environment, embedded_pg_dir
+from devtools.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from devtools.processes import (
     gunicorn_command,
     manage_command,
@@ -22,44 +30,52 @@ from devtools.processes import (
     stop_processes,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = BASE_DIR / ".data"
+# Ctrl-C must be done within 5 s: children get this long after SIGTERM, the database the rest.
+CHILD_STOP_SECONDS = 3.5
+
+
+class LaunchError(Exception):
+    """A reason not to start, shown as one line."""
 
 
 def _say(message: str) -> None:
     print(f"[molecule] {message}", flush=True)
 
 
-def _secret_key() -> str:
-    """A per-checkout key kept in .data/, so sessions survive restarts of the run command."""
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-def _prepare_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("DJANGO_SETTINGS_MODULE", "molecule.settings")
-    env.setdefault("DEBUG", "1")
-    env.setdefault("SECRET_KEY", _secret_key())
-    if not env.get("DATABASE_URL"):
-        from devtools.embedded_pg import EmbeddedPostgresError, embedded_database_url
-
-        data_dir = Path(env.get("MOLECULE_EMBEDDED_PG_DIR", DATA_DIR / "postgres"))
+def _check_port_free(host: str, port: str) -> None:
+    """Fail before anything is touched when another process listens on the port."""
+    try:
+        number = int(port)
+    except ValueError:
+        raise LaunchError(f"MOLECULE_PORT must be a port number, got {port!r}") from None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gunicorn binds: a port in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            # This process holds the server; it stops when this launcher exits.
-            env["DATABASE_URL"] = embedded_database_url(data_dir)
-        except EmbeddedPostgresError as exc:
-            sys.exit(f"[molecule] {exc}")
-        _say(f"embedded PostgreSQL running on {data_dir}")
-    # One directory shared by gunicorn and qcluster, emptied before either starts.
-    reset_metrics_dir(
-        Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "prometheus")))
-    )
-    return env
+            probe.bind((host, number))
+        except OSError as exc:
+            raise LaunchError(
+                f"{host}:{number} is in use ({exc.strerror}): set MOLECULE_PORT to a free port"
+            ) from None
+
+
+def _lock_checkout() -> IO[str]:
+    """Hold .data/run.lock while running: a second bin/run must not reset our metrics."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    handle = (DATA_DIR / "run.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise LaunchError(f"bin/run already runs in this checkout (pid {pid})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,6 +86,7 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         check=True,
         text=True,
         capture_output=True,
+        start_new_session=True,
     )
 
 
@@ -80,7 +97,7 @@ def _ensure_admin(env: dict[str, str]) -> None:
     )
     # -v 0: Django 5.2's shell otherwise reports its automatic imports on stdout.
     if _manage(env, "shell", "-v", "0", "-c", script).stdout.strip() == "True":
-        _say("admin login exists (reset it with: .venv/bin/python manage.py changepassword admin)")
+        _say("admin login exists (reset it with: bin/manage changepassword admin)")
         return
     password = secrets.token_urlsafe(12)
     child_env = {**env, "DJANGO_SUPERUSER_PASSWORD": password}
@@ -96,45 +113,84 @@ def _ensure_admin(env: dict[str, str]) -> None:
     _say(f"created admin login: admin / {password}  (shown once)")
 
 
-def main() -> int:
-    env = _prepare_environment()
-    host = env.get("MOLECULE_HOST", "127.0.0.1")
-    port = env.get("MOLECULE_PORT", "8000")
+def _setup(env: dict[str, str]) -> None:
     try:
         _manage(env, "migrate", "--noinput")
         _ensure_admin(env)
     except subprocess.CalledProcessError as exc:
-        sys.stderr.write(exc.stderr or "")
-        sys.exit(f"[molecule] {' '.join(exc.cmd[2:3])} failed (exit {exc.returncode})")
+        # manage.py already says what went wrong in one line (configuration, database).
+        lines = (exc.stderr or "").strip().splitlines()
+        raise LaunchError(lines[-1] if lines else f"manage.py {exc.cmd[2]} failed") from None
+
+
+def _serve(env: dict[str, str], host: str, port: str) -> int:
+    spawn: dict[str, Any] = {"env": env, "cwd": BASE_DIR, "start_new_session": True}
     processes = [
         subprocess.Popen(
-            gunicorn_command(f"{host}:{port}", int(env.get("WEB_CONCURRENCY", "2"))),
-            env=env,
-            cwd=BASE_DIR,
+            gunicorn_command(f"{host}:{port}", int(env.get("WEB_CONCURRENCY", "2"))), **spawn
         ),
-        subprocess.Popen(qcluster_command(), env=env, cwd=BASE_DIR),
+        subprocess.Popen(qcluster_command(), **spawn),
     ]
-    shown_host = f"[{host}]" if ":" in host else host
-    _say(f"admin:   http://{shown_host}:{port}/admin/")
-    _say(f"metrics: http://{shown_host}:{port}/metrics")
-    _say("press Ctrl-C to stop")
-
-    def on_signal(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    exit_code = 0
     try:
+        shown_host = f"[{host}]" if ":" in host else host
+        _say(f"admin:   http://{shown_host}:{port}/admin/")
+        _say(f"metrics: http://{shown_host}:{port}/metrics")
+        _say("press Ctrl-C to stop")
         while all(process.poll() is None for process in processes):
-            time.sleep(0.5)
-        exit_code = 1
+            time.sleep(0.2)
         _say("a service process exited; stopping the rest")
+        return 1
     except KeyboardInterrupt:
         _say("stopping")
+        return 0
+    finally:
+        # Ctrl-C again must not cut the stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_processes(processes, grace=CHILD_STOP_SECONDS)
+        for process in processes:
+            # Workers a master left behind share its group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def main() -> int:
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    # Started in the background by a script, SIGINT arrives ignored; Ctrl-C must still work.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    host = os.environ.get("MOLECULE_HOST", "127.0.0.1")
+    port = os.environ.get("MOLECULE_PORT", "8000")
+    server: EmbeddedPostgres | None = None
+    lock: IO[str] | None = None
+    try:
+        _check_port_free(host, port)
+        lock = _lock_checkout()
+        env = dev_environment()
+        if not env.get("DATABASE_URL"):
+            server = EmbeddedPostgres(embedded_pg_dir(env))
+            env["DATABASE_URL"] = server.start()
+            _say(f"embedded PostgreSQL running on {server.data_dir}")
+        # One directory shared by gunicorn and qcluster, emptied before either starts.
+        reset_metrics_dir(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+        _setup(env)
+        code = _serve(env, host, port)
+    except (LaunchError, EmbeddedPostgresError) as exc:
+        print(f"[molecule] {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stop_processes(processes)
-    return exit_code
+        if server is not None:
+            # bin/run owns the checkout's server: it stops it even when it found it running
+            # (left by a killed run), so nothing outlives the run command.
+            server.stop()
+        if lock is not None:
+            lock.close()
+    return code
 
 
 if __name__ == "__main__":

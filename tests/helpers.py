@@ -16,8 +16,8 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from molecule.models import Workspace
 from devtools.processes import database_url_from_settings
+from molecule.models import Workspace
 from pending_uploads.models import PendingUpload
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
