@@ -7,18 +7,22 @@ import secrets
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = BASE_DIR / ".data"
+
+
+def data_dir() -> Path:
+    """Where the dev tools keep state: ./.data, or MOLECULE_DATA_DIR (tests point it away)."""
+    return Path(os.environ.get("MOLECULE_DATA_DIR") or BASE_DIR / ".data")
 
 
 def embedded_pg_dir(env: dict[str, str]) -> Path:
-    return Path(env.get("MOLECULE_EMBEDDED_PG_DIR") or DATA_DIR / "postgres")
+    return Path(env.get("MOLECULE_EMBEDDED_PG_DIR") or data_dir() / "postgres")
 
 
 def secret_key() -> str:
     """A per-checkout key kept in .data/, so sessions survive restarts of the run command."""
-    path = DATA_DIR / "secret_key"
+    path = data_dir() / "secret_key"
     if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
@@ -30,6 +34,6 @@ def dev_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("DJANGO_SETTINGS_MODULE", "molecule.settings")
     env.setdefault("DEBUG", "1")
     env.setdefault("SECRET_KEY", secret_key())
-    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "prometheus"))
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir() / "prometheus"))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from devtools.devenv import BASE_DIR, DATA_DIR, dev_environment, embedded_pg_dir
+from devtools.devenv import BASE_DIR, data_dir, dev_environment, embedded_pg_dir
 from devtools.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from devtools.processes import (
     gunicorn_command,
@@ -62,8 +62,8 @@ def _check_port_free(host: str, port: str) -> None:
 
 def _lock_checkout() -> IO[str]:
     """Hold .data/run.lock while running: a second bin/run must not reset our metrics."""
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    handle = (DATA_DIR / "run.lock").open("a+")
+    data_dir().mkdir(parents=True, exist_ok=True)
+    handle = (data_dir() / "run.lock").open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
