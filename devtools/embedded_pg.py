@@ -77,12 +77,15 @@ class EmbeddedPostgres:
         self.url = server.get_uri()
         return self.url
 
-    def stop(self) -> None:
-        """Stop the server on the directory (fast shutdown, then immediate); idempotent."""
+    def stop(self, *, fast_seconds: float = FAST_SHUTDOWN_SECONDS) -> None:
+        """Stop the server on the directory (fast shutdown, then immediate); idempotent.
+
+        An immediate shutdown is safe: the next start replays the WAL.
+        """
         pid = _postmaster_pid(self.data_dir)
         if pid is None:
             return
-        for sig, wait in ((signal.SIGINT, FAST_SHUTDOWN_SECONDS), (signal.SIGQUIT, 2.0)):
+        for sig, wait in ((signal.SIGINT, fast_seconds), (signal.SIGQUIT, 2.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             deadline = time.monotonic() + wait

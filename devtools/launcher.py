@@ -30,8 +30,10 @@ from devtools.processes import (
     stop_processes,
 )
 
-# Ctrl-C must be done within 5 s: children get this long after SIGTERM, the database the rest.
-CHILD_STOP_SECONDS = 3.5
+# Ctrl-C must be done within 5 s: children get this long after SIGTERM (then SIGKILL), the
+# database this long for its fast shutdown (then the immediate one, which takes no time).
+CHILD_STOP_SECONDS = 3.0
+DATABASE_STOP_SECONDS = 1.5
 
 
 class LaunchError(Exception):
@@ -187,7 +189,7 @@ def main() -> int:
         if server is not None:
             # bin/run owns the checkout's server: it stops it even when it found it running
             # (left by a killed run), so nothing outlives the run command.
-            server.stop()
+            server.stop(fast_seconds=DATABASE_STOP_SECONDS)
         if lock is not None:
             lock.close()
     return code

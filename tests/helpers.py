@@ -104,7 +104,7 @@ def current_database_url() -> str:
 
 def _child_env(database_url: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    # Always set, so a child never starts an embedded server of its own.
+    # Always set: the settings refuse to start without it.
     env["DATABASE_URL"] = database_url or current_database_url()
     env["DJANGO_SETTINGS_MODULE"] = "molecule.settings"
     return env

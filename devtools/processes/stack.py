@@ -216,22 +216,6 @@ class ServiceStack:
             raise RuntimeError(f"/metrics answered {status}: {body[:200]!r}")
         return body.decode()
 
-    def wait_for_log(self, pattern: str | re.Pattern[str], *, timeout: float = 30.0) -> str:
-        """Wait until some process log matches ``pattern``; return the matching text."""
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        while True:
-            match = regex.search(self.log_text())
-            if match:
-                return match.group(0)
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"no log line matched {regex.pattern!r} within {timeout:.0f} s\n"
-                    + self.log_tail()
-                )
-            time.sleep(0.2)
-
     # --- internals -------------------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:

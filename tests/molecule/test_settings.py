@@ -14,7 +14,7 @@ from tests.helpers import UNREACHABLE_DATABASE_URL, run_manage
 
 PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"
 
-# The URL of the test database, so no child process starts an embedded server of its own.
+# Child processes get the URL of the test database; the settings start no server of their own.
 pytestmark = pytest.mark.django_db
 
 
@@ -101,7 +101,7 @@ def test_bad_configuration_is_one_clear_line(
 
 @pytest.mark.parametrize("debug", ["0", "1"])
 def test_no_database_url_starts_no_server(tmp_path: Path, debug: str) -> None:
-    # Where the old settings started an embedded server: neither directory may appear.
+    # Where the settings once started an embedded server: the directory must not appear.
     data_dir = tmp_path / "data"
     env = production_env(DATABASE_URL=None, DEBUG=debug, MOLECULE_EMBEDDED_PG_DIR=str(data_dir))
     result = run_manage("check", env=env)
@@ -113,8 +113,9 @@ def test_no_database_url_starts_no_server(tmp_path: Path, debug: str) -> None:
     assert not data_dir.exists()
 
 
-def test_unreachable_database_is_one_line() -> None:
-    result = run_manage("migrate", env=production_env(DATABASE_URL=UNREACHABLE_DATABASE_URL))
+@pytest.mark.parametrize("command", ["migrate", "qcluster"])
+def test_unreachable_database_is_one_line(command: str) -> None:
+    result = run_manage(command, env=production_env(DATABASE_URL=UNREACHABLE_DATABASE_URL))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
