@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -19,6 +20,25 @@ FAST_SHUTDOWN_SECONDS = 3.0
 
 class EmbeddedPostgresError(RuntimeError):
     """The embedded PostgreSQL server could not be started."""
+
+
+def _running_url(data_dir: Path) -> str | None:
+    """The URI of a server already running on ``data_dir``, read from ``postmaster.pid``.
+
+    Its fifth line is the socket directory (pgserver listens on no TCP port), its eighth the
+    status, "ready" once connections are accepted. Reusing a running
+    server this way skips pgserver, whose machine-wide lock may be held by other servers'
+    start-ups for seconds.
+    """
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().split("\n")
+    except OSError:
+        return None
+    if len(lines) < 8 or not lines[4].startswith("/") or lines[7].strip() != "ready":
+        return None
+    if _postmaster_pid(data_dir) is None:
+        return None
+    return f"postgresql://postgres:@/postgres?host={lines[4]}"
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
@@ -52,7 +72,11 @@ class EmbeddedPostgres:
                 f"the embedded PostgreSQL data directory may not contain a space: {self.data_dir}"
             )
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.started = _postmaster_pid(self.data_dir) is None
+        running = _running_url(self.data_dir)
+        if running is not None:
+            self.url = running
+            return self.url
+        self.started = True
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback in /tmp is fine.
             warnings.simplefilter("ignore")
@@ -74,6 +98,9 @@ class EmbeddedPostgres:
                     f"could not start the embedded PostgreSQL in {self.data_dir}: "
                     f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
                 ) from None
+        # pgserver's exit hook takes the same machine-wide lock, and would hold up our exit
+        # (Ctrl-C) while another server starts; with no cleanup mode it has nothing to do.
+        atexit.unregister(server._cleanup)
         self.url = server.get_uri()
         return self.url
 
