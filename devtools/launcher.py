@@ -149,7 +149,10 @@ def _serve(env: dict[str, str], host: str, port: str) -> int:
         # Ctrl-C again must not cut the stop short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stop_processes(processes, grace=CHILD_STOP_SECONDS)
+        # What each would get from a terminal's Ctrl-C, once: gunicorn's SIGINT is its quick
+        # shutdown (a dev server drops its requests in flight); qcluster's SIGTERM lets the
+        # running task finish.
+        stop_processes(processes, grace=CHILD_STOP_SECONDS, signals=[signal.SIGINT, signal.SIGTERM])
         for process in processes:
             # Workers a master left behind share its group.
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -71,13 +71,16 @@ def reset_metrics_dir(path: Path) -> None:
 
 
 def stop_processes(
-    processes: list[subprocess.Popen[Any]], grace: float = STOP_GRACE_SECONDS
+    processes: list[subprocess.Popen[Any]],
+    grace: float = STOP_GRACE_SECONDS,
+    signals: list[int] | None = None,
 ) -> None:
-    """SIGTERM each process, wait up to ``grace`` seconds in all, then SIGKILL what is left."""
-    for process in processes:
+    """Signal each process once (SIGTERM unless ``signals`` says otherwise, one per process),
+    wait up to ``grace`` seconds in all, then SIGKILL what is left."""
+    for process, sig in zip(processes, signals or [signal.SIGTERM] * len(processes), strict=True):
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(sig)
     deadline = time.monotonic() + grace
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
