@@ -45,6 +45,16 @@ def _env_duration(name: str):
 
 DEBUG = _env_bool("DEBUG", False)
 
+# Settings never start a server: a process that lost its URL must stop, DEBUG or not, rather
+# than come up on an empty database. The dev tools (bin/run, bin/test, bin/manage) start an
+# embedded one and pass its URL. Checked first, so a bare environment names it.
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be set (postgres://...); for development, bin/run, bin/test and "
+        "bin/manage start an embedded PostgreSQL and set it"
+    )
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS")
 if not DEBUG:
@@ -103,15 +113,7 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL is the only database, and only DATABASE_URL names it. Settings never start a
-# server: a production process that lost its URL must stop, not come up on an empty database.
-# The dev tools (bin/run, bin/test, bin/manage) start an embedded one and pass its URL.
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if not DATABASE_URL:
-    raise ImproperlyConfigured(
-        "DATABASE_URL must be set (postgres://...); for development, bin/run, bin/test and "
-        "bin/manage start an embedded PostgreSQL and set it"
-    )
+# PostgreSQL is the only database, and only DATABASE_URL (checked first, above) names it.
 try:
     _database = dj_database_url.parse(
         DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True

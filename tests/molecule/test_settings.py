@@ -99,11 +99,15 @@ def test_bad_configuration_is_one_clear_line(
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("debug", ["0", "1"])
-def test_no_database_url_starts_no_server(tmp_path: Path, debug: str) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [{"DEBUG": "0"}, {"DEBUG": "1"}, {"DEBUG": "0", "SECRET_KEY": None, "ALLOWED_HOSTS": None}],
+    ids=["debug-off", "debug-on", "bare-environment"],
+)
+def test_no_database_url_starts_no_server(tmp_path: Path, overrides: dict[str, str | None]) -> None:
     # Where the settings once started an embedded server: the directory must not appear.
     data_dir = tmp_path / "data"
-    env = production_env(DATABASE_URL=None, DEBUG=debug, MOLECULE_EMBEDDED_PG_DIR=str(data_dir))
+    env = production_env(DATABASE_URL=None, MOLECULE_EMBEDDED_PG_DIR=str(data_dir), **overrides)
     result = run_manage("check", env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
