@@ -8,6 +8,7 @@ max_connections for WEB_CONCURRENCY x GUNICORN_THREADS per host (README: connect
 """
 
 import os
+import sys
 
 
 def _env_int(name: str, default: int) -> int:
@@ -50,3 +51,19 @@ def when_ready(server) -> None:  # server: gunicorn's Arbiter
         server.cfg.threads,
         server.cfg.workers * server.cfg.threads,
     )
+
+
+def on_starting(server: object) -> None:
+    """Refuse to start, in one line, when the settings are wrong: before any worker forks.
+
+    Left to the workers, each one fails alone and gunicorn's master, reaping two at once,
+    prints its own traceback.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "molecule.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - importing the settings is the check
+    except ImproperlyConfigured as exc:
+        sys.exit(f"configuration error: {exc}")

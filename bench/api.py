@@ -192,7 +192,7 @@ class ApiBench:
 
 
 def bench_api(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
-    from molecule.processes import ServiceStack
+    from devtools.processes import ServiceStack
 
     db.fresh()
     scratch = Path(tempfile.mkdtemp(prefix="molecule-bench-api."))

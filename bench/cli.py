@@ -115,8 +115,6 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[bench] %(message)s")
-    # pgserver logs every initdb and pg_ctl call at INFO, output included.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
     scale = QUICK if args.quick else FULL
     output = args.output or RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
     sections = [name for name in SECTIONS if not args.only or name in args.only]

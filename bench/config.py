@@ -5,15 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_SIZE
+from scheduler.conf import DEFAULT_PHANTOM_BUSY_STALE_AFTER
+
 # Section names, in the order they run (--only picks a subset).
 SECTIONS = ("sweep", "toast", "empty", "interference", "phantom", "api", "memory", "slow")
 
 # Long enough that no generated row crosses an eligibility boundary while the run lasts
 # (the nearest rows sit 1 h past it and 6 h before it); the sweep's cost does not depend on it.
 ACK_RETENTION = timedelta(hours=24)
-PHANTOM_STALE_AFTER = timedelta(minutes=10)
-SWEEP_BATCH_SIZE = 2500
-SWEEP_BATCH_BYTES = 32 * 1024 * 1024
+# The service's own defaults, so the benchmark measures what production runs.
+PHANTOM_STALE_AFTER = DEFAULT_PHANTOM_BUSY_STALE_AFTER
+SWEEP_BATCH_SIZE = DEFAULT_SWEEP_BATCH_SIZE
+SWEEP_BATCH_BYTES = DEFAULT_SWEEP_BATCH_BYTES
 
 
 @dataclass(frozen=True)

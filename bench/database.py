@@ -25,6 +25,23 @@ NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 FILE_COPY_ABOVE_BYTES = 256 * 1024 * 1024
 
 
+def manage(env: dict[str, str], *args: str, timeout: float = 300) -> None:
+    """Run ``manage.py <args>`` in a child with ``env``; RuntimeError with stderr on failure."""
+    from devtools.processes import manage_command
+
+    done = subprocess.run(
+        manage_command(*args),
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr[-2000:]}")
+
+
 class Server:
     """``DATABASE_URL``'s server when set, else an embedded pgserver in a temporary directory."""
 
@@ -38,7 +55,7 @@ class Server:
         url = os.environ.get("DATABASE_URL", "")
         if url:
             return cls(url, "DATABASE_URL")
-        from molecule.embedded_pg import embedded_database_url
+        from devtools.embedded_pg import embedded_database_url
 
         scratch = Path(tempfile.mkdtemp(prefix="molecule-bench-pg."))
         # Running as root, pgserver runs the server as its own user, who must reach the directory.
@@ -52,10 +69,9 @@ class Server:
     def stop(self) -> None:
         if self._scratch is None:
             return
-        import pgserver
+        from devtools.embedded_pg import EmbeddedPostgres
 
-        with contextlib.suppress(Exception):
-            pgserver.get_server(self._scratch / "data").cleanup()
+        EmbeddedPostgres(self._scratch / "data").stop()
         shutil.rmtree(self._scratch, ignore_errors=True)
         self._scratch = None
 
@@ -96,23 +112,16 @@ class BenchDatabases:
             # CREATE DATABASE ... STRATEGY exists from PostgreSQL 15 on.
             self._file_copy = int(version) >= 150000
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.schema)))
-        from molecule.processes import manage_command
-
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "molecule.settings",
-            "DATABASE_URL": self.server.url(self.schema),
-            "DEBUG": "1",
-        }
-        done = subprocess.run(
-            manage_command("migrate", "--noinput"),
-            env=env,
-            cwd=BASE_DIR,
-            capture_output=True,
-            text=True,
+        manage(
+            {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "molecule.settings",
+                "DATABASE_URL": self.server.url(self.schema),
+                "DEBUG": "1",
+            },
+            "migrate",
+            "--noinput",
         )
-        if done.returncode != 0:
-            raise RuntimeError(f"manage.py migrate failed:\n{done.stdout}\n{done.stderr}")
 
     def drop_all(self) -> None:
         with self.admin() as conn:

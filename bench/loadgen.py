@@ -128,12 +128,20 @@ def http_call(
 
 def multipart(filename: str, content: bytes) -> tuple[bytes, str]:
     """A multipart/form-data body with one part named ``files``, and its content type."""
-    head = (
+    return multipart_files([(filename, "application/octet-stream", content)])
+
+
+def multipart_files(files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A body with one ``files`` part per (filename, mimetype, bytes), and its content type."""
+    parts = [
         f"--{BOUNDARY}\r\n"
         f'Content-Disposition: form-data; name="files"; filename="{filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    body = head + content + f"\r\n--{BOUNDARY}--\r\n".encode()
+        f"Content-Type: {mimetype}\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+        for filename, mimetype, content in files
+    ]
+    body = b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
     return body, f"multipart/form-data; boundary={BOUNDARY}"
 
 

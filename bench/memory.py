@@ -46,7 +46,7 @@ class RssSampler(threading.Thread):
 
 
 def one_rep(db: BenchDatabases, size: int, scratch: Path) -> dict[str, Any]:
-    from molecule.processes import ServiceStack
+    from devtools.processes import ServiceStack
 
     stack = ServiceStack(
         database_url=db.url, metrics_dir=scratch / "metrics", web_workers=1, log_dir=scratch

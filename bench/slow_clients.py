@@ -79,7 +79,7 @@ async def _open(spec: ClientsSpec) -> tuple[asyncio.StreamReader, asyncio.Stream
 async def _upload(
     spec: ClientsSpec, number: int, connected: asyncio.Queue[None], events: Any
 ) -> int:
-    from molecule.processes.slow_clients import PAYLOAD_BYTE, upload_request_parts
+    from devtools.processes.slow_clients import PAYLOAD_BYTE, upload_request_parts
 
     share = number / max(spec.uploads, 1)
     await asyncio.sleep(share * spec.stagger)
@@ -111,7 +111,7 @@ async def _upload(
 
 
 async def _drip(spec: ClientsSpec, connected: asyncio.Queue[None], stop: asyncio.Event) -> None:
-    from molecule.processes.slow_clients import dripped_request
+    from devtools.processes.slow_clients import dripped_request
 
     request = dripped_request("localhost")
     _, writer = await _open(spec)
@@ -261,8 +261,8 @@ def _register(port: int) -> tuple[str, str]:
 
 
 def bench_slow_clients(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
-    from molecule.processes import ServiceStack
-    from molecule.processes.nginx import NginxProxy, nginx_binary
+    from devtools.processes import ServiceStack
+    from devtools.processes.nginx import NginxProxy, nginx_binary
 
     slow = SCALES[scale.name]
     db.fresh()

@@ -9,6 +9,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from molecule.durations import parse_duration
+from pending_uploads import conf as pending_uploads_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,7 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int = 0) -> int:
     value = os.environ.get(name)
     if not value:
         return default
@@ -45,6 +46,16 @@ def _env_duration(name: str):
 
 
 DEBUG = _env_bool("DEBUG", False)
+
+# Settings never start a server: a process that lost its URL must stop, DEBUG or not, rather
+# than come up on an empty database. The dev tools (bin/run, bin/test, bin/manage) start an
+# embedded one and pass its URL. Checked first, so a bare environment names it.
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL must be set (postgres://...); for development, bin/run, bin/test and "
+        "bin/manage start an embedded PostgreSQL and set it"
+    )
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS")
@@ -108,22 +119,15 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL is the only database. Without DATABASE_URL an embedded server is started (or reused).
-EMBEDDED_PG_DIR = Path(os.environ.get("MOLECULE_EMBEDDED_PG_DIR", BASE_DIR / ".data" / "postgres"))
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if not DATABASE_URL:
-    from molecule.embedded_pg import EmbeddedPostgresError, embedded_database_url
-
-    try:
-        DATABASE_URL = embedded_database_url(EMBEDDED_PG_DIR)
-    except EmbeddedPostgresError as exc:
-        raise ImproperlyConfigured(str(exc)) from exc
-
-DATABASES = {
-    "default": dj_database_url.parse(
+# PostgreSQL is the only database, and only DATABASE_URL (checked first, above) names it.
+try:
+    _database = dj_database_url.parse(
         DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
     )
-}
+except ValueError as exc:
+    # The URL itself stays out of the message: it may carry a password.
+    raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
+DATABASES = {"default": _database}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...)")
 DATABASES["default"].setdefault("OPTIONS", {})
@@ -194,30 +198,39 @@ FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHand
 # JSON bodies (register, heartbeat, activity) are small; anything larger is refused.
 DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("MOLECULE_MAX_JSON_BYTES", 1024 * 1024)
 
-# --- App settings (defaults live in each app's conf.py). ---
-PENDING_UPLOADS_MAX_FILE_BYTES = _env_int("PENDING_UPLOADS_MAX_FILE_BYTES", 100 * 1024 * 1024)
-PENDING_UPLOADS_MAX_REQUEST_BYTES = _env_int("PENDING_UPLOADS_MAX_REQUEST_BYTES", 100 * 1024 * 1024)
-PENDING_UPLOADS_MAX_FILES = _env_int("PENDING_UPLOADS_MAX_FILES", 64)
+# --- App settings: assigned only when the environment sets them; the defaults live in each
+# app's conf.py, which reads these at call time.
+if os.environ.get("PENDING_UPLOADS_MAX_FILE_BYTES"):
+    PENDING_UPLOADS_MAX_FILE_BYTES = _env_int("PENDING_UPLOADS_MAX_FILE_BYTES")
+if os.environ.get("PENDING_UPLOADS_MAX_REQUEST_BYTES"):
+    PENDING_UPLOADS_MAX_REQUEST_BYTES = _env_int("PENDING_UPLOADS_MAX_REQUEST_BYTES")
+if os.environ.get("PENDING_UPLOADS_MAX_FILES"):
+    PENDING_UPLOADS_MAX_FILES = _env_int("PENDING_UPLOADS_MAX_FILES")
+if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_SIZE"):
+    PENDING_UPLOADS_SWEEP_BATCH_SIZE = _env_int("PENDING_UPLOADS_SWEEP_BATCH_SIZE")
+if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_BYTES"):
+    PENDING_UPLOADS_SWEEP_BATCH_BYTES = _env_int("PENDING_UPLOADS_SWEEP_BATCH_BYTES")
+if os.environ.get("PENDING_UPLOADS_TTL"):
+    PENDING_UPLOADS_TTL = _env_duration("PENDING_UPLOADS_TTL")
+if os.environ.get("PENDING_UPLOADS_ACK_RETENTION"):
+    PENDING_UPLOADS_ACK_RETENTION = _env_duration("PENDING_UPLOADS_ACK_RETENTION")
+if os.environ.get("PENDING_UPLOADS_SWEEP_INTERVAL"):
+    PENDING_UPLOADS_SWEEP_INTERVAL = _env_duration("PENDING_UPLOADS_SWEEP_INTERVAL")
+if os.environ.get("PHANTOM_BUSY_STALE_AFTER"):
+    PHANTOM_BUSY_STALE_AFTER = _env_duration("PHANTOM_BUSY_STALE_AFTER")
+if os.environ.get("PHANTOM_BUSY_SWEEP_INTERVAL"):
+    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEP_INTERVAL")
 # One more than the per-request file cap, so that Django's own limit never answers first.
-DATA_UPLOAD_MAX_NUMBER_FILES = PENDING_UPLOADS_MAX_FILES + 1
-PENDING_UPLOADS_SWEEP_BATCH_SIZE = _env_int("PENDING_UPLOADS_SWEEP_BATCH_SIZE", 2500)
-PENDING_UPLOADS_SWEEP_BATCH_BYTES = _env_int("PENDING_UPLOADS_SWEEP_BATCH_BYTES", 32 * 1024 * 1024)
-for _name in (
-    "PENDING_UPLOADS_TTL",
-    "PENDING_UPLOADS_ACK_RETENTION",
-    "PENDING_UPLOADS_SWEEP_INTERVAL",
-    "PHANTOM_BUSY_STALE_AFTER",
-    "PHANTOM_BUSY_SWEEP_INTERVAL",
-):
-    _value = _env_duration(_name)
-    if _value is not None:
-        globals()[_name] = _value
+DATA_UPLOAD_MAX_NUMBER_FILES = (
+    _env_int("PENDING_UPLOADS_MAX_FILES", pending_uploads_conf.DEFAULT_MAX_FILES) + 1
+)
 # Upstream's names for the phantom-busy job; ours win when both are set.
-if "PHANTOM_BUSY_SWEEP_INTERVAL" not in globals():
-    _value = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S")
-    if _value is not None:
-        PHANTOM_BUSY_SWEEP_INTERVAL = _value
-PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
+if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
+    "PHANTOM_BUSY_SWEEP_INTERVAL"
+):
+    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S")
+if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
+    PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
 
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # The operator tier (upstream's ADMIN_TOKEN): accepted on every /workspaces/<id>/ route.
@@ -264,7 +277,5 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.request": {"level": "ERROR"},
-        # pgserver logs at interpreter exit, after a test runner may have closed stderr.
-        "pgserver": {"level": "WARNING"},
     },
 }

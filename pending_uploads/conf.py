@@ -8,6 +8,13 @@ from django.conf import settings
 # pending_uploads_size_bytes_check carries this default cap.
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_FILES = 64
+DEFAULT_TTL = timedelta(hours=24)
+DEFAULT_ACK_RETENTION = timedelta(hours=1)
+DEFAULT_SWEEP_INTERVAL = timedelta(minutes=5)
+# Rows per arm and per statement, and a byte bound so TOAST-heavy batches stay short.
+DEFAULT_SWEEP_BATCH_SIZE = 2500
+DEFAULT_SWEEP_BATCH_BYTES = 32 * 1024 * 1024
 
 
 def max_file_bytes() -> int:
@@ -24,24 +31,24 @@ def max_attachments_per_message() -> int:
 
 
 def max_files() -> int:
-    return getattr(settings, "PENDING_UPLOADS_MAX_FILES", 64)
+    return getattr(settings, "PENDING_UPLOADS_MAX_FILES", DEFAULT_MAX_FILES)
 
 
 def ttl() -> timedelta:
-    return getattr(settings, "PENDING_UPLOADS_TTL", timedelta(hours=24))
+    return getattr(settings, "PENDING_UPLOADS_TTL", DEFAULT_TTL)
 
 
 def ack_retention() -> timedelta:
-    return getattr(settings, "PENDING_UPLOADS_ACK_RETENTION", timedelta(hours=1))
+    return getattr(settings, "PENDING_UPLOADS_ACK_RETENTION", DEFAULT_ACK_RETENTION)
 
 
 def sweep_interval() -> timedelta:
-    return getattr(settings, "PENDING_UPLOADS_SWEEP_INTERVAL", timedelta(minutes=5))
+    return getattr(settings, "PENDING_UPLOADS_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL)
 
 
 def sweep_batch_size() -> int:
-    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_SIZE", 2500)
+    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_SIZE", DEFAULT_SWEEP_BATCH_SIZE)
 
 
 def sweep_batch_bytes() -> int:
-    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_BYTES", 32 * 1024 * 1024)
+    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_BYTES", DEFAULT_SWEEP_BATCH_BYTES)

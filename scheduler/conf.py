@@ -4,13 +4,16 @@ from datetime import timedelta
 
 from django.conf import settings
 
+DEFAULT_PHANTOM_BUSY_STALE_AFTER = timedelta(minutes=10)
+DEFAULT_PHANTOM_BUSY_SWEEP_INTERVAL = timedelta(minutes=5)
+
 
 def phantom_busy_stale_after() -> timedelta:
-    return getattr(settings, "PHANTOM_BUSY_STALE_AFTER", timedelta(minutes=10))
+    return getattr(settings, "PHANTOM_BUSY_STALE_AFTER", DEFAULT_PHANTOM_BUSY_STALE_AFTER)
 
 
 def phantom_busy_sweep_interval() -> timedelta:
-    return getattr(settings, "PHANTOM_BUSY_SWEEP_INTERVAL", timedelta(minutes=5))
+    return getattr(settings, "PHANTOM_BUSY_SWEEP_INTERVAL", DEFAULT_PHANTOM_BUSY_SWEEP_INTERVAL)
 
 
 def phantom_busy_sweep_disabled() -> bool:

@@ -16,8 +16,8 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from devtools.processes import database_url_from_settings
 from molecule.models import Workspace
-from molecule.processes import database_url_from_settings
 from pending_uploads.models import PendingUpload
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
@@ -104,7 +104,7 @@ def current_database_url() -> str:
 
 def _child_env(database_url: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    # Always set, so a child never starts an embedded server of its own.
+    # Always set: the settings refuse to start without it.
     env["DATABASE_URL"] = database_url or current_database_url()
     env["DJANGO_SETTINGS_MODULE"] = "molecule.settings"
     return env

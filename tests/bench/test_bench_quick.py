@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from molecule.processes import database_url_from_settings
+from devtools.processes import database_url_from_settings
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 

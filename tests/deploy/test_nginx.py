@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from molecule.processes import ServiceStack
-from molecule.processes.nginx import NginxProxy, client_tls_context, nginx_binary
-from molecule.processes.slow_clients import SlowUpload, connect, response_read
+from devtools.processes import ServiceStack
+from devtools.processes.nginx import NginxProxy, client_tls_context, nginx_binary
+from devtools.processes.slow_clients import SlowUpload, connect, response_read
 from tests.integration.conftest import database_url_for_tests, tables_truncate
 from tests.integration.test_faults import http as http_json
 from tests.integration.test_faults import register_body

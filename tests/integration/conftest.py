@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from prometheus_client.mmap_dict import MmapedDict
 
-from molecule.processes import ServiceStack, database_url_from_settings
+from devtools.processes import ServiceStack, database_url_from_settings
 from tests.helpers import run_sql
 
 

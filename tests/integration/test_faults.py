@@ -20,8 +20,8 @@ from django.db import OperationalError, connection
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
+from devtools.processes import ServiceStack, database_url_from_settings, free_port
 from molecule.models import Workspace
-from molecule.processes import ServiceStack, database_url_from_settings, free_port
 from pending_uploads import services as uploads_services
 from pending_uploads.models import PendingUpload
 from scheduler import services as scheduler_services

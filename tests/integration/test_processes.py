@@ -13,8 +13,8 @@ from django.conf import settings
 from django_q.models import OrmQ, Schedule, Task
 from django_q.tasks import async_task
 
+from devtools.processes import ServiceStack, metric_value
 from molecule.models import ActivityLog, Workspace
-from molecule.processes import ServiceStack, metric_value
 from scheduler.schedules import SCHEDULES
 from scheduler.services import schedules_sync
 from tests.integration.conftest import (

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from molecule.processes import ServiceStack, http_get
-from molecule.processes.slow_clients import HeaderDrip, SlowUpload
+from devtools.processes import ServiceStack, http_get
+from devtools.processes.slow_clients import HeaderDrip, SlowUpload
 from tests.integration.conftest import database_url_for_tests, tables_truncate
 from tests.integration.test_faults import http, register_body
 
@@ -114,5 +114,5 @@ def test_unknown_url_answers_json_with_debug_off(stack: ServiceStack) -> None:
     assert (status, headers["Content-Type"], body) == (
         404,
         "application/json",
-        b'{"error": "not found"}',
+        b'{"error":"not found"}',
     )

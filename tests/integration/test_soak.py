@@ -1,4 +1,4 @@
-"""The soak script's one-minute run, against the PostgreSQL server of this test run."""
+"""The soak's one-minute run (python -m soak), against the PostgreSQL server of this test run."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from molecule.processes import database_url_from_settings
+from devtools.processes import database_url_from_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SOAK = REPO_ROOT / "scripts" / "soak.py"
 EXPECTED_CHECKS = {
     "no_5xx",
     "responses",
@@ -41,7 +40,8 @@ def test_one_minute_soak_passes_every_check(tmp_path: Path) -> None:
     completed = subprocess.run(
         [
             sys.executable,
-            str(SOAK),
+            "-m",
+            "soak",
             "--minutes",
             "1",
             "--json",

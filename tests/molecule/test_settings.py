@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from molecule.processes import ServiceStack, database_url_from_settings
-from tests.helpers import run_manage
+from devtools.processes import ServiceStack, database_url_from_settings
+from tests.helpers import UNREACHABLE_DATABASE_URL, run_manage
 
 PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"
 
-# The URL of the test database, so no child process starts an embedded server of its own.
+# Child processes get the URL of the test database; the settings start no server of their own.
 pytestmark = pytest.mark.django_db
 
 
@@ -77,6 +77,10 @@ CONFIGURATION_ERRORS = {
     "allowed-hosts-missing": ({"ALLOWED_HOSTS": None}, "ALLOWED_HOSTS"),
     "allowed-hosts-empty": ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),
     "allowed-hosts-only-commas": ({"ALLOWED_HOSTS": " , ,"}, "ALLOWED_HOSTS"),
+    "database-url-missing": ({"DATABASE_URL": None}, "DATABASE_URL must be set"),
+    "database-url-missing-debug-on": ({"DATABASE_URL": None, "DEBUG": "1"}, "DATABASE_URL"),
+    "database-url-empty": ({"DATABASE_URL": ""}, "DATABASE_URL must be set"),
+    "database-url-malformed": ({"DATABASE_URL": "postgres://[::1"}, "DATABASE_URL is malformed"),
     "database-url-sqlite": ({"DATABASE_URL": "sqlite:///molecule.sqlite3"}, "PostgreSQL"),
     "database-url-mysql": ({"DATABASE_URL": "mysql://root@127.0.0.1/molecule"}, "PostgreSQL"),
 }
@@ -95,6 +99,59 @@ def test_bad_configuration_is_one_clear_line(
     assert len(lines) == 1, result.stderr
     assert mentions in lines[0]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"DEBUG": "0"}, {"DEBUG": "1"}, {"DEBUG": "0", "SECRET_KEY": None, "ALLOWED_HOSTS": None}],
+    ids=["debug-off", "debug-on", "bare-environment"],
+)
+def test_no_database_url_starts_no_server(tmp_path: Path, overrides: dict[str, str | None]) -> None:
+    # Where the settings once started an embedded server: the directory must not appear.
+    data_dir = tmp_path / "data"
+    env = production_env(DATABASE_URL=None, MOLECULE_EMBEDDED_PG_DIR=str(data_dir), **overrides)
+    result = run_manage("check", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: DATABASE_URL must be set (postgres://...); for development, "
+        "bin/run, bin/test and bin/manage start an embedded PostgreSQL and set it"
+    ]
+    assert not data_dir.exists()
+
+
+@pytest.mark.parametrize("command", ["migrate", "qcluster"])
+def test_unreachable_database_is_one_line(command: str) -> None:
+    result = run_manage(command, env=production_env(DATABASE_URL=UNREACHABLE_DATABASE_URL))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("database unavailable: ")
+    assert "Connection refused" in lines[0]
+
+
+def test_qcluster_refuses_to_start_without_database_url(tmp_path: Path) -> None:
+    stack = ServiceStack(
+        database_url="",
+        metrics_dir=tmp_path / "metrics",
+        log_dir=tmp_path / "logs",
+    )
+    with pytest.raises(RuntimeError, match="qcluster-0 exited with code 1"):
+        stack.start(web=False, timeout=60)
+    assert stack.log_text().count("DATABASE_URL must be set") == 1
+    assert "Traceback" not in stack.log_text()
+
+
+def test_gunicorn_stops_on_one_line_without_database_url(tmp_path: Path) -> None:
+    stack = ServiceStack(
+        database_url="",
+        metrics_dir=tmp_path / "metrics",
+        log_dir=tmp_path / "logs",
+    )
+    # The master halts too (App failed to load), rather than rebooting workers forever.
+    with pytest.raises(RuntimeError, match="gunicorn exited with code"):
+        stack.start(qcluster=False, timeout=60)
+    assert "configuration error: DATABASE_URL must be set" in stack.log_text()
+    assert "Traceback" not in stack.log_text()
 
 
 def test_qcluster_refuses_to_start_without_secret_key(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from molecule.processes.probes import free_port
-from molecule.processes.stack import BASE_DIR, stop_processes
+from devtools.processes.probes import free_port
+from devtools.processes.stack import BASE_DIR, stop_processes
 
 SITE_CONF = BASE_DIR / "deploy" / "nginx" / "molecule-uploads.conf"
 # The shipped file's deployment-specific lines, each present exactly once.

@@ -1,8 +1,8 @@
 """Run and observe the real service processes (gunicorn and qcluster)."""
 
-from molecule.processes.probes import database_url_from_settings, free_port, http_get, metric_value
-from molecule.processes.procfs import process_children, process_descendants, process_rss_bytes
-from molecule.processes.stack import (
+from devtools.processes.probes import database_url_from_settings, free_port, http_get, metric_value
+from devtools.processes.procfs import process_children, process_descendants, process_rss_bytes
+from devtools.processes.stack import (
     ServiceStack,
     gunicorn_command,
     manage_command,

@@ -18,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from molecule.processes.probes import free_port, http_get
-from molecule.processes.procfs import process_children, process_descendants
+from devtools.processes.probes import free_port, http_get
+from devtools.processes.procfs import process_children, process_descendants
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STOP_GRACE_SECONDS = 15.0
@@ -70,13 +70,16 @@ def reset_metrics_dir(path: Path) -> None:
 
 
 def stop_processes(
-    processes: list[subprocess.Popen[Any]], grace: float = STOP_GRACE_SECONDS
+    processes: list[subprocess.Popen[Any]],
+    grace: float = STOP_GRACE_SECONDS,
+    signals: list[int] | None = None,
 ) -> None:
-    """SIGTERM each process, wait up to ``grace`` seconds in all, then SIGKILL what is left."""
-    for process in processes:
+    """Signal each process once (SIGTERM unless ``signals`` says otherwise, one per process),
+    wait up to ``grace`` seconds in all, then SIGKILL what is left."""
+    for process, sig in zip(processes, signals or [signal.SIGTERM] * len(processes), strict=True):
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(sig)
     deadline = time.monotonic() + grace
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -217,22 +220,6 @@ class ServiceStack:
         if status != 200:
             raise RuntimeError(f"/metrics answered {status}: {body[:200]!r}")
         return body.decode()
-
-    def wait_for_log(self, pattern: str | re.Pattern[str], *, timeout: float = 30.0) -> str:
-        """Wait until some process log matches ``pattern``; return the matching text."""
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        while True:
-            match = regex.search(self.log_text())
-            if match:
-                return match.group(0)
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"no log line matched {regex.pattern!r} within {timeout:.0f} s\n"
-                    + self.log_tail()
-                )
-            time.sleep(0.2)
 
     # --- internals -------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Development tools kept out of the service package: launcher, embedded PostgreSQL, harness."""
