@@ -6,6 +6,7 @@ import itertools
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,17 @@ RAW_FETCH_SQL = """
 SELECT content, filename, mimetype, fetched_at FROM pending_uploads
  WHERE workspace_id = %s AND file_id = %s AND acked_at IS NULL AND expires_at > now()
 """
+# The floors for one large file: the whole value as one binary parameter, and as one binary
+# result (what a driver does with no streaming at all).
+RAW_INSERT_BIG_SQL = """
+INSERT INTO pending_uploads (workspace_id, content, size_bytes, filename, mimetype,
+                             created_at, expires_at)
+VALUES (%s, %b, %s, 'big.bin', 'application/octet-stream',
+        clock_timestamp(), clock_timestamp() + interval '24 hours')
+RETURNING file_id
+"""
+RAW_FETCH_BIG_SQL = "SELECT content FROM pending_uploads WHERE file_id = %s"
+RAW_DELETE_SQL = "DELETE FROM pending_uploads WHERE file_id = %s"
 RAW_ACK_SQL = """
 UPDATE pending_uploads SET acked_at = now()
  WHERE workspace_id = %s AND file_id = %s AND acked_at IS NULL AND expires_at > now()
@@ -140,6 +152,61 @@ class ApiBench:
 
         return operation
 
+    def big_file(self) -> dict[str, Any]:
+        """One large file, sequentially: API upload/fetch against raw INSERT/SELECT, in MiB/s."""
+        size = self.scale.big_file_bytes
+        content = (bytes(range(256)) * (size // 256 + 1))[:size]
+        body, content_type = loadgen.multipart("big.bin", content)
+        headers = {**self.auth, "Content-Type": content_type}
+        seconds: dict[str, list[float]] = {
+            "api_upload": [],
+            "raw_upload": [],
+            "api_fetch": [],
+            "raw_fetch": [],
+        }
+        http = loadgen.http_session(self.port)()
+        raw = psycopg.connect(self.db.url, autocommit=True)
+        try:
+            for _rep in range(self.scale.big_file_reps):
+                started = time.perf_counter()
+                data = loadgen.http_call(
+                    http, "POST", f"{self.prefix}/chat/uploads", body=body, headers=headers
+                )
+                seconds["api_upload"].append(time.perf_counter() - started)
+                file_id = loadgen.file_ids(data)[0]
+                started = time.perf_counter()
+                raw_id = raw.execute(RAW_INSERT_BIG_SQL, [self.workspace_id, content, size])
+                raw_id = raw_id.fetchone()[0]
+                seconds["raw_upload"].append(time.perf_counter() - started)
+                path = f"{self.prefix}/pending-uploads/{file_id}/content"
+                started = time.perf_counter()
+                served = loadgen.http_call(http, "GET", path, headers=self.auth)
+                seconds["api_fetch"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                value = raw.execute(RAW_FETCH_BIG_SQL, [raw_id], binary=True).fetchone()[0]
+                seconds["raw_fetch"].append(time.perf_counter() - started)
+                if served != content or value != content:
+                    raise RuntimeError("a large file came back different")
+                del served, value
+                for done in (file_id, raw_id):
+                    raw.execute(RAW_DELETE_SQL, [done])
+                logger.info("api big file: %s", {k: round(v[-1], 3) for k, v in seconds.items()})
+        finally:
+            http.close()
+            raw.close()
+        mib = size / MIB
+        rates = {key: [mib / value for value in values] for key, values in seconds.items()}
+        figure: dict[str, Any] = {"file_mib": mib, "reps": self.scale.big_file_reps}
+        for operation in ("upload", "fetch"):
+            api = summary(rates[f"api_{operation}"], 1)
+            floor = summary(rates[f"raw_{operation}"], 1)
+            figure[operation] = {
+                "api_mib_s": api,
+                "raw_mib_s": floor,
+                "ratio": ratio(api["median"], floor["median"]),
+            }
+        return figure
+
     def endpoint(self, endpoint: str) -> dict[str, Any]:
         """Alternate API and raw repetitions of one endpoint; return both and their ratio."""
         runs: dict[str, list[dict[str, Any]]] = {"api": [], "raw": []}
@@ -205,6 +272,7 @@ def bench_api(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
         figures = {
             name: bench.endpoint(name) for name in ("upload_1k", "upload_1m", "fetch_1m", "ack")
         }
+        figures["big_file"] = bench.big_file()
     finally:
         stack.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -213,5 +281,6 @@ def bench_api(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
         "concurrency": scale.api_concurrency,
         "client": "threads with http.client on loopback, one connection each (closed loop)",
         "raw": "psycopg 3, one connection per thread, driver defaults, autocommit",
+        "big_file": "one client, one at a time: API upload, raw INSERT, API fetch, raw SELECT",
     }
     return {"api": figures}

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
 
 from molecule.http import ApiError, api_view, parse_uuid, workspace_auth
 from molecule.models import Workspace
 from pending_uploads import conf, services
+from pending_uploads.managers import OpenedContent
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import FALLBACK_MIMETYPE
 
@@ -108,21 +110,28 @@ def pending_list(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 @api_view("GET")
 @workspace_auth
-def content(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponse:
-    row = PendingUpload.objects.get_live(workspace.id, parse_uuid(file_id, "file_id"))
-    if row is None:
+def content(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponseBase:
+    opened = PendingUpload.objects.open_chunks(
+        parse_uuid(file_id, "file_id"), workspace_id=workspace.id
+    )
+    if opened is None:
         raise ApiError(404, "no such pending upload")
+    row = opened.row
     if row.fetched_at is None:
         PendingUpload.objects.mark_fetched(workspace.id, row.file_id)
-    return attachment_response(row)
+    return attachment_response(opened)
 
 
-def attachment_response(row: PendingUpload) -> HttpResponse:
-    """The stored bytes as a download that no browser will render in our origin."""
-    data = row.content
-    response = HttpResponse(data, content_type=row.mimetype or FALLBACK_MIMETYPE)
+def attachment_response(opened: OpenedContent) -> StreamingHttpResponse:
+    """The stored bytes as a download that no browser will render in our origin.
+
+    The body streams chunk by chunk after the view returns; if the row is swept meanwhile it
+    ends short of Content-Length, which every HTTP client reports as a failed download.
+    """
+    row = opened.row
+    response = StreamingHttpResponse(opened.chunks, content_type=row.mimetype or FALLBACK_MIMETYPE)
     response["Content-Disposition"] = f'attachment; filename="{row.filename}"'
-    response["Content-Length"] = str(len(data))
+    response["Content-Length"] = str(opened.length)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = ATTACHMENT_CSP
     response["Cache-Control"] = "private, no-store"

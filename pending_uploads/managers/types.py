@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from pending_uploads.models import PendingUpload
 
 
 class SweepResult(NamedTuple):
@@ -50,3 +54,11 @@ class NewUpload:
     size_bytes: int
     # Read once, at insert time, so only one file's bytes are in memory at once.
     source: IO[bytes]
+
+
+class OpenedContent(NamedTuple):
+    """A stored file ready to serve: its row (bytes not loaded), length and chunk iterator."""
+
+    row: PendingUpload
+    length: int
+    chunks: Iterator[bytes]

@@ -62,7 +62,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "time_ratio",
         "plans",
     },
-    "api": {"upload_1k", "upload_1m", "fetch_1m", "ack", "setup"},
+    "api": {"upload_1k", "upload_1m", "fetch_1m", "ack", "big_file", "setup"},
     "memory": {
         "file_mib",
         "web_workers",
@@ -71,9 +71,11 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "peak_fetch_growth_mib",
         "peak_growth_mib",
         "growth_ratio",
+        "curve",
+        "before",
     },
 }
-EXPECTED_TARGETS = 9
+EXPECTED_TARGETS = 12
 
 
 def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
@@ -121,6 +123,10 @@ def test_quick_run_reports_every_figure(quick_results: dict[str, Any], figure: s
             assert not missing(data[endpoint], API_ENDPOINT)
             for side in ("api", "raw"):
                 assert not missing(data[endpoint][side], API_SIDE)
+        for operation in ("upload", "fetch"):
+            assert not missing(data["big_file"][operation], {"api_mib_s", "raw_mib_s", "ratio"})
+    if figure == "memory":
+        assert len(data["curve"]) >= 2
 
 
 @pytest.mark.slow

@@ -546,7 +546,9 @@ def make_state(state: str, ws_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
 @pytest.mark.parametrize("state", ["acked", "expired", "expiring_now", "foreign", "absent"])
 def test_rows_that_are_not_live_are_invisible(poll_workspace, state):
     ws_id, file_id = make_state(state, poll_workspace.id)
-    assert PendingUpload.objects.get_live(ws_id, file_id) is None
+    # Issue 12: an acked row stays fetchable until the sweep; the others are gone for good.
+    opened = PendingUpload.objects.open_chunks(file_id, workspace_id=ws_id)
+    assert (opened is not None) == (state == "acked")
     assert PendingUpload.objects.mark_fetched(ws_id, file_id) is False
     assert PendingUpload.objects.ack(ws_id, file_id) is False
     assert list(PendingUpload.objects.list_for_workspace(ws_id)) == []
@@ -560,17 +562,17 @@ def test_rows_that_are_not_live_are_invisible(poll_workspace, state):
 def test_live_row_fetch_then_ack(poll_workspace):
     ws_id = poll_workspace.id
     row = PendingUpload.objects.put(ws_id, upload("f.txt", b"bytes"), ttl=TTL, max_bytes=MAX_BYTES)
-    live = PendingUpload.objects.get_live(ws_id, row.file_id)
-    assert live is not None
-    assert bytes(live.content) == b"bytes"
-    assert live.fetched_at is None
+    opened = PendingUpload.objects.open_chunks(row.file_id, workspace_id=ws_id)
+    assert opened is not None
+    assert b"".join(opened.chunks) == b"bytes"
+    assert opened.row.fetched_at is None
     assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is True
     (now,) = run_sql("SELECT now()")[0]
     assert PendingUpload.objects.get(pk=row.file_id).fetched_at == now
-    assert PendingUpload.objects.get_live(ws_id, row.file_id) is not None
+    assert PendingUpload.objects.open_chunks(row.file_id, workspace_id=ws_id) is not None
     assert PendingUpload.objects.ack(ws_id, row.file_id) is True
     assert PendingUpload.objects.get(pk=row.file_id).acked_at == now
-    assert PendingUpload.objects.get_live(ws_id, row.file_id) is None
+    assert PendingUpload.objects.open_chunks(row.file_id, workspace_id=ws_id) is not None
     assert PendingUpload.objects.ack(ws_id, row.file_id) is False
 
 
@@ -584,7 +586,7 @@ def test_mark_fetched_stamps_only_the_first_fetch(poll_workspace):
     PendingUpload.objects.filter(pk=row.file_id).update(fetched_at=first)
     assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is False
     assert PendingUpload.objects.get(pk=row.file_id).fetched_at == first
-    assert PendingUpload.objects.get_live(ws_id, row.file_id) is not None
+    assert PendingUpload.objects.open_chunks(row.file_id, workspace_id=ws_id) is not None
 
 
 @pytest.mark.django_db
