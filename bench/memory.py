@@ -148,14 +148,14 @@ def size_point(size: int, reps: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# The curve measured with the code before streaming (whole bytes in and out), kept so the
-# chart can draw before against after; see the README's memory section for that run.
-BEFORE_PATH = Path(__file__).resolve().parent / "results" / "memory_before.json"
+# The run of `--only api memory` with the code before streaming (whole bytes in and out),
+# kept so the chart can draw before against after; the README quotes it.
+BEFORE_PATH = Path(__file__).resolve().parent / "results" / "before-streaming.json"
 
 
 def load_before() -> list[dict[str, Any]] | None:
     try:
-        return json.loads(BEFORE_PATH.read_text())["curve"]
+        return json.loads(BEFORE_PATH.read_text())["figures"]["memory"]["curve"]
     except (OSError, ValueError, KeyError):
         return None
 

@@ -46,16 +46,17 @@ _COPY_FIELDS = 8
 
 # The row (without its bytes), its length and the first chunk in one round trip; a file up to
 # CHUNK_BYTES needs no other. octet_length() of an uncompressed TOAST value reads only its
-# pointer. "Fetchable" is issue 12's: present and unexpired, acked or not.
+# pointer. "Fetchable" is issue 12's: present and unexpired, acked or not. The columns come in
+# the model's field order, as Model.from_db takes them.
 OPEN_FETCHABLE_SQL = """
-SELECT file_id, workspace_id, filename, mimetype, size_bytes, created_at, fetched_at, acked_at,
+SELECT file_id, workspace_id, size_bytes, filename, mimetype, created_at, fetched_at, acked_at,
        expires_at, octet_length(content), substring(content FROM 1 FOR %(length)s)
   FROM pending_uploads
  WHERE workspace_id = %(workspace_id)s AND file_id = %(file_id)s AND expires_at > now()
 """
 # Staff downloads: any row still present, whatever its state.
 OPEN_PRESENT_SQL = """
-SELECT file_id, workspace_id, filename, mimetype, size_bytes, created_at, fetched_at, acked_at,
+SELECT file_id, workspace_id, size_bytes, filename, mimetype, created_at, fetched_at, acked_at,
        expires_at, octet_length(content), substring(content FROM 1 FOR %(length)s)
   FROM pending_uploads
  WHERE file_id = %(file_id)s
@@ -137,7 +138,8 @@ class ContentMixin(RoutedCursorsMixin):
                 return None
             names = [column.name for column in cursor.description[:-2]]
         *fields, length, first = found
-        row = self.model(**dict(zip(names, fields, strict=True)))
+        # As a queryset with .defer("content") would build it: the bytes stay deferred.
+        row = self.model.from_db(self.db, names, fields)
         return OpenedContent(row, length, self._chunks(file_id, first, length))
 
     def _chunks(self, file_id: uuid.UUID, first: bytes, length: int) -> Iterator[bytes]:
