@@ -99,8 +99,9 @@ def test_content_column_is_stored_external_and_uncompressed():
 
 
 @pytest.mark.django_db
-def test_a_file_shorter_than_its_size_rolls_the_whole_batch_back(poll_workspace):
-    uploads = [new_upload(b"first", "a.txt"), new_upload(b"x" * 10, "b.bin", size=CHUNK_BYTES + 10)]
+@pytest.mark.parametrize("declared", [20, CHUNK_BYTES + 10], ids=["insert", "copy"])
+def test_a_file_shorter_than_its_size_rolls_the_whole_batch_back(poll_workspace, declared):
+    uploads = [new_upload(b"first", "a.txt"), new_upload(b"x" * 10, "b.bin", size=declared)]
 
     with pytest.raises(ShortFile):
         PendingUpload.objects.put_batch(
@@ -138,3 +139,19 @@ def test_a_row_swept_mid_download_ends_short_never_wrong():
     assert run_sql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'") == [
         (0,)
     ]
+
+
+@pytest.mark.django_db
+def test_a_batch_mixing_small_and_copied_files_keeps_upload_order_and_ttl(poll_workspace):
+    sizes = [5, CHUNK_BYTES + 1, 7, 2 * CHUNK_BYTES, 1]
+    uploads = [new_upload(os.urandom(size), f"{n}.bin") for n, size in enumerate(sizes)]
+
+    PendingUpload.objects.put_batch(poll_workspace.id, uploads, ttl=TTL, max_bytes=MAX_BYTES)
+
+    rows = run_sql(
+        "SELECT filename, created_at, expires_at - created_at FROM pending_uploads"
+        " ORDER BY created_at"
+    )
+    assert [name for name, _, _ in rows] == [f"{n}.bin" for n in range(len(sizes))]
+    assert len({created for _, created, _ in rows}) == len(sizes)
+    assert {ttl for _, _, ttl in rows} == {TTL}
