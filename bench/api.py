@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 import shutil
 import tempfile
 import time
@@ -33,7 +34,7 @@ RAW_INSERT_ACTIVITY_SQL = """
 INSERT INTO activity_logs (workspace_id, activity_type, method, summary, request_body, status)
 VALUES (%s, 'a2a_receive', 'chat_upload_receive', %s, %s, 'ok')
 """
-# get_live, then the bytes go back to the client.
+# open_chunks (1 MiB: one statement), then the bytes go back to the client.
 RAW_FETCH_SQL = """
 SELECT content, filename, mimetype, fetched_at FROM pending_uploads
  WHERE workspace_id = %s AND file_id = %s AND acked_at IS NULL AND expires_at > now()
@@ -56,6 +57,15 @@ UPDATE pending_uploads SET acked_at = now()
 
 KIB = 1024
 MIB = 1024 * 1024
+
+
+def payload(size: int) -> bytes:
+    """Incompressible bytes, as most attachments are (images, PDFs, archives), the same each run.
+
+    A repeating pattern would let PostgreSQL's TOAST compression store a 1 MiB file in a few
+    KiB, which no real upload does, and the figures would measure pglz instead of the path.
+    """
+    return random.Random(size).randbytes(size)
 
 
 class ApiBench:
@@ -81,9 +91,7 @@ class ApiBench:
         )
 
     def api_upload(self, size: int, keep: str | None) -> Any:
-        body, content_type = loadgen.multipart(
-            f"bench-{size}.bin", bytes(range(256)) * (size // 256)
-        )
+        body, content_type = loadgen.multipart(f"bench-{size}.bin", payload(size))
         headers = {**self.auth, "Content-Type": content_type}
 
         def operation(conn: Any, number: int) -> list[uuid.UUID] | None:
@@ -95,7 +103,7 @@ class ApiBench:
         return operation
 
     def raw_upload(self, size: int, keep: str | None) -> Any:
-        content = bytes(range(256)) * (size // 256)
+        content = payload(size)
         filename = f"bench-{size}.bin"
 
         def operation(conn: psycopg.Connection, number: int) -> list[uuid.UUID] | None:
@@ -155,7 +163,7 @@ class ApiBench:
     def big_file(self) -> dict[str, Any]:
         """One large file, sequentially: API upload/fetch against raw INSERT/SELECT, in MiB/s."""
         size = self.scale.big_file_bytes
-        content = (bytes(range(256)) * (size // 256 + 1))[:size]
+        content = payload(size)
         body, content_type = loadgen.multipart("big.bin", content)
         headers = {**self.auth, "Content-Type": content_type}
         seconds: dict[str, list[float]] = {

@@ -162,7 +162,7 @@ SWEEP_CASES = [
     # Acked rows leave by retention only; their expiry no longer matters.
     ("acked within retention, past expiry", 60.0, -HOUR, SweepResult(0, 0)),
     ("unacked expired", None, -1.0, SweepResult(0, 1)),
-    # expires_at == now() is not live (get_live says so too), so the sweep takes it.
+    # expires_at == now() is not live (open_chunks says so too), so the sweep takes it.
     ("unacked expiring exactly now", None, 0.0, SweepResult(0, 1)),
     ("fresh unacked", None, HOUR, SweepResult(0, 0)),
 ]
