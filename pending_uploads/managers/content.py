@@ -1,7 +1,7 @@
 """The byte path: a file goes into pending_uploads.content, and comes out, in fixed-size chunks.
 
-Two methods are the whole interface: ``put_from_file`` and ``open_chunks``. Neither ever holds
-a whole file in memory; a later object-store backend would replace these two.
+Two methods are the whole interface: ``put_from_file`` and ``open_chunks``. Neither holds more
+than one chunk of a file in memory; a later object-store backend would replace these two.
 """
 
 from __future__ import annotations
