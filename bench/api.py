@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,11 +34,22 @@ RAW_INSERT_ACTIVITY_SQL = """
 INSERT INTO activity_logs (workspace_id, activity_type, method, summary, request_body, status)
 VALUES (%s, 'a2a_receive', 'chat_upload_receive', %s, %s, 'ok')
 """
-# get_live, then the bytes go back to the client.
+# open_chunks (1 MiB: one statement), then the bytes go back to the client.
 RAW_FETCH_SQL = """
 SELECT content, filename, mimetype, fetched_at FROM pending_uploads
- WHERE workspace_id = %s AND file_id = %s AND acked_at IS NULL AND expires_at > now()
+ WHERE workspace_id = %s AND file_id = %s AND expires_at > now()
 """
+# The floors for one large file: the whole value as one binary parameter, and as one binary
+# result (what a driver does with no streaming at all).
+RAW_INSERT_BIG_SQL = """
+INSERT INTO pending_uploads (workspace_id, content, size_bytes, filename, mimetype,
+                             created_at, expires_at)
+VALUES (%s, %b, %s, 'big.bin', 'application/octet-stream',
+        clock_timestamp(), clock_timestamp() + interval '24 hours')
+RETURNING file_id
+"""
+RAW_FETCH_BIG_SQL = "SELECT content FROM pending_uploads WHERE file_id = %s"
+RAW_DELETE_SQL = "DELETE FROM pending_uploads WHERE file_id = %s"
 RAW_ACK_SQL = """
 UPDATE pending_uploads SET acked_at = now()
  WHERE workspace_id = %s AND file_id = %s AND acked_at IS NULL AND expires_at > now()
@@ -44,6 +57,15 @@ UPDATE pending_uploads SET acked_at = now()
 
 KIB = 1024
 MIB = 1024 * 1024
+
+
+def payload(size: int) -> bytes:
+    """Incompressible bytes, as most attachments are (images, PDFs, archives), the same each run.
+
+    A repeating pattern would let PostgreSQL's TOAST compression store a 1 MiB file in a few
+    KiB, which no real upload does, and the figures would measure pglz instead of the path.
+    """
+    return random.Random(size).randbytes(size)
 
 
 class ApiBench:
@@ -69,9 +91,7 @@ class ApiBench:
         )
 
     def api_upload(self, size: int, keep: str | None) -> Any:
-        body, content_type = loadgen.multipart(
-            f"bench-{size}.bin", bytes(range(256)) * (size // 256)
-        )
+        body, content_type = loadgen.multipart(f"bench-{size}.bin", payload(size))
         headers = {**self.auth, "Content-Type": content_type}
 
         def operation(conn: Any, number: int) -> list[uuid.UUID] | None:
@@ -83,7 +103,7 @@ class ApiBench:
         return operation
 
     def raw_upload(self, size: int, keep: str | None) -> Any:
-        content = bytes(range(256)) * (size // 256)
+        content = payload(size)
         filename = f"bench-{size}.bin"
 
         def operation(conn: psycopg.Connection, number: int) -> list[uuid.UUID] | None:
@@ -139,6 +159,61 @@ class ApiBench:
                 raise RuntimeError("raw ack updated no row")
 
         return operation
+
+    def big_file(self) -> dict[str, Any]:
+        """One large file, sequentially: API upload/fetch against raw INSERT/SELECT, in MiB/s."""
+        size = self.scale.big_file_bytes
+        content = payload(size)
+        body, content_type = loadgen.multipart("big.bin", content)
+        headers = {**self.auth, "Content-Type": content_type}
+        seconds: dict[str, list[float]] = {
+            "api_upload": [],
+            "raw_upload": [],
+            "api_fetch": [],
+            "raw_fetch": [],
+        }
+        http = loadgen.http_session(self.port)()
+        raw = psycopg.connect(self.db.url, autocommit=True)
+        try:
+            for _rep in range(self.scale.big_file_reps):
+                started = time.perf_counter()
+                data = loadgen.http_call(
+                    http, "POST", f"{self.prefix}/chat/uploads", body=body, headers=headers
+                )
+                seconds["api_upload"].append(time.perf_counter() - started)
+                file_id = loadgen.file_ids(data)[0]
+                started = time.perf_counter()
+                raw_id = raw.execute(RAW_INSERT_BIG_SQL, [self.workspace_id, content, size])
+                raw_id = raw_id.fetchone()[0]
+                seconds["raw_upload"].append(time.perf_counter() - started)
+                path = f"{self.prefix}/pending-uploads/{file_id}/content"
+                started = time.perf_counter()
+                served = loadgen.http_call(http, "GET", path, headers=self.auth)
+                seconds["api_fetch"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                value = raw.execute(RAW_FETCH_BIG_SQL, [raw_id], binary=True).fetchone()[0]
+                seconds["raw_fetch"].append(time.perf_counter() - started)
+                if served != content or value != content:
+                    raise RuntimeError("a large file came back different")
+                del served, value
+                for done in (file_id, raw_id):
+                    raw.execute(RAW_DELETE_SQL, [done])
+                logger.info("api big file: %s", {k: round(v[-1], 3) for k, v in seconds.items()})
+        finally:
+            http.close()
+            raw.close()
+        mib = size / MIB
+        rates = {key: [mib / value for value in values] for key, values in seconds.items()}
+        figure: dict[str, Any] = {"file_mib": mib, "reps": self.scale.big_file_reps}
+        for operation in ("upload", "fetch"):
+            api = summary(rates[f"api_{operation}"], 1)
+            floor = summary(rates[f"raw_{operation}"], 1)
+            figure[operation] = {
+                "api_mib_s": api,
+                "raw_mib_s": floor,
+                "ratio": ratio(api["median"], floor["median"]),
+            }
+        return figure
 
     def endpoint(self, endpoint: str) -> dict[str, Any]:
         """Alternate API and raw repetitions of one endpoint; return both and their ratio."""
@@ -205,6 +280,7 @@ def bench_api(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
         figures = {
             name: bench.endpoint(name) for name in ("upload_1k", "upload_1m", "fetch_1m", "ack")
         }
+        figures["big_file"] = bench.big_file()
     finally:
         stack.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -213,5 +289,6 @@ def bench_api(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
         "concurrency": scale.api_concurrency,
         "client": "threads with http.client on loopback, one connection each (closed loop)",
         "raw": "psycopg 3, one connection per thread, driver defaults, autocommit",
+        "big_file": "one client, one at a time: API upload, raw INSERT, API fetch, raw SELECT",
     }
     return {"api": figures}

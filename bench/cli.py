@@ -26,6 +26,7 @@ from bench.config import (
     Scale,
 )
 from bench.database import BenchDatabases, Server, close_django_connections, django_setup
+from bench.memory import draw_memory_chart
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 logger = logging.getLogger("bench")
@@ -170,4 +171,5 @@ def main(argv: list[str] | None = None) -> int:
     print(report.format_targets(found))
     print(f"\nresults written to {output}")
     print(report.draw_chart(figures, output.with_suffix(".png")))
+    print(draw_memory_chart(figures, output.with_name(f"{output.stem}-memory.png")))
     return 0

@@ -43,8 +43,12 @@ class Scale:
     api_reps: int
     api_seconds: float
     api_concurrency: int
-    memory_file_bytes: int
+    # Memory: the file sizes of the growth-vs-size curve (the largest is the headline figure).
+    memory_sizes: tuple[int, ...]
     memory_reps: int
+    # One large file through the API and through raw psycopg, sequentially, this many times.
+    big_file_bytes: int
+    big_file_reps: int
 
     @property
     def main_rows(self) -> int:
@@ -69,8 +73,10 @@ FULL = Scale(
     api_reps=3,
     api_seconds=30.0,
     api_concurrency=4,
-    memory_file_bytes=25 * 1024 * 1024,
+    memory_sizes=tuple(mib * 1024 * 1024 for mib in (1, 10, 25, 99)),
     memory_reps=3,
+    big_file_bytes=99 * 1024 * 1024,
+    big_file_reps=5,
 )
 
 QUICK = Scale(
@@ -91,6 +97,8 @@ QUICK = Scale(
     api_reps=1,
     api_seconds=5.0,
     api_concurrency=2,
-    memory_file_bytes=2 * 1024 * 1024,
+    memory_sizes=(1024 * 1024, 3 * 1024 * 1024),
     memory_reps=1,
+    big_file_bytes=3 * 1024 * 1024,
+    big_file_reps=2,
 )

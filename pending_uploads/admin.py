@@ -151,10 +151,10 @@ class PendingUploadAdmin(admin.ModelAdmin):
     def download_view(self, request: HttpRequest, file_id: uuid.UUID) -> HttpResponse:
         if not self.has_view_permission(request):
             raise Http404
-        row = PendingUpload.objects.filter(file_id=file_id).first()
-        if row is None:
+        opened = PendingUpload.objects.open_chunks(file_id, workspace_id=None)
+        if opened is None:
             raise Http404
-        return attachment_response(row)
+        return attachment_response(opened)
 
     def sweep_view(self, request: HttpRequest) -> HttpResponseRedirect:
         from pending_uploads.managers import SweepError

@@ -6,13 +6,14 @@ from typing import Any
 from urllib.parse import quote
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
 
 from molecule.http import ApiError, ApiResponse, api_view, parse_uuid, query_limit, workspace_auth
 from molecule.models import Workspace
 from pending_uploads import conf, services
-from pending_uploads.managers import AckOutcome
+from pending_uploads.managers import AckOutcome, OpenedContent
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import FALLBACK_MIMETYPE
 
@@ -132,19 +133,26 @@ def pending_list(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 @api_view("GET")
 @workspace_auth
-def content(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponse:
+def content(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponseBase:
     # Unexpired rows are served acked or not, until the sweep deletes them (upstream's canvas
     # re-reads acked files for its previews). Every successful fetch stamps fetched_at.
-    row = PendingUpload.objects.get_fetchable(workspace.id, parse_uuid(file_id, "file_id"))
-    if row is None:
+    opened = PendingUpload.objects.open_chunks(
+        parse_uuid(file_id, "file_id"), workspace_id=workspace.id
+    )
+    if opened is None:
         raise ApiError(404, "no such pending upload")
-    PendingUpload.objects.mark_fetched(workspace.id, row.file_id)
-    return attachment_response(row)
+    PendingUpload.objects.mark_fetched(workspace.id, opened.row.file_id)
+    return attachment_response(opened)
 
 
-def attachment_headers(response: HttpResponse, row: PendingUpload) -> HttpResponse:
-    """Make ``response`` a download of ``row`` that no browser will render in our origin."""
-    response["Content-Type"] = row.mimetype or FALLBACK_MIMETYPE
+def attachment_response(opened: OpenedContent) -> StreamingHttpResponse:
+    """The stored bytes as a download that no browser will render in our origin.
+
+    The body streams chunk by chunk after the view returns; if the row is swept meanwhile it
+    ends short of Content-Length, which every HTTP client reports as a failed download.
+    """
+    row = opened.row
+    response = StreamingHttpResponse(opened.chunks, content_type=row.mimetype or FALLBACK_MIMETYPE)
     # RFC 6266: an ASCII fallback in the quoted form (the sanitized name holds no quote or
     # backslash), and the exact UTF-8 name in filename*, which current clients prefer.
     fallback = "".join(char if char.isascii() else "_" for char in row.filename)
@@ -152,16 +160,11 @@ def attachment_headers(response: HttpResponse, row: PendingUpload) -> HttpRespon
     response["Content-Disposition"] = (
         f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
     )
-    response["Content-Length"] = str(row.size_bytes)
+    response["Content-Length"] = str(opened.length)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = ATTACHMENT_CSP
     response["Cache-Control"] = "private, no-store"
     return response
-
-
-def attachment_response(row: PendingUpload) -> HttpResponse:
-    """The stored bytes with attachment_headers()."""
-    return attachment_headers(HttpResponse(row.content), row)
 
 
 @api_view("POST")

@@ -79,6 +79,13 @@ def make_upload(
     return row
 
 
+def body_of(response: Any) -> bytes:
+    """The whole body of a test-client response, streamed (downloads) or not."""
+    if response.streaming:
+        return b"".join(response.streaming_content)
+    return response.content
+
+
 def assert_json_error(response: Any, status: int | tuple[int, ...]) -> dict:
     """The response has one of ``status`` and a JSON body with a non-empty "error"."""
     allowed = status if isinstance(status, tuple) else (status,)

@@ -12,6 +12,17 @@ from django.db import models, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from pending_uploads.managers.content import (
+    CHUNK_BYTES,
+    CHUNK_SQL,
+    COPY_SQL,
+    INSERT_SQL,
+    OPEN_FETCHABLE_SQL,
+    OPEN_PRESENT_SQL,
+    ROW_CLOCK_SQL,
+    ContentMixin,
+    ShortFile,
+)
 from pending_uploads.managers.sweep import (
     BACKLOG_SQL,
     SWEEP_BATCH_SQL,
@@ -23,6 +34,7 @@ from pending_uploads.managers.types import (
     Backlog,
     FileTooLarge,
     NewUpload,
+    OpenedContent,
     SweepError,
     SweepResult,
 )
@@ -33,41 +45,26 @@ if TYPE_CHECKING:
 __all__ = [
     "ACK_SQL",
     "BACKLOG_SQL",
-    "FETCHABLE_WITH_CONTENT_SQL",
+    "CHUNK_BYTES",
+    "CHUNK_SQL",
+    "COPY_SQL",
     "INSERT_SQL",
+    "OPEN_FETCHABLE_SQL",
+    "OPEN_PRESENT_SQL",
+    "ROW_CLOCK_SQL",
     "SWEEP_BATCH_SQL",
     "SWEEP_PREVIEW_SQL",
     "AckOutcome",
     "Backlog",
     "FileTooLarge",
     "NewUpload",
+    "OpenedContent",
     "PendingUploadManager",
     "PendingUploadQuerySet",
+    "ShortFile",
     "SweepError",
     "SweepResult",
 ]
-
-# Raw, on a cursor that binds parameters server-side: Django's psycopg cursor inlines them
-# into the SQL text, which turns a 25 MiB file into a 50 MiB hex literal plus copies of it.
-# clock_timestamp() advances within a transaction, so one request's files keep their order;
-# it is read once per row, so expires_at - created_at is exactly the TTL.
-INSERT_SQL = """
-INSERT INTO pending_uploads
-       (file_id, workspace_id, content, size_bytes, filename, mimetype, created_at, expires_at)
-SELECT %(file_id)s, %(workspace_id)s, %(content)b, %(size_bytes)s, %(filename)s, %(mimetype)s,
-       clock.at, clock.at + %(ttl)s
-  FROM (SELECT clock_timestamp() AS at) AS clock
-"""
-
-# Raw and read in binary format for the same reason: a text-format bytea arrives as hex.
-# The predicate is PendingUploadQuerySet.fetchable()'s: unexpired, acked or not.
-FETCHABLE_WITH_CONTENT_SQL = """
-SELECT file_id, workspace_id, filename, mimetype, size_bytes, created_at, fetched_at, acked_at,
-       expires_at, content
-  FROM pending_uploads
- WHERE workspace_id = %(workspace_id)s AND file_id = %(file_id)s
-   AND expires_at > now()
-"""
 
 # Raw so that "was it there, unacked, when the ack began" and "did the stamp land" come from one
 # statement: both CTEs read the statement's snapshot, but the UPDATE waits for a sweep that holds
@@ -85,8 +82,6 @@ WITH seen AS (
 )
 SELECT (SELECT bool_or(unacked) FROM seen), EXISTS (SELECT 1 FROM stamped)
 """
-
-_INSERTED_FIELDS = ("file_id", "workspace_id", "size_bytes", "filename", "mimetype")
 
 
 class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
@@ -135,7 +130,9 @@ class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
         return periods if order == "ASC" else periods[::-1]
 
 
-class PendingUploadManager(SweepMixin, models.Manager.from_queryset(PendingUploadQuerySet)):  # type: ignore[misc]
+class PendingUploadManager(
+    ContentMixin, SweepMixin, models.Manager.from_queryset(PendingUploadQuerySet)
+):  # type: ignore[misc]
     def put(
         self, workspace_id: uuid.UUID, upload: NewUpload, *, ttl: timedelta, max_bytes: int
     ) -> PendingUpload:
@@ -160,7 +157,7 @@ class PendingUploadManager(SweepMixin, models.Manager.from_queryset(PendingUploa
             if upload.size_bytes > max_bytes:
                 raise FileTooLarge(upload.filename, upload.size_bytes, max_bytes)
         stored = []
-        with transaction.atomic(using=self.db), self._binary_cursor() as cursor:
+        with transaction.atomic(using=self.db):
             for upload in uploads:
                 row = self.model(
                     file_id=uuid.uuid4(),
@@ -169,25 +166,11 @@ class PendingUploadManager(SweepMixin, models.Manager.from_queryset(PendingUploa
                     filename=upload.filename,
                     mimetype=upload.mimetype,
                 )
-                upload.source.seek(0)
-                params = {field: getattr(row, field) for field in _INSERTED_FIELDS}
-                cursor.execute(INSERT_SQL, {**params, "content": upload.source.read(), "ttl": ttl})
-                del params
+                self.put_from_file(row, upload.source, ttl=ttl)
                 if on_row is not None:
                     on_row(row)
                 stored.append(row)
         return stored
-
-    def get_fetchable(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> PendingUpload | None:
-        """The unexpired row with its bytes, acked or not (until swept), or None."""
-        params = {"workspace_id": workspace_id, "file_id": file_id}
-        with self._binary_cursor() as cursor:
-            cursor.execute(FETCHABLE_WITH_CONTENT_SQL, params, binary=True)
-            found = cursor.fetchone()
-            if found is None:
-                return None
-            names = [column.name for column in cursor.description]
-        return self.model(**dict(zip(names, found, strict=True)))
 
     def mark_fetched(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> bool:
         """Stamp fetched_at with this fetch's time; False when the row is no longer fetchable."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from pending_uploads.models import PendingUpload
 
 
 class SweepResult(NamedTuple):
@@ -60,3 +64,11 @@ class AckOutcome(enum.Enum):
     RACED = "raced"
     # Absent, expired or another workspace's.
     ABSENT = "absent"
+
+
+class OpenedContent(NamedTuple):
+    """A stored file ready to serve: its row (bytes not loaded), length and chunk iterator."""
+
+    row: PendingUpload
+    length: int
+    chunks: Iterator[bytes]

@@ -63,7 +63,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "time_ratio",
         "plans",
     },
-    "api": {"upload_1k", "upload_1m", "fetch_1m", "ack", "setup"},
+    "api": {"upload_1k", "upload_1m", "fetch_1m", "ack", "big_file", "setup"},
     "memory": {
         "file_mib",
         "web_workers",
@@ -72,10 +72,12 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "peak_fetch_growth_mib",
         "peak_growth_mib",
         "growth_ratio",
+        "curve",
+        "before",
     },
     "slow_clients": {"scale", "gunicorn", "nginx", "setup"},
 }
-EXPECTED_TARGETS = 11
+EXPECTED_TARGETS = 14
 
 
 def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
@@ -123,6 +125,10 @@ def test_quick_run_reports_every_figure(quick_results: dict[str, Any], figure: s
             assert not missing(data[endpoint], API_ENDPOINT)
             for side in ("api", "raw"):
                 assert not missing(data[endpoint][side], API_SIDE)
+        for operation in ("upload", "fetch"):
+            assert not missing(data["big_file"][operation], {"api_mib_s", "raw_mib_s", "ratio"})
+    if figure == "memory":
+        assert len(data["curve"]) >= 2
     if figure == "slow_clients":
         for run in (data["gunicorn"], data["nginx"]):
             if "skipped" not in run:

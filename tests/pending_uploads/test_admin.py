@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pending_uploads.models import PendingUpload
-from tests.helpers import make_upload, run_sql
+from tests.helpers import body_of, make_upload, run_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -267,7 +267,7 @@ def test_download_serves_the_bytes_as_an_attachment(admin_client: Client) -> Non
     url = reverse("admin:pending_uploads_pendingupload_download", args=[row.file_id])
     response = admin_client.get(url)
     assert response.status_code == 200
-    assert response.content == payload
+    assert body_of(response) == payload
     assert response["Content-Type"] == "text/html"
     assert response["Content-Disposition"] == (
         "attachment; filename=\"page.html\"; filename*=UTF-8''page.html"

@@ -163,7 +163,7 @@ SWEEP_CASES = [
     # Acked rows leave by retention only; their expiry no longer matters.
     ("acked within retention, past expiry", 60.0, -HOUR, SweepResult(0, 0)),
     ("unacked expired", None, -1.0, SweepResult(0, 1)),
-    # expires_at == now() is not live (get_live says so too), so the sweep takes it.
+    # expires_at == now() is not live (open_chunks says so too), so the sweep takes it.
     ("unacked expiring exactly now", None, 0.0, SweepResult(0, 1)),
     ("fresh unacked", None, HOUR, SweepResult(0, 0)),
 ]
@@ -547,7 +547,7 @@ def make_state(state: str, ws_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
 @pytest.mark.parametrize("state", ["expired", "expiring_now", "foreign", "absent"])
 def test_rows_that_are_not_fetchable_are_invisible(poll_workspace, state):
     ws_id, file_id = make_state(state, poll_workspace.id)
-    assert PendingUpload.objects.get_fetchable(ws_id, file_id) is None
+    assert PendingUpload.objects.open_chunks(file_id, workspace_id=ws_id) is None
     assert PendingUpload.objects.mark_fetched(ws_id, file_id) is False
     assert PendingUpload.objects.ack(ws_id, file_id) is AckOutcome.ABSENT
     assert PendingUpload.objects.list_for_workspace(ws_id) == []
@@ -559,7 +559,7 @@ def test_rows_that_are_not_fetchable_are_invisible(poll_workspace, state):
 @pytest.mark.django_db
 def test_an_acked_row_stays_fetchable_but_leaves_the_list(poll_workspace):
     ws_id, file_id = make_state("acked", poll_workspace.id)
-    assert PendingUpload.objects.get_fetchable(ws_id, file_id) is not None
+    assert PendingUpload.objects.open_chunks(file_id, workspace_id=ws_id) is not None
     assert PendingUpload.objects.mark_fetched(ws_id, file_id) is True
     assert PendingUpload.objects.list_for_workspace(ws_id) == []
 
@@ -568,10 +568,10 @@ def test_an_acked_row_stays_fetchable_but_leaves_the_list(poll_workspace):
 def test_fetch_then_ack_then_ack_again(poll_workspace):
     ws_id = poll_workspace.id
     row = PendingUpload.objects.put(ws_id, upload("f.txt", b"bytes"), ttl=TTL, max_bytes=MAX_BYTES)
-    live = PendingUpload.objects.get_fetchable(ws_id, row.file_id)
-    assert live is not None
-    assert bytes(live.content) == b"bytes"
-    assert live.fetched_at is None
+    opened = PendingUpload.objects.open_chunks(row.file_id, workspace_id=ws_id)
+    assert opened is not None
+    assert b"".join(opened.chunks) == b"bytes"
+    assert opened.row.fetched_at is None
     assert PendingUpload.objects.mark_fetched(ws_id, row.file_id) is True
     (now,) = run_sql("SELECT now()")[0]
     assert PendingUpload.objects.get(pk=row.file_id).fetched_at == now
@@ -582,7 +582,7 @@ def test_fetch_then_ack_then_ack_again(poll_workspace):
     PendingUpload.objects.filter(pk=row.file_id).update(acked_at=first)
     assert PendingUpload.objects.ack(ws_id, row.file_id) is AckOutcome.ACKED
     assert PendingUpload.objects.get(pk=row.file_id).acked_at == first
-    assert PendingUpload.objects.get_fetchable(ws_id, row.file_id) is not None
+    assert PendingUpload.objects.open_chunks(row.file_id, workspace_id=ws_id) is not None
 
 
 @pytest.mark.django_db

@@ -1,0 +1,187 @@
+"""Large files through a real gunicorn worker: 99 MiB round trip, a sweep mid-download, a
+client that hangs up mid-download. One 99 MiB upload is shared by every case."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+
+from devtools.processes import ServiceStack
+from pending_uploads.managers import CHUNK_BYTES
+from tests.integration.conftest import database_url_for_tests, tables_truncate, wait_until
+
+# The django_db mark makes pytest-django create the test database even when this module runs
+# alone; the rows themselves are committed by gunicorn, outside the test transaction.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+MIB = 1024 * 1024
+BOUNDARY = "streaming-test-boundary"
+# What the service's own connections look like in pg_stat_activity while nothing is served.
+BUSY_BACKENDS_SQL = """
+SELECT count(*) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid()
+   AND (state LIKE 'idle in transaction%%' OR state = 'active')
+"""
+# A second row with the same bytes, copied inside the server (the race test deletes it).
+COPY_ROW_SQL = """
+INSERT INTO pending_uploads (workspace_id, content, size_bytes, filename, mimetype)
+SELECT workspace_id, content, size_bytes, 'race.bin', mimetype FROM pending_uploads
+ WHERE file_id = %s
+RETURNING file_id
+"""
+
+
+@dataclass
+class Served:
+    stack: ServiceStack
+    workspace_id: uuid.UUID
+    auth: dict[str, str]
+    file_id: uuid.UUID
+    content: bytes
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.stack.port, timeout=60)
+
+    def content_path(self, file_id: uuid.UUID) -> str:
+        return f"/workspaces/{self.workspace_id}/pending-uploads/{file_id}/content"
+
+    def worker_pid(self) -> int:
+        (pid,) = self.stack.pids()["gunicorn_workers"]
+        return pid
+
+
+def _call(served_port: int, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", served_port, timeout=120)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    assert response.status == 200, data[:500]
+    return json.loads(data)
+
+
+@pytest.fixture(scope="module")
+def served(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """One sync gunicorn worker holding one 99 MiB upload."""
+    workdir = tmp_path_factory.mktemp("streaming")
+    stack = ServiceStack(
+        database_url=database_url_for_tests(),
+        metrics_dir=workdir / "metrics",
+        log_dir=workdir / "logs",
+        web_workers=1,
+    )
+    with django_db_blocker.unblock():
+        tables_truncate()
+        stack.start(qcluster=False)
+        try:
+            workspace_id = uuid.uuid4()
+            registration = {"id": str(workspace_id), "delivery_mode": "poll", "agent_card": {}}
+            answer = _call(
+                stack.port,
+                "POST",
+                "/registry/register",
+                json.dumps(registration).encode(),
+                {"Content-Type": "application/json"},
+            )
+            auth = {"Authorization": f"Bearer {answer['auth_token']}"}
+            content = os.urandom(99 * MIB)
+            head = (
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files";'
+                ' filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            body = head + content + f"\r\n--{BOUNDARY}--\r\n".encode()
+            headers = {**auth, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+            files = _call(
+                stack.port, "POST", f"/workspaces/{workspace_id}/chat/uploads", body, headers
+            )
+            del body
+            file_id = uuid.UUID(files["files"][0]["uri"].rsplit("/", 1)[1])
+            yield Served(stack, workspace_id, auth, file_id, content)
+        finally:
+            stack.stop()
+            tables_truncate()
+
+
+def busy_backends() -> int:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
+        return conn.execute(BUSY_BACKENDS_SQL).fetchone()[0]
+
+
+def test_a_99_mib_file_comes_back_byte_for_byte(served: Served) -> None:
+    conn = served.connection()
+    try:
+        conn.request("GET", served.content_path(served.file_id), headers=served.auth)
+        response = conn.getresponse()
+        data = response.read()
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert response.getheader("Content-Length") == str(99 * MIB)
+    assert response.getheader("Content-Disposition") == (
+        "attachment; filename=\"big.bin\"; filename*=UTF-8''big.bin"
+    )
+    assert data == served.content
+
+
+def test_a_client_that_hangs_up_mid_download_leaves_nothing_open(served: Served) -> None:
+    worker = served.worker_pid()
+    request = (
+        f"GET {served.content_path(served.file_id)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: {served.auth['Authorization']}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", served.stack.port), timeout=60) as client:
+        client.sendall(request)
+        received = b""
+        while len(received) < CHUNK_BYTES:
+            received += client.recv(CHUNK_BYTES)
+        assert received.startswith(b"HTTP/1.1 200 ")
+    # Hung up with about 97 MiB still to send.
+
+    # The worker notices on a later write, drops the download and holds no transaction.
+    wait_until(lambda: busy_backends() == 0, timeout=20, what="the worker's backend to go idle")
+    again = served.connection()
+    try:
+        again.request(
+            "GET", f"/workspaces/{served.workspace_id}/pending-uploads", headers=served.auth
+        )
+        listed = again.getresponse()
+        assert listed.status == 200
+        assert [row["file_id"] for row in json.loads(listed.read())] == [str(served.file_id)]
+    finally:
+        again.close()
+    assert served.worker_pid() == worker
+    assert busy_backends() == 0
+
+
+def test_a_sweep_mid_download_ends_the_body_short_never_wrong(served: Served) -> None:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as sweeper:
+        (race_id,) = sweeper.execute(COPY_ROW_SQL, [served.file_id]).fetchone()
+        conn = served.connection()
+        try:
+            conn.request("GET", served.content_path(race_id), headers=served.auth)
+            response = conn.getresponse()
+            assert response.status == 200
+            received = response.read(CHUNK_BYTES)
+            # The sweep deletes the row (and commits) while the worker is still streaming it.
+            sweeper.execute("DELETE FROM pending_uploads WHERE file_id = %s", [race_id])
+            with pytest.raises(http.client.IncompleteRead) as caught:
+                response.read()
+            received += caught.value.partial
+        finally:
+            conn.close()
+    assert len(received) < int(response.getheader("Content-Length"))
+    assert received == served.content[: len(received)]
+    wait_until(lambda: busy_backends() == 0, timeout=20, what="the worker's backend to go idle")
