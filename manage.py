@@ -4,8 +4,17 @@
 import os
 import sys
 
+# Management commands (cron sweeps, qcluster, the shell) never run prometheus_client in
+# multiprocess mode: what they count goes to the metric_totals table, and a process in that
+# mode writes per-pid files into the directory for every metric value it creates, which no one
+# removes. Only gunicorn's workers (molecule.wsgi) share the directory. This is the one place.
+MULTIPROC_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+
 
 def main() -> None:
+    # Before anything imports prometheus_client, which reads the variable once, at import.
+    for name in MULTIPROC_VARIABLES:
+        os.environ.pop(name, None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "molecule.settings")
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
