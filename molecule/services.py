@@ -160,8 +160,9 @@ def activity_count_error() -> None:
     """Count a failed run in its own statement (the failed batch rolled back its count)."""
     try:
         MetricTotal.objects.add(metrics.activity_logs_swept.name, label="error")
-    except DatabaseError:
-        logger.exception("could not count the failed activity sweep")
+    except DatabaseError as exc:
+        # One line: a command that failed because the database is away must print one line.
+        logger.error("could not count the failed activity sweep: %s", first_line(exc))
 
 
 def activity_sweep_job() -> dict[str, Any]:

@@ -164,8 +164,9 @@ def uploads_count_error() -> None:
     """
     try:
         MetricTotal.objects.add(metrics.uploads_swept.name, label="error")
-    except DatabaseError:
-        logger.exception("could not count the failed pending-uploads sweep")
+    except DatabaseError as exc:
+        # One line: a command that failed because the database is away must print one line.
+        logger.error("could not count the failed pending-uploads sweep: %s", first_line(exc))
 
 
 def uploads_record_run(duration: float) -> float | None:

@@ -130,8 +130,9 @@ def phantom_busy_count_error() -> None:
     """Count a failed run in its own statement (the failed UPDATE rolled back its count)."""
     try:
         MetricTotal.objects.add(metrics.phantom_busy_sweep_errors.name)
-    except DatabaseError:
-        logger.exception("could not count the failed phantom-busy sweep")
+    except DatabaseError as exc:
+        # One line: a command that failed because the database is away must print one line.
+        logger.error("could not count the failed phantom-busy sweep: %s", first_line(exc))
 
 
 def phantom_busy_sweep_job() -> dict[str, Any]:

@@ -18,13 +18,13 @@ import psycopg
 import pytest
 from django.db import OperationalError, connection
 from django.test import override_settings
-from prometheus_client import REGISTRY
 
 from molecule.models import Workspace
 from molecule.processes import ServiceStack, database_url_from_settings, free_port
 from pending_uploads import services as uploads_services
 from pending_uploads.models import PendingUpload
 from scheduler import services as scheduler_services
+from tests.helpers import metric_sample
 from tests.integration.conftest import (
     ACKED_OLD,
     ACKED_RECENT,
@@ -40,15 +40,15 @@ SWEPT = "molecule_pending_uploads_swept_total"
 
 
 def swept(outcome: str) -> float:
-    return REGISTRY.get_sample_value(SWEPT, {"outcome": outcome}) or 0.0
+    return metric_sample(SWEPT, {"outcome": outcome}) or 0.0
 
 
 def phantom_errors() -> float:
-    return REGISTRY.get_sample_value("molecule_phantom_busy_sweep_errors_total") or 0.0
+    return metric_sample("molecule_phantom_busy_sweep_errors_total") or 0.0
 
 
 def phantom_resets() -> float:
-    return REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+    return metric_sample("molecule_phantom_busy_resets_total") or 0.0
 
 
 class JobThread(threading.Thread):
