@@ -21,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from molecule.cli import first_line
 from molecule.totals import bucket_label
 
 logger = logging.getLogger(__name__)
@@ -77,10 +78,11 @@ class StoredMetricsCollector(Collector):
 
         try:
             stored = MetricTotal.objects.snapshot()
-        except DatabaseError:
+        except DatabaseError as exc:
             # The request metrics are still worth serving when the database is away; the
-            # stored families go missing, which absent() alerts catch.
-            logger.exception("could not read metric_totals for /metrics")
+            # stored families go missing, which absent() alerts catch. One line, no traceback:
+            # every scrape would repeat it.
+            logger.error("could not read metric_totals for /metrics: %s", first_line(exc))
             return
         for metric in REGISTERED:
             yield metric.family(stored)
