@@ -236,3 +236,17 @@ def test_failing_job_logs_the_traceback_and_the_next_run_works(
     assert resets() - before == 1
     assert sweep_errors() - errors_before == 1
     assert busy_state()[committed_fleet["phantom"].id] == (0, "")
+
+
+def test_error_count_that_cannot_be_stored_is_logged_in_one_line(db, monkeypatch, caplog) -> None:
+    from scheduler.services import phantom_busy_count_error
+
+    def broken_add(*args: object, **kwargs: object) -> None:
+        raise OperationalError("database went away\nsecond line")
+
+    monkeypatch.setattr(MetricTotal.objects, "add", broken_add)
+
+    phantom_busy_count_error()
+
+    assert "could not count the failed phantom-busy sweep: database went away" in caplog.text
+    assert "second line" not in caplog.text
