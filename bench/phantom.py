@@ -26,7 +26,10 @@ UPDATE workspaces AS w
 RETURNING w.id, w.name
 """
 
-PARAMS = {"stale_after_seconds": PHANTOM_STALE_AFTER.total_seconds()}
+PARAMS = {
+    "stale_after_seconds": PHANTOM_STALE_AFTER.total_seconds(),
+    "counter": "molecule_phantom_busy_resets",
+}
 
 
 def run_ours() -> tuple[float, set[Any]]:

@@ -32,6 +32,7 @@ RETENTION_PARAMS = {"retention_seconds": ACK_RETENTION.total_seconds()}
 # The first batch's parameters, as PendingUploadManager._sweep_batches sends them.
 FIRST_BATCH_PARAMS = {
     **RETENTION_PARAMS,
+    "counter": "molecule_pending_uploads_swept",
     "max_bytes": SWEEP_BATCH_BYTES,
     "acked_from": datetime(1, 1, 1, tzinfo=UTC),
     "expired_from": datetime(1, 1, 1, tzinfo=UTC),

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, NamedTuple
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import connections, models, router
 
+from molecule.retention import ActivityRetentionMixin
 from molecule.tokens import token_hash, token_matches
+from molecule.totals import ADD_TO_TOTALS
 
 if TYPE_CHECKING:
     from molecule.models import Workspace
@@ -17,18 +19,25 @@ if TYPE_CHECKING:
 # Raw so that the reset and the list of reset rows are one round trip, with eligibility
 # decided by the database clock. NOT EXISTS probes activity_logs_ws_created_idx once per
 # busy workspace instead of collecting every recent workspace_id (see bench/).
-PHANTOM_BUSY_RESET_SQL = """
-UPDATE workspaces AS w
-   SET active_tasks = 0, current_task = '', updated_at = now()
- WHERE w.active_tasks > 0
-   AND w.status <> 'removed'
-   AND NOT EXISTS (
-         SELECT 1 FROM activity_logs AS a
-          WHERE a.workspace_id = w.id
-            AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
-       )
-RETURNING w.id, w.name
-"""
+# The counted CTE adds the resets to metric_totals in the same statement, so the counter
+# commits with the UPDATE whichever process runs it.
+PHANTOM_BUSY_RESET_SQL = f"""
+WITH reset AS (
+    UPDATE workspaces AS w
+       SET active_tasks = 0, current_task = '', updated_at = now()
+     WHERE w.active_tasks > 0
+       AND w.status <> 'removed'
+       AND NOT EXISTS (
+             SELECT 1 FROM activity_logs AS a
+              WHERE a.workspace_id = w.id
+                AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
+           )
+    RETURNING w.id, w.name
+), increments (metric, label, n) AS (
+    SELECT %(counter)s, '', count(*) FROM reset
+), counted AS ({ADD_TO_TOTALS})
+SELECT id, name FROM reset
+"""  # noqa: S608 - composed of constants; every value is a bound parameter
 
 # The same predicate, read-only, for --dry-run.
 PHANTOM_BUSY_PREVIEW_SQL = """
@@ -86,9 +95,17 @@ class WorkspaceManager(models.Manager["Workspace"]):
     def reset_phantom_busy(
         self, stale_after: timedelta, *, dry_run: bool = False
     ) -> list[WorkspaceRef]:
-        """Clear active_tasks on busy workspaces silent for ``stale_after``; return them."""
+        """Clear active_tasks on busy workspaces silent for ``stale_after``; return them.
+
+        The resets are added to molecule_phantom_busy_resets_total in the same statement.
+        """
+        from scheduler import metrics
+
         sql = PHANTOM_BUSY_PREVIEW_SQL if dry_run else PHANTOM_BUSY_RESET_SQL
-        params = {"stale_after_seconds": max(stale_after.total_seconds(), 0.0)}
+        params = {
+            "stale_after_seconds": max(stale_after.total_seconds(), 0.0),
+            "counter": metrics.phantom_busy_resets.name,
+        }
         connection = connections[router.db_for_write(self.model)]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -100,7 +117,7 @@ class CursorGone(Exception):
     """A since_id that is not a row of this workspace: pruned, foreign, missing or malformed."""
 
 
-class ActivityLogManager(models.Manager):
+class ActivityLogManager(ActivityRetentionMixin, models.Manager):
     def cursor_position(self, workspace_id: uuid.UUID, since_id: str) -> tuple[datetime, int]:
         """The (created_at, seq) of this workspace's row ``since_id``, or raise CursorGone."""
         # Ids are bigints; anything else cannot name a row, so it is as gone as a pruned one.

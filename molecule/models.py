@@ -6,6 +6,7 @@ from django.contrib.postgres.functions import TransactionNow
 from django.db import models
 
 from molecule.managers import ActivityLogManager, WorkspaceManager
+from molecule.totals import MetricTotalManager
 
 
 class Workspace(models.Model):
@@ -102,6 +103,8 @@ class ActivityLog(models.Model):
             models.Index(
                 fields=["workspace", "created_at", "id"], name="activity_logs_ws_created_idx"
             ),
+            # The retention sweep walks this in created_at order.
+            models.Index(fields=["created_at"], name="activity_logs_created_idx"),
         ]
 
     def __str__(self) -> str:
@@ -110,3 +113,31 @@ class ActivityLog(models.Model):
     @property
     def seq(self) -> int:
         return self.id
+
+
+class MetricTotal(models.Model):
+    """A database-backed metric value: a counter's running total, or a gauge set by a sweep.
+
+    Sweeps add to their counters in the same statement as their DELETE or UPDATE, so the
+    totals equal the rows changed whichever process did it; /metrics reads this table.
+    """
+
+    # The exported family name (a counter without its _total suffix).
+    metric = models.TextField()
+    # The value of the family's one label ('' when it has none; 'le' bound for histograms).
+    label = models.TextField(default="", db_default="", blank=True)
+    value = models.FloatField(default=0, db_default=0)
+    updated_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
+
+    objects = MetricTotalManager()
+
+    class Meta:
+        db_table = "metric_totals"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric", "label"], name="metric_totals_metric_label_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}{{{self.label}}} = {self.value:g}"

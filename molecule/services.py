@@ -1,15 +1,21 @@
-"""Workspace registration, heartbeats and activity: the writes the API performs."""
+"""Workspace registration, heartbeats and activity (the API's writes), and activity retention."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 
-from molecule.models import ActivityLog, Workspace
+from molecule import conf, metrics
+from molecule.cli import first_line
+from molecule.models import ActivityLog, MetricTotal, Workspace
+from molecule.retention import ActivitySweepError, ActivitySweepResult
 from molecule.tokens import token_generate, token_hash, token_matches
 
 logger = logging.getLogger(__name__)
@@ -105,3 +111,86 @@ def activity_append(
         status=status,
         error_detail=error_detail,
     )
+
+
+@dataclass(frozen=True)
+class ActivitySweepReport:
+    deleted: int
+    batches: int
+    retention: timedelta
+    # Time spent in the sweep statements themselves.
+    duration_ms: float
+    dry_run: bool
+
+
+def activity_sweep_preview(*, retention: timedelta | None = None) -> ActivitySweepReport:
+    """Count the activity rows past retention; delete nothing."""
+    kept = conf.activity_retention() if retention is None else retention
+    started = time.perf_counter()
+    try:
+        count = ActivityLog.objects.sweep_preview(kept)
+    except DatabaseError as exc:
+        logger.error("activity sweep (dry run) failed: %s", first_line(exc))
+        raise ActivitySweepError(
+            f"activity_logs sweep (dry run) failed: {first_line(exc)}", ActivitySweepResult(0, 0)
+        ) from exc
+    return ActivitySweepReport(count, 0, kept, (time.perf_counter() - started) * 1000, True)
+
+
+def activity_sweep(*, retention: timedelta | None = None) -> ActivitySweepReport:
+    """Delete activity rows older than the retention, in batches; log one line.
+
+    Each batch counts itself in molecule_activity_logs_swept_total as it commits. A failure
+    adds the error outcome, is logged and raised as ActivitySweepError.
+    """
+    kept = conf.activity_retention() if retention is None else retention
+    started = time.perf_counter()
+    try:
+        result = ActivityLog.objects.sweep(
+            kept,
+            counter=metrics.activity_logs_swept.name,
+            batch_size=conf.activity_sweep_batch_size(),
+        )
+    except ActivitySweepError as exc:
+        activity_count_error()
+        logger.error(
+            "activity sweep failed after %d rows deleted: %s",
+            exc.partial.deleted,
+            first_line(exc),
+        )
+        raise
+    duration_ms = (time.perf_counter() - started) * 1000
+    try:
+        MetricTotal.objects.gauges_set({(metrics.activity_last_sweep_timestamp.name, ""): None})
+    except DatabaseError:
+        logger.exception("could not record the activity sweep's timestamp")
+    logger.info(
+        "activity sweep: %d rows older than %ss deleted in %d batches, %.1f ms",
+        result.deleted,
+        int(kept.total_seconds()),
+        result.batches,
+        duration_ms,
+    )
+    return ActivitySweepReport(result.deleted, result.batches, kept, duration_ms, False)
+
+
+def activity_count_error() -> None:
+    """Count a failed run in its own statement (the failed batch rolled back its count)."""
+    try:
+        MetricTotal.objects.add(metrics.activity_logs_swept.name, label="error")
+    except DatabaseError as exc:
+        # One line: a command that failed because the database is away must print one line.
+        logger.error("could not count the failed activity sweep: %s", first_line(exc))
+
+
+def activity_sweep_job() -> dict[str, Any]:
+    """The scheduled activity sweep: never raises, so a failure cannot stop the worker."""
+    try:
+        report = activity_sweep()
+    except Exception as exc:
+        if not isinstance(exc, ActivitySweepError):
+            activity_count_error()
+        logger.exception("scheduled activity sweep failed; the next run will retry")
+        close_old_connections()
+        return {"error": str(exc)}
+    return {"deleted": report.deleted}

@@ -220,6 +220,12 @@ if os.environ.get("PHANTOM_BUSY_STALE_AFTER"):
     PHANTOM_BUSY_STALE_AFTER = _env_duration("PHANTOM_BUSY_STALE_AFTER")
 if os.environ.get("PHANTOM_BUSY_SWEEP_INTERVAL"):
     PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEP_INTERVAL")
+if os.environ.get("ACTIVITY_RETENTION"):
+    ACTIVITY_RETENTION = _env_duration("ACTIVITY_RETENTION")
+if os.environ.get("ACTIVITY_SWEEP_INTERVAL"):
+    ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL")
+if os.environ.get("ACTIVITY_SWEEP_BATCH_SIZE"):
+    ACTIVITY_SWEEP_BATCH_SIZE = _env_int("ACTIVITY_SWEEP_BATCH_SIZE")
 # One more than the per-request file cap, so that Django's own limit never answers first.
 DATA_UPLOAD_MAX_NUMBER_FILES = (
     _env_int("PENDING_UPLOADS_MAX_FILES", pending_uploads_conf.DEFAULT_MAX_FILES) + 1

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django_prometheus.exports import ExportToDjangoView
 
 from molecule import conf, services
+from molecule.exposition import metrics_page
 from molecule.http import (
     ApiError,
     ApiResponse,
@@ -195,7 +195,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
         token = bearer_token(request) or ""
         if not token_matches(token, token_hash(expected)):
             return json_error(401, "metrics need the METRICS_TOKEN bearer token")
-    return ExportToDjangoView(request)
+    body, content_type = metrics_page()
+    return HttpResponse(body, content_type=content_type)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

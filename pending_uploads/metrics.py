@@ -1,45 +1,50 @@
-"""Prometheus metrics of the pending-uploads sweeper. Series are created at import, at zero."""
+"""Metrics of the pending-uploads sweeper, stored in metric_totals (see molecule.metrics)."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from molecule.metrics import stored_metric
 
 SWEEP_OUTCOMES = ("acked", "expired", "error")
 BACKLOG_STATES = ("pending", "fetched", "acked")
+SWEEP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
-uploads_swept = Counter(
+uploads_swept = stored_metric(
     "molecule_pending_uploads_swept",
     "Pending-upload rows deleted by the sweeper, by outcome: acked (fetched, acked and past "
     "retention: healthy churn) or expired (never acked before expires_at: workspaces are not "
-    "fetching); error counts failed sweep runs. A rising expired or error rate needs attention.",
-    ["outcome"],
+    "fetching); error counts failed sweep runs. A rising expired or error rate needs attention. "
+    "Stored in the database: every target exports the same total, aggregate with max.",
+    "counter",
+    label="outcome",
+    label_values=SWEEP_OUTCOMES,
 )
-for _outcome in SWEEP_OUTCOMES:
-    uploads_swept.labels(outcome=_outcome)
 
-backlog_rows = Gauge(
+backlog_rows = stored_metric(
     "molecule_pending_uploads_rows",
     "Rows in pending_uploads after the last sweep, by state: pending (never fetched), fetched "
-    "(not yet acked) and acked (awaiting the sweep). Steady growth means uploads are not drained.",
-    ["state"],
-    multiprocess_mode="mostrecent",
+    "(not yet acked) and acked (awaiting the sweep); 0 before the first sweep. Steady growth "
+    "means uploads are not drained.",
+    "gauge",
+    label="state",
+    label_values=BACKLOG_STATES,
 )
 
-oldest_unacked_age = Gauge(
+oldest_unacked_age = stored_metric(
     "molecule_pending_uploads_oldest_unacked_age_seconds",
     "Age of the oldest unacked pending upload at the last sweep; near the TTL means a workspace "
     "is not fetching its files.",
-    multiprocess_mode="mostrecent",
+    "gauge",
 )
 
-last_sweep_timestamp = Gauge(
+last_sweep_timestamp = stored_metric(
     "molecule_pending_uploads_last_sweep_timestamp_seconds",
-    "Unix time of the last successful pending-uploads sweep; falling behind means the sweeper "
-    "is not running.",
-    multiprocess_mode="max",
+    "Unix time of the last successful pending-uploads sweep by any process, 0 if none ever "
+    "succeeded; falling behind means the sweeper is not running.",
+    "gauge",
 )
 
-sweep_duration = Histogram(
+sweep_duration = stored_metric(
     "molecule_pending_uploads_sweep_duration_seconds",
     "Time spent in the pending-uploads sweep statements per run; a rise means a growing backlog "
     "or a slow database.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    "histogram",
+    buckets=SWEEP_DURATION_BUCKETS,
 )

@@ -10,10 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, close_old_connections
+from django.db import DatabaseError, IntegrityError, close_old_connections
 
 from molecule.cli import first_line
-from molecule.models import ActivityLog, Workspace
+from molecule.models import ActivityLog, MetricTotal, Workspace
 from pending_uploads import conf, metrics
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
 from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
@@ -115,10 +115,10 @@ def uploads_sweep(
     dry_run: bool = False,
     on_batch: Callable[[SweepResult, int], None] | None = None,
 ) -> SweepReport:
-    """Run the sweep, count what it deleted, refresh the backlog gauges, log one line.
+    """Run the sweep, record its duration and the backlog gauges, log one line.
 
-    A failure counts the error outcome (plus whatever committed batches deleted), is logged
-    with its traceback and is raised again as SweepError.
+    Each batch counts its own deletions in metric_totals as it commits, so a failure midway
+    loses no count. A failure adds the error outcome, is logged and raised as SweepError.
     """
     retention = conf.ack_retention() if ack_retention is None else ack_retention
     started = time.perf_counter()
@@ -133,8 +133,7 @@ def uploads_sweep(
     except Exception as exc:
         partial = exc.partial if isinstance(exc, SweepError) else SweepResult(0, 0)
         if not dry_run:
-            _count_swept(partial)
-            metrics.uploads_swept.labels(outcome="error").inc()
+            uploads_count_error()
         # One line here; the scheduled job adds the traceback (a command must print one line).
         logger.error(
             "pending uploads sweep failed after %d acked, %d expired deleted: %s",
@@ -148,10 +147,7 @@ def uploads_sweep(
     duration = time.perf_counter() - started
     gauges_ms = None
     if not dry_run:
-        _count_swept(result)
-        metrics.sweep_duration.observe(duration)
-        metrics.last_sweep_timestamp.set(time.time())
-        gauges_ms = uploads_refresh_gauges()
+        gauges_ms = uploads_record_run(duration)
     logger.info(
         "pending uploads sweep%s: %d acked, %d expired in %.1f ms (retention %ss)",
         " (dry run)" if dry_run else "",
@@ -163,25 +159,44 @@ def uploads_sweep(
     return SweepReport(result, duration * 1000, dry_run, gauges_ms)
 
 
-def _count_swept(result: SweepResult) -> None:
-    if result.acked:
-        metrics.uploads_swept.labels(outcome="acked").inc(result.acked)
-    if result.expired:
-        metrics.uploads_swept.labels(outcome="expired").inc(result.expired)
+def uploads_count_error() -> None:
+    """Add 1 to the error outcome in its own statement; a database that is away loses it.
+
+    The failed batch rolled back with its count, so the error is counted after it. When the
+    database itself is unreachable this cannot be stored either: it is logged, and the stale
+    last-sweep timestamp raises PendingUploadsSweepFailing instead.
+    """
+    try:
+        MetricTotal.objects.add(metrics.uploads_swept.name, label="error")
+    except DatabaseError as exc:
+        # One line: a command that failed because the database is away must print one line.
+        logger.error("could not count the failed pending-uploads sweep: %s", first_line(exc))
 
 
-def uploads_refresh_gauges() -> float | None:
-    """Set the backlog gauges; return the milliseconds it took, or None if it failed."""
+def uploads_record_run(duration: float) -> float | None:
+    """Store a successful run's duration, timestamp and backlog gauges.
+
+    Returns the milliseconds the backlog query took, or None when recording failed (the
+    deletions are counted already; a stale gauge must not fail the sweep).
+    """
     started = time.perf_counter()
     try:
         backlog = PendingUpload.objects.backlog()
-    except Exception:
-        logger.exception("could not refresh the pending-uploads backlog gauges")
+        gauges_ms = (time.perf_counter() - started) * 1000
+        values: dict[tuple[str, str], float | None] = {
+            (metrics.backlog_rows.name, state): getattr(backlog, state)
+            for state in metrics.BACKLOG_STATES
+        }
+        values[(metrics.oldest_unacked_age.name, "")] = backlog.oldest_unacked_age_seconds
+        values[(metrics.last_sweep_timestamp.name, "")] = None  # the database's now()
+        MetricTotal.objects.gauges_set(values)
+        MetricTotal.objects.observe(
+            metrics.sweep_duration.name, metrics.SWEEP_DURATION_BUCKETS, duration
+        )
+    except DatabaseError:
+        logger.exception("could not record the pending-uploads sweep's gauges")
         return None
-    for state in metrics.BACKLOG_STATES:
-        metrics.backlog_rows.labels(state=state).set(getattr(backlog, state))
-    metrics.oldest_unacked_age.set(backlog.oldest_unacked_age_seconds)
-    return (time.perf_counter() - started) * 1000
+    return gauges_ms
 
 
 def uploads_sweep_job() -> dict[str, Any]:
@@ -191,7 +206,7 @@ def uploads_sweep_job() -> dict[str, Any]:
     except Exception as exc:
         if not isinstance(exc, SweepError):
             # uploads_sweep counts the failures it sees; anything else is counted here.
-            metrics.uploads_swept.labels(outcome="error").inc()
+            uploads_count_error()
         logger.exception("scheduled pending-uploads sweep failed; the next run will retry")
         # Drop a connection the failure may have broken, so the next run starts clean.
         close_old_connections()

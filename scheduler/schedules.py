@@ -4,6 +4,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import NamedTuple
 
+from molecule import conf as molecule_conf
 from pending_uploads import conf as uploads_conf
 from scheduler import conf
 
@@ -32,5 +33,10 @@ SCHEDULES = (
         "scheduler.tasks.sweep_phantom_busy",
         conf.phantom_busy_sweep_interval,
         enabled=lambda: not conf.phantom_busy_sweep_disabled(),
+    ),
+    ScheduleSpec(
+        "molecule.activity_sweep",
+        "molecule.tasks.sweep_activity",
+        molecule_conf.activity_sweep_interval,
     ),
 )

@@ -14,7 +14,7 @@ from django_q.models import Schedule
 
 from molecule.cli import first_line
 from molecule.managers import WorkspaceRef
-from molecule.models import Workspace
+from molecule.models import MetricTotal, Workspace
 from scheduler import conf, metrics
 from scheduler.schedules import SCHEDULES
 
@@ -103,13 +103,12 @@ def workspaces_reset_phantom_busy(
             reset = Workspace.objects.reset_phantom_busy(stale, dry_run=dry_run)
     except Exception as exc:
         if not dry_run:
-            metrics.phantom_busy_sweep_errors.inc()
+            phantom_busy_count_error()
         logger.error("phantom-busy sweep failed: %s", first_line(exc))
         raise PhantomBusySweepError(f"phantom-busy sweep failed: {first_line(exc)}") from exc
     if dry_run:
         return PhantomBusyReport(reset, stale, dry_run)
-    # The UPDATE has committed: count and log each reset row.
-    metrics.phantom_busy_resets.inc(len(reset))
+    # The UPDATE has committed, and counted the resets in the same statement: log each row.
     for ref in reset:
         logger.info(
             "phantom-busy reset workspace id=%s name=%s: no activity for %g min",
@@ -122,11 +121,22 @@ def workspaces_reset_phantom_busy(
             "phantom-busy sweep reset %d workspaces (stale after %g min)", len(reset), minutes
         )
     try:
-        metrics.workspaces_active.set(Workspace.objects.count_active())
+        MetricTotal.objects.gauges_set(
+            {(metrics.workspaces_active.name, ""): Workspace.objects.count_active()}
+        )
     except DatabaseError:
         # The resets have committed and been counted; a stale gauge must not undo that.
         logger.exception("could not refresh the molecule_workspaces_active gauge")
     return PhantomBusyReport(reset, stale, dry_run)
+
+
+def phantom_busy_count_error() -> None:
+    """Count a failed run in its own statement (the failed UPDATE rolled back its count)."""
+    try:
+        MetricTotal.objects.add(metrics.phantom_busy_sweep_errors.name)
+    except DatabaseError as exc:
+        # One line: a command that failed because the database is away must print one line.
+        logger.error("could not count the failed phantom-busy sweep: %s", first_line(exc))
 
 
 def phantom_busy_sweep_job() -> dict[str, Any]:
@@ -136,7 +146,7 @@ def phantom_busy_sweep_job() -> dict[str, Any]:
     except Exception as exc:
         if not isinstance(exc, PhantomBusySweepError):
             # workspaces_reset_phantom_busy counts the failures it sees; anything else here.
-            metrics.phantom_busy_sweep_errors.inc()
+            phantom_busy_count_error()
         logger.exception("scheduled phantom-busy sweep failed; the next run will retry")
         close_old_connections()
         return {"error": str(exc)}

@@ -12,7 +12,7 @@ scheduler only ticks about every 30 s and its schedules have minute resolution, 
 cannot come from the schedule table. Instead this driver enqueues
 ``pending_uploads.tasks.sweep_pending_uploads`` every 5 s with ``django_q.tasks.async_task``
 (ORM broker). The real qcluster worker executes each sweep, exactly as it executes scheduled
-ones, so its counters reach the web ``/metrics`` through the shared PROMETHEUS_MULTIPROC_DIR.
+ones, so its counts reach the web ``/metrics`` through the database (metric_totals).
 The minute schedule keeps running too; it only adds sweeps.
 
 Several client threads then drive loopback traffic for N minutes: register poll workspaces,

@@ -24,15 +24,6 @@ MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 # A port nothing listens on: connecting is refused at once.
 UNREACHABLE_DATABASE_URL = "postgres://postgres@127.0.0.1:1/unreachable"
 
-# Renders the default registry of a process that has only set Django up, as /metrics would.
-FRESH_PROCESS_SCRIPT = """
-import sys
-import django
-django.setup()
-from prometheus_client import generate_latest
-sys.stdout.write(generate_latest().decode())
-"""
-
 
 @dataclass
 class RegisteredWorkspace:
@@ -133,23 +124,13 @@ def run_manage(
     )
 
 
-def fresh_process_exposition() -> str:
-    """The Prometheus text of a new process that has served nothing and swept nothing."""
-    env = _child_env(None)
-    # The single-process registry: a shared multiprocess directory would carry other counts.
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.pop("prometheus_multiproc_dir", None)
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS_SCRIPT],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def empty_totals_exposition() -> str:
+    """The /metrics text when metric_totals is empty, as before anything was ever swept."""
+    from molecule.exposition import metrics_page
+    from molecule.models import MetricTotal
+
+    MetricTotal.objects.all().delete()
+    return metrics_page()[0].decode()
 
 
 def scrape(client: Client) -> str:
@@ -158,3 +139,10 @@ def scrape(client: Client) -> str:
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     return response.content.decode()
+
+
+def metric_sample(name: str, labels: dict[str, str] | None = None) -> float | None:
+    """A sample as /metrics would show it now, stored metrics included (read on this connection)."""
+    from molecule.exposition import metrics_registry
+
+    return metrics_registry().get_sample_value(name, labels or {})

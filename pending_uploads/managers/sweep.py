@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 
+from molecule.totals import ADD_TO_TOTALS
+from pending_uploads import metrics
 from pending_uploads.managers.cursors import RoutedCursorsMixin
 from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 
@@ -22,7 +24,9 @@ from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 # Each arm also stops at max_bytes of content (but takes at least one row): deleting large,
 # TOASTed files costs by the byte, and a batch must stay a short statement.
 # The picked rows are locked, so their ctids stay put until commit: the DELETE is a TID scan.
-SWEEP_BATCH_SQL = """
+# The counted CTE adds the batch's counts to metric_totals in the same statement, so the
+# counter commits with the delete: no crash can leave rows gone and uncounted.
+SWEEP_BATCH_SQL = f"""
 WITH acked_picked AS (
     SELECT ctid, acked_at, size_bytes FROM pending_uploads
      WHERE acked_at <= now() - make_interval(secs => %(retention_seconds)s)
@@ -54,15 +58,22 @@ WITH acked_picked AS (
     DELETE FROM pending_uploads
      WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed))
  RETURNING acked_at, expires_at
-)
-SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
-       count(*) FILTER (WHERE acked_at IS NULL),
-       max(acked_at),
-       max(expires_at) FILTER (WHERE acked_at IS NULL),
+), tally AS (
+    SELECT count(*) FILTER (WHERE acked_at IS NOT NULL) AS acked,
+           count(*) FILTER (WHERE acked_at IS NULL) AS expired,
+           max(acked_at) AS last_acked_at,
+           max(expires_at) FILTER (WHERE acked_at IS NULL) AS last_expires_at
+      FROM deleted
+), increments (metric, label, n) AS (
+    SELECT %(counter)s, 'acked', acked FROM tally
+    UNION ALL
+    SELECT %(counter)s, 'expired', expired FROM tally
+), counted AS ({ADD_TO_TOTALS})
+SELECT acked, expired, last_acked_at, last_expires_at,
        (SELECT count(*) FROM acked_picked),
        (SELECT count(*) FROM expired_picked)
-  FROM deleted
-"""
+  FROM tally
+"""  # noqa: S608 - composed of constants; every value is a bound parameter
 
 # The sweep's predicate, counted without deleting (sweep(dry_run=True)).
 SWEEP_PREVIEW_SQL = """
@@ -138,6 +149,7 @@ class SweepMixin(RoutedCursorsMixin):
     ) -> Iterator[SweepResult]:
         params = {
             "retention_seconds": retention_seconds,
+            "counter": metrics.uploads_swept.name,
             "max_bytes": batch_bytes,
             "acked_from": _KEY_START,
             "expired_from": _KEY_START,

@@ -27,6 +27,8 @@ KNOWN_METRICS = frozenset(
         "molecule_phantom_busy_resets_total",
         "molecule_phantom_busy_sweep_errors_total",
         "molecule_workspaces_active",
+        "molecule_activity_logs_swept_total",
+        "molecule_activity_logs_last_sweep_timestamp_seconds",
     }
 )
 METRIC_NAME = re.compile(r"molecule_[a-z_]+")
@@ -101,3 +103,33 @@ def test_dashboard_references_only_known_metrics() -> None:
 def test_alert_rules_reference_only_known_metrics() -> None:
     used = set(METRIC_NAME.findall((REPO_ROOT / ALERTS).read_text()))
     assert used <= KNOWN_METRICS, f"unknown metrics: {sorted(used - KNOWN_METRICS)}"
+
+
+def test_dashboard_filters_every_query_by_job_and_instance() -> None:
+    dashboard = json.loads((REPO_ROOT / DASHBOARD).read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    for name in ("job", "instance"):
+        assert variables[name]["type"] == "query"
+        assert variables[name]["includeAll"] is True
+    for expr in _dashboard_exprs():
+        for selector in re.findall(r"molecule_[a-z_]+(\{[^}]*\})?", expr):
+            assert 'job=~"$job"' in selector, expr
+            assert 'instance=~"$instance"' in selector, expr
+
+
+def test_stored_metrics_are_never_summed_across_targets() -> None:
+    # Every target exports the same database total: a sum counts each sweep once per target.
+    texts = [*_dashboard_exprs(), (REPO_ROOT / ALERTS).read_text()]
+    for text in texts:
+        assert not re.search(r"sum\((increase|rate)\(molecule_", text), text
+        assert "sum by (outcome) (rate(" not in text, text
+
+
+def test_time_since_last_sweep_says_never_instead_of_the_epoch() -> None:
+    dashboard = json.loads((REPO_ROOT / DASHBOARD).read_text())
+    panel = next(
+        p for p in _panels(dashboard["panels"]) if p["title"] == "Time since last successful sweep"
+    )
+    assert panel["fieldConfig"]["defaults"]["noValue"] == "never swept"
+    # A stored 0 (never swept) is dropped, so time() - 0 (about 1.8e9 s) cannot show.
+    assert panel["targets"][0]["expr"].endswith("> 0)")

@@ -105,11 +105,9 @@ def test_a_killed_command_does_not_leave_the_server_it_needed(tmp_path: Path, pg
         "--",
         sys.executable,
         "manage.py",
-        "serve_metrics",
-        "--addr",
-        "127.0.0.1",
-        "--port",
-        str(port),
+        "runserver",
+        "--noreload",
+        f"127.0.0.1:{port}",
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -118,7 +116,7 @@ def test_a_killed_command_does_not_leave_the_server_it_needed(tmp_path: Path, pg
         wait_until(
             lambda: postmaster_pid(pg_dir) and serving(f"http://127.0.0.1:{port}/"),
             timeout=60,
-            what="serve_metrics on the embedded server",
+            what="runserver on the embedded server",
         )
         server = postmaster_pid(pg_dir)
         (command,) = process_children(wrapper.pid)

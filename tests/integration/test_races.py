@@ -19,7 +19,6 @@ from django.contrib.postgres.functions import TransactionNow
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
-from prometheus_client import REGISTRY
 
 from molecule.models import Workspace
 from pending_uploads import conf
@@ -27,7 +26,7 @@ from pending_uploads.managers import NewUpload, SweepResult
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
 from scheduler.services import workspaces_reset_phantom_busy
-from tests.helpers import RegisteredWorkspace, run_sql
+from tests.helpers import RegisteredWorkspace, metric_sample, run_sql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -297,7 +296,7 @@ def test_ack_of_an_expired_unswept_row_is_404_and_it_is_swept_as_expired(
 
 
 def swept_total(outcome: str) -> float:
-    value = REGISTRY.get_sample_value("molecule_pending_uploads_swept_total", {"outcome": outcome})
+    value = metric_sample("molecule_pending_uploads_swept_total", {"outcome": outcome})
     return value or 0.0
 
 
@@ -410,7 +409,7 @@ def test_phantom_busy_sweep_against_heartbeats_is_serializable(
             barrier.wait()
 
     errors = ThreadErrors(barrier)
-    before = REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+    before = metric_sample("molecule_phantom_busy_resets_total") or 0.0
     threads = [
         errors.run(heartbeats, workspaces[n::HEARTBEAT_THREADS], n)
         for n in range(HEARTBEAT_THREADS)
@@ -448,5 +447,5 @@ def test_phantom_busy_sweep_against_heartbeats_is_serializable(
     assert violations == []
     assert heartbeat_statuses == {200: PHANTOM_ROUNDS * len(workspaces)}
     assert len(reports) == PHANTOM_ROUNDS
-    after = REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+    after = metric_sample("molecule_phantom_busy_resets_total") or 0.0
     assert after - before == sum(len(ids) for ids in reports)

@@ -10,11 +10,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from prometheus_client import REGISTRY
 
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
-from tests.helpers import RegisteredWorkspace
+from tests.helpers import RegisteredWorkspace, metric_sample
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +38,7 @@ def add_activity(workspace: Workspace, at: datetime) -> ActivityLog:
 
 
 def resets_total() -> float:
-    return REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+    return metric_sample("molecule_phantom_busy_resets_total") or 0.0
 
 
 # --- Workspaces list ------------------------------------------------------------------------

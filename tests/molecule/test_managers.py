@@ -24,16 +24,26 @@ STALE_AFTER = timedelta(minutes=10)
 
 # Literal copies: changing a phantom-busy statement must be a deliberate edit here too.
 EXPECTED_RESET_SQL = """
-UPDATE workspaces AS w
-   SET active_tasks = 0, current_task = '', updated_at = now()
- WHERE w.active_tasks > 0
-   AND w.status <> 'removed'
-   AND NOT EXISTS (
-         SELECT 1 FROM activity_logs AS a
-          WHERE a.workspace_id = w.id
-            AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
-       )
-RETURNING w.id, w.name
+WITH reset AS (
+    UPDATE workspaces AS w
+       SET active_tasks = 0, current_task = '', updated_at = now()
+     WHERE w.active_tasks > 0
+       AND w.status <> 'removed'
+       AND NOT EXISTS (
+             SELECT 1 FROM activity_logs AS a
+              WHERE a.workspace_id = w.id
+                AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
+           )
+    RETURNING w.id, w.name
+), increments (metric, label, n) AS (
+    SELECT %(counter)s, '', count(*) FROM reset
+), counted AS (
+INSERT INTO metric_totals AS t (metric, label, value, updated_at)
+SELECT metric, label, n, now() FROM increments WHERE n > 0
+    ON CONFLICT (metric, label)
+    DO UPDATE SET value = t.value + EXCLUDED.value, updated_at = EXCLUDED.updated_at
+)
+SELECT id, name FROM reset
 """
 
 EXPECTED_PREVIEW_SQL = """

@@ -15,20 +15,16 @@ from django.contrib.postgres.functions import TransactionNow
 from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 from django.test import override_settings
-from prometheus_client import REGISTRY
 
 from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
-from tests.helpers import UNREACHABLE_DATABASE_URL, run_manage
+from tests.helpers import UNREACHABLE_DATABASE_URL, metric_sample, run_manage
 
 SUMMARY_RE = r"swept 2 acked, 1 expired in \d+ ms"
 
 
 def swept(outcome: str) -> float:
-    return (
-        REGISTRY.get_sample_value("molecule_pending_uploads_swept_total", {"outcome": outcome})
-        or 0.0
-    )
+    return metric_sample("molecule_pending_uploads_swept_total", {"outcome": outcome}) or 0.0
 
 
 def put_row(workspace_id: uuid.UUID, **ages: timedelta) -> uuid.UUID:
@@ -256,9 +252,9 @@ def test_partial_sweep_error_message_is_the_first_line_only(db, monkeypatch) -> 
         raise SweepError("pending_uploads sweep failed: gone", partial=SweepResult(1, 0))
 
     monkeypatch.setattr(PendingUploadManager, "sweep", half_done)
-    before = swept("acked")
+    before = swept("error")
 
     with pytest.raises(CommandError, match=r"^pending_uploads sweep failed: gone$"):
         sweep_uploads("--json")
 
-    assert swept("acked") - before == 1
+    assert swept("error") - before == 1

@@ -68,14 +68,26 @@ WITH acked_picked AS (
     DELETE FROM pending_uploads
      WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed))
  RETURNING acked_at, expires_at
+), tally AS (
+    SELECT count(*) FILTER (WHERE acked_at IS NOT NULL) AS acked,
+           count(*) FILTER (WHERE acked_at IS NULL) AS expired,
+           max(acked_at) AS last_acked_at,
+           max(expires_at) FILTER (WHERE acked_at IS NULL) AS last_expires_at
+      FROM deleted
+), increments (metric, label, n) AS (
+    SELECT %(counter)s, 'acked', acked FROM tally
+    UNION ALL
+    SELECT %(counter)s, 'expired', expired FROM tally
+), counted AS (
+INSERT INTO metric_totals AS t (metric, label, value, updated_at)
+SELECT metric, label, n, now() FROM increments WHERE n > 0
+    ON CONFLICT (metric, label)
+    DO UPDATE SET value = t.value + EXCLUDED.value, updated_at = EXCLUDED.updated_at
 )
-SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
-       count(*) FILTER (WHERE acked_at IS NULL),
-       max(acked_at),
-       max(expires_at) FILTER (WHERE acked_at IS NULL),
+SELECT acked, expired, last_acked_at, last_expires_at,
        (SELECT count(*) FROM acked_picked),
        (SELECT count(*) FROM expired_picked)
-  FROM deleted
+  FROM tally
 """
 
 EXPECTED_SWEEP_PREVIEW_SQL = """
@@ -407,6 +419,7 @@ def first_batch_plan(limit: int) -> str:
         SWEEP_BATCH_SQL,
         {
             "retention_seconds": HOUR,
+            "counter": "molecule_pending_uploads_swept",
             "max_bytes": 32 * 1024 * 1024,
             "acked_from": start,
             "expired_from": start,

@@ -8,13 +8,12 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.postgres.functions import TransactionNow
-from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from pending_uploads.managers import NewUpload
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
-from tests.helpers import fresh_process_exposition, scrape
+from tests.helpers import empty_totals_exposition, metric_sample, scrape
 
 SWEPT = "molecule_pending_uploads_swept_total"
 OUTCOMES = ("acked", "expired", "error")
@@ -29,7 +28,7 @@ def samples(exposition: str, name: str) -> dict[tuple[tuple[str, str], ...], flo
     }
 
 
-def test_metrics_page_shows_help_type_and_every_outcome(api) -> None:
+def test_metrics_page_shows_help_type_and_every_outcome(api, db) -> None:
     text = scrape(api)
 
     lines = text.splitlines()
@@ -38,7 +37,7 @@ def test_metrics_page_shows_help_type_and_every_outcome(api) -> None:
     assert set(samples(text, SWEPT)) == {(("outcome", outcome),) for outcome in OUTCOMES}
 
 
-def test_metrics_page_shows_the_backlog_gauges_and_duration_histogram(api) -> None:
+def test_metrics_page_shows_the_backlog_gauges_and_duration_histogram(api, db) -> None:
     text = scrape(api)
 
     for name in (
@@ -50,8 +49,8 @@ def test_metrics_page_shows_the_backlog_gauges_and_duration_histogram(api) -> No
     assert "# TYPE molecule_pending_uploads_sweep_duration_seconds histogram" in text
 
 
-def test_fresh_process_shows_every_swept_series_at_zero() -> None:
-    text = fresh_process_exposition()
+def test_never_swept_database_shows_every_swept_series_at_zero(db) -> None:
+    text = empty_totals_exposition()
 
     assert f"# HELP {SWEPT} " in text
     assert f"# TYPE {SWEPT} counter" in text
@@ -73,6 +72,4 @@ def test_metrics_page_shows_what_a_sweep_counted(api) -> None:
     assert after[(("outcome", "acked"),)] - before == 2
     # The page and the registry agree.
     for outcome in OUTCOMES:
-        assert after[(("outcome", outcome),)] == REGISTRY.get_sample_value(
-            SWEPT, {"outcome": outcome}
-        )
+        assert after[(("outcome", outcome),)] == metric_sample(SWEPT, {"outcome": outcome})

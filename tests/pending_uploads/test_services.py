@@ -14,30 +14,27 @@ from django.contrib.postgres.functions import TransactionNow
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, OperationalError
 from django.test import override_settings
-from prometheus_client import REGISTRY
 
-from molecule.models import ActivityLog
+from molecule.models import ActivityLog, MetricTotal
 from pending_uploads import metrics, tasks
 from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import (
     UploadRejected,
+    uploads_count_error,
     uploads_receive,
-    uploads_refresh_gauges,
+    uploads_record_run,
     uploads_sweep,
     uploads_sweep_job,
 )
-from tests.helpers import run_sql
+from tests.helpers import metric_sample, run_sql
 
 RETENTION = timedelta(hours=1)
 SERVICE_LOGGER = "pending_uploads.services"
 
 
 def swept(outcome: str) -> float:
-    return (
-        REGISTRY.get_sample_value("molecule_pending_uploads_swept_total", {"outcome": outcome})
-        or 0.0
-    )
+    return metric_sample("molecule_pending_uploads_swept_total", {"outcome": outcome}) or 0.0
 
 
 def swept_all() -> dict[str, float]:
@@ -45,7 +42,15 @@ def swept_all() -> dict[str, float]:
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
-    return REGISTRY.get_sample_value(name, labels or {})
+    return metric_sample(name, labels or {})
+
+
+def set_gauges(value: float, *, last_sweep: float | None = None) -> None:
+    values = {(metrics.backlog_rows.name, state): value for state in metrics.BACKLOG_STATES}
+    values[(metrics.oldest_unacked_age.name, "")] = value
+    if last_sweep is not None:
+        values[(metrics.last_sweep_timestamp.name, "")] = last_sweep
+    MetricTotal.objects.gauges_set(values)
 
 
 def put_row(workspace_id: uuid.UUID, name: str = "f.txt") -> PendingUpload:
@@ -164,10 +169,7 @@ def test_dry_run_changes_no_row_and_no_metric(table, caplog) -> None:
 
 def test_sweep_refreshes_the_backlog_gauges(table) -> None:
     # Sentinels, so a gauge the sweep did not set would show.
-    for state in metrics.BACKLOG_STATES:
-        metrics.backlog_rows.labels(state=state).set(-1)
-    metrics.oldest_unacked_age.set(-1)
-    metrics.last_sweep_timestamp.set(0)
+    set_gauges(-1, last_sweep=0)
     durations_before = sample("molecule_pending_uploads_sweep_duration_seconds_count")
     started = time.time()
 
@@ -178,16 +180,19 @@ def test_sweep_refreshes_the_backlog_gauges(table) -> None:
         assert sample("molecule_pending_uploads_rows", {"state": state}) == expected, state
     # The oldest unacked row was created exactly one hour before the database's now().
     assert sample("molecule_pending_uploads_oldest_unacked_age_seconds") == pytest.approx(3600)
-    assert sample("molecule_pending_uploads_last_sweep_timestamp_seconds") >= started
+    # The database's clock, as every eligibility decision (now() of this test's transaction).
+    database_now = float(run_sql("SELECT EXTRACT(EPOCH FROM now())")[0][0])
+    assert sample("molecule_pending_uploads_last_sweep_timestamp_seconds") == pytest.approx(
+        database_now
+    )
+    assert database_now <= started + 1
     assert sample("molecule_pending_uploads_sweep_duration_seconds_count") == durations_before + 1
 
 
 def test_gauges_of_an_empty_table_are_zero(db) -> None:
-    metrics.oldest_unacked_age.set(-1)
-    for state in metrics.BACKLOG_STATES:
-        metrics.backlog_rows.labels(state=state).set(-1)
+    set_gauges(-1)
 
-    assert uploads_refresh_gauges() is not None
+    assert uploads_record_run(0.01) is not None
 
     for state in metrics.BACKLOG_STATES:
         assert sample("molecule_pending_uploads_rows", {"state": state}) == 0
@@ -201,7 +206,7 @@ def test_failed_gauge_refresh_is_logged_and_does_not_fail_the_sweep(
         raise OperationalError("backlog query failed")
 
     monkeypatch.setattr(PendingUploadManager, "backlog", broken_backlog)
-    metrics.backlog_rows.labels(state="pending").set(-1)
+    set_gauges(-1)
     before = swept_all()
 
     report = uploads_sweep(ack_retention=RETENTION)
@@ -211,7 +216,7 @@ def test_failed_gauge_refresh_is_logged_and_does_not_fail_the_sweep(
     assert swept("acked") - before["acked"] == 2
     assert swept("error") == before["error"]
     assert sample("molecule_pending_uploads_rows", {"state": "pending"}) == -1
-    failures = [r for r in caplog.records if "backlog gauges" in r.getMessage()]
+    failures = [r for r in caplog.records if "sweep's gauges" in r.getMessage()]
     assert len(failures) == 1
     assert failures[0].exc_info is not None
 
@@ -236,21 +241,35 @@ def test_failing_sweep_counts_an_error_and_raises_sweep_error(
     assert "pending uploads sweep failed after 0 acked, 0 expired deleted" in caplog.text
 
 
-def test_failing_sweep_counts_what_committed_batches_deleted(db, monkeypatch) -> None:
-    def half_done_sweep(self: PendingUploadManager, *args: object, **kwargs: object) -> None:
-        raise SweepError("connection lost", partial=SweepResult(acked=3, expired=4))
+@override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=1)
+def test_failing_sweep_keeps_what_committed_batches_counted(table) -> None:
+    def fail_after_first_batch(done: SweepResult, batches: int) -> None:
+        raise OperationalError("connection lost")
 
-    monkeypatch.setattr(PendingUploadManager, "sweep", half_done_sweep)
     before = swept_all()
+    rows_before = len(remaining())
 
     with pytest.raises(SweepError) as caught:
-        uploads_sweep(ack_retention=RETENTION)
+        uploads_sweep(ack_retention=RETENTION, on_batch=fail_after_first_batch)
 
-    assert caught.value.partial == SweepResult(3, 4)
+    # The first batch (one row per arm) committed its rows and its counts in one statement.
+    assert caught.value.partial == SweepResult(acked=1, expired=1)
+    assert rows_before - len(remaining()) == 2
     after = swept_all()
-    assert after["acked"] - before["acked"] == 3
-    assert after["expired"] - before["expired"] == 4
+    assert after["acked"] - before["acked"] == 1
+    assert after["expired"] - before["expired"] == 1
     assert after["error"] - before["error"] == 1
+
+
+def test_error_count_that_cannot_be_stored_is_logged(db, monkeypatch, caplog) -> None:
+    def broken_add(*args: object, **kwargs: object) -> None:
+        raise OperationalError("database went away")
+
+    monkeypatch.setattr(MetricTotal.objects, "add", broken_add)
+
+    uploads_count_error()
+
+    assert "could not count the failed pending-uploads sweep" in caplog.text
 
 
 def test_failing_dry_run_counts_nothing(db, monkeypatch) -> None:

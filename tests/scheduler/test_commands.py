@@ -12,20 +12,19 @@ from django.contrib.postgres.functions import TransactionNow
 from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 from django.test import override_settings
-from prometheus_client import REGISTRY
 
 from molecule.managers import WorkspaceManager
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
-from tests.helpers import UNREACHABLE_DATABASE_URL, run_manage
+from tests.helpers import UNREACHABLE_DATABASE_URL, metric_sample, run_manage
 
 
 def resets() -> float:
-    return REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+    return metric_sample("molecule_phantom_busy_resets_total") or 0.0
 
 
 def sweep_errors() -> float:
-    return REGISTRY.get_sample_value("molecule_phantom_busy_sweep_errors_total") or 0.0
+    return metric_sample("molecule_phantom_busy_sweep_errors_total") or 0.0
 
 
 def busy_state() -> dict[uuid.UUID, int]:

@@ -1,4 +1,4 @@
-"""The phantom-busy series at /metrics: always present, zero in a fresh process, race-free."""
+"""The phantom-busy series at /metrics: always present, zero before any sweep, race-free."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import threading
 from datetime import timedelta
 
 import pytest
-from prometheus_client import REGISTRY
+from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
+from molecule.models import MetricTotal
 from scheduler import metrics
 from scheduler.services import workspaces_reset_phantom_busy
-from tests.helpers import fresh_process_exposition, scrape
+from tests.helpers import empty_totals_exposition, metric_sample, scrape
 
 RESETS = "molecule_phantom_busy_resets_total"
 ERRORS = "molecule_phantom_busy_sweep_errors_total"
@@ -28,7 +29,7 @@ def value_in(exposition: str, name: str) -> float:
     return found[0]
 
 
-def test_metrics_page_shows_help_type_and_value_lines(api) -> None:
+def test_metrics_page_shows_help_type_and_value_lines(api, db) -> None:
     text = scrape(api)
 
     lines = text.splitlines()
@@ -37,13 +38,13 @@ def test_metrics_page_shows_help_type_and_value_lines(api) -> None:
         # The help says what a rise means, not just the metric's name.
         assert len(help_line) > 80
         assert f"# TYPE {name}_total counter" in lines
-    assert value_in(text, RESETS) == REGISTRY.get_sample_value(RESETS)
-    assert value_in(text, ERRORS) == REGISTRY.get_sample_value(ERRORS)
+    assert value_in(text, RESETS) == metric_sample(RESETS)
+    assert value_in(text, ERRORS) == metric_sample(ERRORS)
     assert "# TYPE molecule_workspaces_active gauge" in lines
 
 
-def test_fresh_process_shows_the_counters_at_zero() -> None:
-    text = fresh_process_exposition()
+def test_never_swept_database_shows_the_counters_at_zero(db) -> None:
+    text = empty_totals_exposition()
 
     assert f"# HELP {RESETS} " in text
     assert f"# TYPE {RESETS} counter" in text
@@ -65,15 +66,18 @@ def test_metrics_page_shows_resets_of_a_sweep(api, register) -> None:
     assert value_in(text, "molecule_workspaces_active") == 1
 
 
-def test_concurrent_increments_are_not_lost() -> None:
-    threads_count, increments = 50, 200
+def test_concurrent_increments_are_not_lost(transactional_db) -> None:
+    threads_count, increments = 8, 25
     barrier = threading.Barrier(threads_count)
-    before = REGISTRY.get_sample_value(RESETS)
+    before = metric_sample(RESETS)
 
     def hammer() -> None:
-        barrier.wait()
-        for _ in range(increments):
-            metrics.phantom_busy_resets.inc()
+        try:
+            barrier.wait()
+            for _ in range(increments):
+                MetricTotal.objects.add(metrics.phantom_busy_resets.name)
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=hammer) for _ in range(threads_count)]
     for thread in threads:
@@ -81,4 +85,4 @@ def test_concurrent_increments_are_not_lost() -> None:
     for thread in threads:
         thread.join()
 
-    assert REGISTRY.get_sample_value(RESETS) - before == threads_count * increments
+    assert metric_sample(RESETS) - before == threads_count * increments

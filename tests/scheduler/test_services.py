@@ -10,10 +10,9 @@ import pytest
 from django.contrib.postgres.functions import TransactionNow
 from django.db import OperationalError
 from django.test import override_settings
-from prometheus_client import REGISTRY
 
 from molecule.managers import WorkspaceManager, WorkspaceRef
-from molecule.models import ActivityLog, Workspace
+from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.services import activity_append
 from scheduler import tasks
 from scheduler.services import (
@@ -21,22 +20,22 @@ from scheduler.services import (
     phantom_busy_sweep_job,
     workspaces_reset_phantom_busy,
 )
-from tests.helpers import run_sql
+from tests.helpers import metric_sample, run_sql
 
 STALE = timedelta(minutes=10)
 SERVICE_LOGGER = "scheduler.services"
 
 
 def resets() -> float:
-    return REGISTRY.get_sample_value("molecule_phantom_busy_resets_total") or 0.0
+    return metric_sample("molecule_phantom_busy_resets_total") or 0.0
 
 
 def sweep_errors() -> float:
-    return REGISTRY.get_sample_value("molecule_phantom_busy_sweep_errors_total") or 0.0
+    return metric_sample("molecule_phantom_busy_sweep_errors_total") or 0.0
 
 
 def active_gauge() -> float | None:
-    return REGISTRY.get_sample_value("molecule_workspaces_active")
+    return metric_sample("molecule_workspaces_active")
 
 
 def busy_state() -> dict[uuid.UUID, tuple[int, str]]:
@@ -158,7 +157,7 @@ def test_dry_run_lists_the_rows_and_changes_nothing(fleet) -> None:
 def test_sweep_sets_the_active_workspaces_gauge(fleet) -> None:
     from scheduler import metrics
 
-    metrics.workspaces_active.set(-1)
+    MetricTotal.objects.gauges_set({(metrics.workspaces_active.name, ""): -1})
     expected = run_sql("SELECT count(*) FROM workspaces WHERE status <> 'removed'")[0][0]
 
     workspaces_reset_phantom_busy(stale_after=STALE)
@@ -237,3 +236,17 @@ def test_failing_job_logs_the_traceback_and_the_next_run_works(
     assert resets() - before == 1
     assert sweep_errors() - errors_before == 1
     assert busy_state()[committed_fleet["phantom"].id] == (0, "")
+
+
+def test_error_count_that_cannot_be_stored_is_logged_in_one_line(db, monkeypatch, caplog) -> None:
+    from scheduler.services import phantom_busy_count_error
+
+    def broken_add(*args: object, **kwargs: object) -> None:
+        raise OperationalError("database went away\nsecond line")
+
+    monkeypatch.setattr(MetricTotal.objects, "add", broken_add)
+
+    phantom_busy_count_error()
+
+    assert "could not count the failed phantom-busy sweep: database went away" in caplog.text
+    assert "second line" not in caplog.text

@@ -1,0 +1,108 @@
+"""Metrics whose values live in the metric_totals table, and the collector that serves them.
+
+Counters and gauges written by sweeps are kept in PostgreSQL, not in process memory: a sweep
+adds to its counter in the same statement as its DELETE, so the totals are exact whichever
+process did the work (qcluster, cron, the admin), survive restarts and leave no per-process
+files. Every /metrics target exports the same global value; aggregate with max, not sum.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from molecule.cli import first_line
+from molecule.totals import bucket_label
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredMetric:
+    """One exported family; ``name`` is the key in metric_totals (a counter without _total)."""
+
+    name: str
+    documentation: str
+    kind: str  # "counter", "gauge" or "histogram"
+    label: str | None = None
+    # Declared label values are exported at 0 until a row exists, so each series is there
+    # from the first scrape.
+    label_values: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = field(default=())
+
+    def family(self, stored: dict[tuple[str, str], float]) -> Metric:
+        if self.kind == "histogram":
+            family = HistogramMetricFamily(self.name, self.documentation)
+            bounds = [*self.buckets, float("inf")]
+            family.add_metric(
+                [],
+                [(bucket_label(b), stored.get((self.name, bucket_label(b)), 0.0)) for b in bounds],
+                stored.get((f"{self.name}_sum", ""), 0.0),
+            )
+            return family
+        maker = CounterMetricFamily if self.kind == "counter" else GaugeMetricFamily
+        labels = [self.label] if self.label else []
+        family = maker(self.name, self.documentation, labels=labels)
+        values = self.label_values if self.label else ("",)
+        seen = {label for metric, label in stored if metric == self.name}
+        for value in (*values, *sorted(seen - set(values))):
+            family.add_metric([value] if self.label else [], stored.get((self.name, value), 0.0))
+        return family
+
+
+REGISTERED: list[StoredMetric] = []
+
+
+def stored_metric(*args: object, **kwargs: object) -> StoredMetric:
+    """Declare a database-backed metric; the collector exports every declared one."""
+    metric = StoredMetric(*args, **kwargs)  # type: ignore[arg-type]
+    REGISTERED.append(metric)
+    return metric
+
+
+class StoredMetricsCollector(Collector):
+    """Reads metric_totals once per scrape (one small SELECT) and yields every family."""
+
+    def collect(self) -> Iterator[Metric]:
+        from molecule.models import MetricTotal
+
+        try:
+            stored = MetricTotal.objects.snapshot()
+        except DatabaseError as exc:
+            # The request metrics are still worth serving when the database is away; the
+            # stored families go missing, which absent() alerts catch. One line, no traceback:
+            # every scrape would repeat it.
+            logger.error("could not read metric_totals for /metrics: %s", first_line(exc))
+            return
+        for metric in REGISTERED:
+            yield metric.family(stored)
+
+
+ACTIVITY_SWEEP_OUTCOMES = ("deleted", "error")
+
+activity_logs_swept = stored_metric(
+    "molecule_activity_logs_swept",
+    "activity_logs rows deleted by the retention sweep (deleted: older than ACTIVITY_RETENTION; "
+    "error counts failed sweep runs). A rising error rate means the table grows unbounded. "
+    "Stored in the database: every target exports the same total, aggregate with max.",
+    "counter",
+    label="outcome",
+    label_values=ACTIVITY_SWEEP_OUTCOMES,
+)
+
+activity_last_sweep_timestamp = stored_metric(
+    "molecule_activity_logs_last_sweep_timestamp_seconds",
+    "Unix time of the last successful activity retention sweep by any process, 0 if none ever "
+    "succeeded; falling hours behind means the sweep is not running.",
+    "gauge",
+)

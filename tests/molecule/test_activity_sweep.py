@@ -1,0 +1,214 @@
+"""Activity retention: the services, the scheduled job and the sweep_activity command."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import OperationalError
+from django.test import override_settings
+
+from molecule import tasks
+from molecule.managers import ActivityLogManager
+from molecule.models import MetricTotal, Workspace
+from molecule.services import activity_count_error, activity_sweep, activity_sweep_preview
+from tests.helpers import UNREACHABLE_DATABASE_URL, metric_sample, run_manage, run_sql
+
+DAY = 86400
+
+
+def swept(outcome: str) -> float:
+    return metric_sample("molecule_activity_logs_swept_total", {"outcome": outcome}) or 0.0
+
+
+def add_rows(count: int, age: timedelta) -> None:
+    workspace_id = Workspace.objects.create(token_hash="0" * 64).id
+    run_sql(
+        "INSERT INTO activity_logs (workspace_id, activity_type, created_at) "
+        "SELECT %s, 'row', now() - %s - g * interval '1 second' FROM generate_series(1, %s) g",
+        [workspace_id, age, count],
+    )
+
+
+def rows_left() -> int:
+    return run_sql("SELECT count(*) FROM activity_logs")[0][0]
+
+
+@pytest.fixture
+def table(db) -> None:
+    add_rows(7, timedelta(days=31))
+    add_rows(3, timedelta(days=29))
+
+
+def sweep_activity(*args: str) -> str:
+    out = StringIO()
+    call_command("sweep_activity", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+@override_settings(ACTIVITY_SWEEP_BATCH_SIZE=3)
+def test_sweep_deletes_past_the_default_retention_counts_and_logs_one_line(table, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="molecule.services")
+    before = swept("deleted")
+
+    report = activity_sweep()
+
+    assert (report.deleted, report.batches, report.dry_run) == (7, 3, False)
+    assert report.retention == timedelta(days=30)
+    assert rows_left() == 3
+    assert swept("deleted") - before == 7
+    stamp = metric_sample("molecule_activity_logs_last_sweep_timestamp_seconds")
+    assert stamp == pytest.approx(float(run_sql("SELECT EXTRACT(EPOCH FROM now())")[0][0]))
+    lines = [r.getMessage() for r in caplog.records if r.name == "molecule.services"]
+    assert len(lines) == 1
+    assert lines[0].startswith("activity sweep: 7 rows older than 2592000s deleted in 3 batches")
+
+
+@override_settings(ACTIVITY_RETENTION=timedelta(days=1))
+def test_preview_counts_without_deleting_or_counting(table) -> None:
+    before = swept("deleted")
+
+    report = activity_sweep_preview()
+
+    assert (report.deleted, report.dry_run) == (10, True)
+    assert rows_left() == 10
+    assert swept("deleted") == before
+
+
+def broken(*args: object, **kwargs: object) -> None:
+    raise OperationalError("server closed the connection")
+
+
+def test_failing_sweep_counts_an_error_and_raises(table, monkeypatch) -> None:
+    monkeypatch.setattr(ActivityLogManager, "_retention_cursor", broken)
+    before = swept("error")
+
+    with pytest.raises(Exception, match="activity_logs sweep failed: server closed"):
+        activity_sweep()
+
+    assert swept("error") - before == 1
+
+
+def test_failing_preview_counts_nothing(table, monkeypatch) -> None:
+    monkeypatch.setattr(ActivityLogManager, "sweep_preview", broken)
+    before = swept("error")
+
+    with pytest.raises(Exception, match=r"\(dry run\) failed: server closed"):
+        activity_sweep_preview()
+
+    assert swept("error") == before
+
+
+def test_uncountable_error_and_timestamp_are_logged_not_raised(table, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(MetricTotal.objects, "add", broken)
+    monkeypatch.setattr(MetricTotal.objects, "gauges_set", broken)
+
+    activity_count_error()
+    assert activity_sweep().deleted == 7
+
+    assert "could not count the failed activity sweep: server closed" in caplog.text
+    assert "could not record the activity sweep's timestamp" in caplog.text
+
+
+# --- the scheduled job ---------------------------------------------------------------------
+
+
+def test_job_sweeps_and_reports(table) -> None:
+    assert tasks.sweep_activity() == {"deleted": 7}
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), OperationalError("boom")])
+def test_failing_job_never_raises_and_counts_one_error(
+    transactional_db, monkeypatch, error: Exception
+) -> None:
+    def failing(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(
+        ActivityLogManager,
+        "sweep" if isinstance(error, RuntimeError) else "_retention_cursor",
+        failing,
+    )
+    before = swept("error")
+
+    assert "boom" in tasks.sweep_activity()["error"]
+
+    assert swept("error") - before == 1
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def test_command_prints_one_summary_line(table) -> None:
+    out = sweep_activity()
+
+    assert out.startswith("swept 7 activity rows older than 2592000s in ")
+    assert out.endswith(" ms\n")
+    assert rows_left() == 3
+
+
+def test_command_json_is_one_line_with_the_documented_keys(table) -> None:
+    out = sweep_activity("--json", "--retention", "30d")
+
+    assert out.count("\n") == 1
+    payload = json.loads(out)
+    assert set(payload) == {"deleted", "batches", "retention_seconds", "duration_ms", "dry_run"}
+    assert (payload["deleted"], payload["retention_seconds"], payload["dry_run"]) == (
+        7,
+        30 * DAY,
+        False,
+    )
+    assert payload["duration_ms"] >= 0
+
+
+def test_command_dry_run_changes_nothing(table) -> None:
+    out = sweep_activity("--dry-run", "--retention", "1d")
+
+    assert out.startswith("would sweep 10 activity rows older than 86400s in ")
+    assert out.endswith(" ms (dry run)\n")
+    assert json.loads(sweep_activity("--dry-run", "--json"))["dry_run"] is True
+    assert rows_left() == 10
+
+
+def test_command_failure_is_a_command_error_with_exit_code_1(table, monkeypatch) -> None:
+    monkeypatch.setattr(ActivityLogManager, "_retention_cursor", broken)
+
+    with pytest.raises(CommandError, match=r"^activity_logs sweep failed: server closed") as caught:
+        sweep_activity()
+
+    assert caught.value.returncode == 1
+
+
+def test_command_help_says_it_is_safe_from_cron() -> None:
+    from molecule.management.commands.sweep_activity import Command
+
+    assert "Safe to run from cron" in Command.help
+
+
+def test_bad_retention_exits_2_with_one_line(transactional_db) -> None:
+    result = run_manage("sweep_activity", "--retention", "soon")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "manage.py sweep_activity: error: argument --retention: invalid duration 'soon': "
+        "use seconds, or a number followed by s, m, h or d"
+    ]
+
+
+def test_unreachable_database_exits_1_with_one_line() -> None:
+    result = run_manage("sweep_activity", database_url=UNREACHABLE_DATABASE_URL)
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("CommandError: activity_logs sweep failed: ")

@@ -1,0 +1,96 @@
+"""The stored metrics and /metrics: metric_totals read per scrape, in both registry modes."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import OperationalError
+from prometheus_client.parser import text_string_to_metric_families
+
+from molecule.exposition import metrics_page, metrics_registry
+from molecule.models import MetricTotal
+from molecule.totals import bucket_label
+from pending_uploads import metrics as upload_metrics
+from tests.helpers import empty_totals_exposition, metric_sample
+
+
+def families(text: str) -> dict[str, object]:
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def test_every_declared_series_exists_before_anything_was_stored(db) -> None:
+    found = families(empty_totals_exposition())
+
+    for name in (
+        "molecule_pending_uploads_swept",
+        "molecule_phantom_busy_resets",
+        "molecule_activity_logs_swept",
+    ):
+        assert found[name].type == "counter"
+    assert {s.labels["state"]: s.value for s in found["molecule_pending_uploads_rows"].samples} == {
+        "pending": 0.0,
+        "fetched": 0.0,
+        "acked": 0.0,
+    }
+    histogram = found["molecule_pending_uploads_sweep_duration_seconds"]
+    assert histogram.type == "histogram"
+    assert {s.name for s in histogram.samples} >= {
+        "molecule_pending_uploads_sweep_duration_seconds_bucket",
+        "molecule_pending_uploads_sweep_duration_seconds_count",
+        "molecule_pending_uploads_sweep_duration_seconds_sum",
+    }
+
+
+def test_additions_accumulate_and_observations_fill_cumulative_buckets(db) -> None:
+    name = upload_metrics.uploads_swept.name
+    before = metric_sample(f"{name}_total", {"outcome": "error"}) or 0.0
+    duration = upload_metrics.sweep_duration.name
+    count_before = metric_sample(f"{duration}_count") or 0.0
+
+    MetricTotal.objects.add(name, 2, label="error")
+    MetricTotal.objects.add(name, 3, label="error")
+    MetricTotal.objects.observe(duration, upload_metrics.SWEEP_DURATION_BUCKETS, 0.3)
+
+    assert metric_sample(f"{name}_total", {"outcome": "error"}) - before == 5
+    assert metric_sample(f"{duration}_count") - count_before == 1
+    in_bucket = metric_sample(f"{duration}_bucket", {"le": bucket_label(0.5)})
+    below = metric_sample(f"{duration}_bucket", {"le": bucket_label(0.25)})
+    assert in_bucket - below >= 1
+
+
+def test_a_stored_label_outside_the_declared_ones_is_still_exported(db) -> None:
+    MetricTotal.objects.add(upload_metrics.uploads_swept.name, label="legacy")
+
+    assert metric_sample("molecule_pending_uploads_swept_total", {"outcome": "legacy"}) == 1
+
+
+def test_an_unreadable_table_drops_the_stored_families_not_the_page(
+    db, monkeypatch, caplog
+) -> None:
+    def broken(*args: object) -> None:
+        raise OperationalError("database is away")
+
+    monkeypatch.setattr(MetricTotal.objects, "snapshot", broken)
+
+    body, content_type = metrics_page()
+
+    assert content_type.startswith("text/plain")
+    assert "molecule_pending_uploads_swept_total" not in body.decode()
+    assert "python_info" in body.decode()
+    assert "could not read metric_totals for /metrics" in caplog.text
+
+
+# Only the upper-case name: prometheus_client copies the deprecated lower-case one into it.
+@pytest.mark.parametrize("variable", ["PROMETHEUS_MULTIPROC_DIR"])
+def test_multiprocess_mode_serves_the_stored_families_beside_the_files(
+    db, monkeypatch, tmp_path, variable: str
+) -> None:
+    monkeypatch.setenv(variable, str(tmp_path))
+    MetricTotal.objects.add("molecule_phantom_busy_resets", 4)
+
+    registry = metrics_registry()
+
+    assert registry.get_sample_value("molecule_phantom_busy_resets_total") >= 4
+    # Only the files' metrics and the stored ones: no process-local default registry.
+    assert "python_info" not in {family.name for family in registry.collect()}
+    monkeypatch.delenv(variable)
+    assert "python_info" in {family.name for family in metrics_registry().collect()}
