@@ -12,6 +12,14 @@ from django.db import models, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from pending_uploads.managers.admin import (
+    SWEEP_LEFT_ALONE_SQL,
+    UUID_MATCH_SQL,
+    AdminQuerySetMixin,
+    AdminReadsMixin,
+    FilenameWords,
+    SweepLeftAlone,
+)
 from pending_uploads.managers.sweep import (
     BACKLOG_SQL,
     SWEEP_BATCH_SQL,
@@ -34,13 +42,17 @@ __all__ = [
     "INSERT_SQL",
     "LIVE_WITH_CONTENT_SQL",
     "SWEEP_BATCH_SQL",
+    "SWEEP_LEFT_ALONE_SQL",
     "SWEEP_PREVIEW_SQL",
+    "UUID_MATCH_SQL",
     "Backlog",
     "FileTooLarge",
+    "FilenameWords",
     "NewUpload",
     "PendingUploadManager",
     "PendingUploadQuerySet",
     "SweepError",
+    "SweepLeftAlone",
     "SweepResult",
 ]
 
@@ -68,7 +80,7 @@ SELECT file_id, workspace_id, filename, mimetype, size_bytes, created_at, fetche
 _INSERTED_FIELDS = ("file_id", "workspace_id", "size_bytes", "filename", "mimetype")
 
 
-class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
+class PendingUploadQuerySet(AdminQuerySetMixin, models.QuerySet["PendingUpload"]):
     def live(self) -> PendingUploadQuerySet:
         """Unacked and unexpired: what a workspace may still list and fetch."""
         return self.filter(acked_at__isnull=True, expires_at__gt=Now())
@@ -110,7 +122,9 @@ class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
         return periods if order == "ASC" else periods[::-1]
 
 
-class PendingUploadManager(SweepMixin, models.Manager.from_queryset(PendingUploadQuerySet)):  # type: ignore[misc]
+class PendingUploadManager(
+    SweepMixin, AdminReadsMixin, models.Manager.from_queryset(PendingUploadQuerySet)
+):  # type: ignore[misc]
     def put(
         self, workspace_id: uuid.UUID, upload: NewUpload, *, ttl: timedelta, max_bytes: int
     ) -> PendingUpload:
