@@ -174,7 +174,7 @@ class PendingUploadAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Never load the bytes for a list or a detail page.
-        return super().get_queryset(request).defer("content")
+        return super().get_queryset(request).defer("content", "filename_words")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str

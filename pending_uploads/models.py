@@ -3,6 +3,7 @@
 import uuid
 from datetime import timedelta
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.functions import RandomUUID, TransactionNow
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
@@ -25,6 +26,13 @@ class PendingUpload(models.Model):
     fetched_at = models.DateTimeField(null=True, blank=True)
     acked_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(db_default=TransactionNow() + timedelta(hours=24))
+    # The admin's filename search: the words, computed once per row by the database. Evaluating
+    # the split per row at query time cost 6 us a row, 150-300 ms per capped count at 1M rows.
+    filename_words = models.GeneratedField(
+        expression=FilenameWords("filename"),
+        output_field=ArrayField(models.TextField()),
+        db_persist=True,
+    )
 
     objects = PendingUploadManager()
 
@@ -65,8 +73,8 @@ class PendingUpload(models.Model):
             models.Index(
                 fields=["workspace_id", "created_at"], name="pending_uploads_ws_created_idx"
             ),
-            # The admin's filename search: whole words, on the expression the query spells.
-            GinIndex(FilenameWords("filename"), name="pending_uploads_words_idx"),
+            # The admin's filename search: whole words.
+            GinIndex(fields=["filename_words"], name="pending_uploads_words_idx"),
         ]
 
     def __str__(self) -> str:

@@ -48,8 +48,8 @@ SELECT (SELECT count(*) FROM (
 class FilenameWords(models.Func):
     """The words of a filename, lower-cased and split at ``.``, ``_`` and ``-``.
 
-    pending_uploads_words_idx indexes this very expression (GIN), so a search for
-    whole words is an index lookup; a substring search would need pg_trgm, which the embedded
+    The generated column filename_words holds it, under a GIN index, so a search for whole
+    words is an index lookup; a substring search would need pg_trgm, which the embedded
     PostgreSQL does not ship.
     """
 
@@ -83,9 +83,7 @@ class AdminQuerySetMixin:
 
     def with_filename_words(self, words: Sequence[str]) -> models.QuerySet:
         """Rows whose filename holds every one of ``words`` (lower-case), on the GIN index."""
-        return self.alias(filename_words=FilenameWords("filename")).filter(  # type: ignore[attr-defined]
-            filename_words__contains=list(words)
-        )
+        return self.filter(filename_words__contains=list(words))  # type: ignore[attr-defined]
 
 
 class AdminReadsMixin(RoutedCursorsMixin):
