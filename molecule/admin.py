@@ -14,6 +14,8 @@ from molecule.models import ActivityLog, Workspace
 admin.site.site_header = "Molecule uploads administration"
 admin.site.site_title = "Molecule uploads admin"
 admin.site.index_title = "Workspaces, pending uploads and jobs"
+# The app sidebar takes 300 px of every page; the lists need them to fit 1280 px.
+admin.site.enable_nav_sidebar = False
 
 # Written by the agent or the service, never by an operator: registration writes the id, name,
 # delivery mode, push URL and token; heartbeats write active_tasks and current_task (and set
