@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from molecule.admin_utils import compact_time, human_duration
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
 from tests.helpers import RegisteredWorkspace
@@ -268,3 +269,29 @@ def test_machine_written_fields_are_read_only(admin_client: Client, register: Re
     assert (after.name, after.delivery_mode, after.url) == ("agent-7", "poll", None)
     assert (after.active_tasks, after.current_task) == (2, "indexing")
     assert after.token_hash == workspace.token_hash
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (-5, "0 s"),
+        (45, "45 s"),
+        (60, "1 min"),
+        (41 * 60 + 10, "41 min"),
+        (3600, "1 h"),
+        (5400, "1 h 30 min"),
+        (24 * 3600, "24 h"),
+        (3 * 86400, "3 d"),
+    ],
+)
+def test_human_duration(seconds: float, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+def test_compact_time_of_nothing_is_a_dash() -> None:
+    assert compact_time(None) == "-"
+    shown = compact_time(datetime(2024, 3, 5, 14, 7, 9, tzinfo=UTC))
+    assert shown == (
+        '<time datetime="2024-03-05T14:07:09+00:00" title="2024-03-05 14:07:09 UTC">'
+        "2024-03-05 14:07</time>"
+    )
