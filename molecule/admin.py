@@ -7,15 +7,40 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from molecule.admin_utils import EstimatedCountPaginator
+from molecule.admin_utils import EstimatedCountPaginator, compact_time, short_uuid
 from molecule.models import ActivityLog, Workspace
+
+# The header, the browser title and the index page name the product, not "Django".
+admin.site.site_header = "Molecule uploads administration"
+admin.site.site_title = "Molecule uploads admin"
+admin.site.index_title = "Workspaces, pending uploads and jobs"
+# The app sidebar takes 300 px of every page; the lists need them to fit 1280 px.
+admin.site.enable_nav_sidebar = False
+
+# Written by the agent or the service, never by an operator: registration writes the id, name,
+# delivery mode, push URL and token; heartbeats write active_tasks and current_task (and set
+# the status online); the database writes the timestamps. Saving an edited copy would race a
+# heartbeat, and the Reset phantom-busy button is the one supported way to clear a busy count.
+# Only the status stays editable: an operator may mark a workspace removed or offline (the next
+# registration or heartbeat sets it online again).
+WORKSPACE_MACHINE_FIELDS = (
+    "id",
+    "name",
+    "delivery_mode",
+    "url",
+    "active_tasks",
+    "current_task",
+    "created_at",
+    "updated_at",
+    "last_activity",
+)
 
 
 @admin.register(Workspace)
 class WorkspaceAdmin(admin.ModelAdmin):
     list_display = (
         "name",
-        "id",
+        "short_id",
         "status",
         "delivery_mode",
         "active_tasks",
@@ -25,8 +50,8 @@ class WorkspaceAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "delivery_mode")
     search_fields = ("name",)
-    readonly_fields = ("id", "created_at", "updated_at", "last_activity")
-    exclude = ("token_hash",)
+    fields = ("status", *WORKSPACE_MACHINE_FIELDS)
+    readonly_fields = WORKSPACE_MACHINE_FIELDS
     show_full_result_count = False
     # Facet counts would count the whole table once per filter option.
     show_facets = admin.ShowFacets.NEVER
@@ -38,6 +63,10 @@ class WorkspaceAdmin(admin.ModelAdmin):
     @admin.display(ordering="last_activity", description="last activity")
     def last_activity(self, obj: Workspace):
         return getattr(obj, "last_activity", None)
+
+    @admin.display(ordering="id", description="id")
+    def short_id(self, obj: Workspace) -> str:
+        return short_uuid(obj.id)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Workspaces register themselves and receive their token from /registry/register.
@@ -74,12 +103,12 @@ class WorkspaceAdmin(admin.ModelAdmin):
 class ActivityLogAdmin(admin.ModelAdmin):
     list_display = (
         "id",
-        "workspace_id",
+        "workspace_short",
         "activity_type",
         "method",
         "summary",
         "status",
-        "created_at",
+        "created",
     )
     list_filter = ("activity_type", "status")
     search_fields = ("=workspace__id", "method")
@@ -88,6 +117,14 @@ class ActivityLogAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
     raw_id_fields = ("workspace",)
+
+    @admin.display(description="workspace")
+    def workspace_short(self, obj: ActivityLog) -> str:
+        return short_uuid(obj.workspace_id, href=f"?q={obj.workspace_id}")
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: ActivityLog) -> str:
+        return compact_time(obj.created_at)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

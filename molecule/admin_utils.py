@@ -1,26 +1,116 @@
-"""Admin helpers for tables of a million rows: estimated counts and a POST-only tool button."""
+"""Admin helpers for tables of a million rows: honest counts, bounded pages, short UUIDs."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from django.core.paginator import Paginator
 from django.db import connections
+from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+# A filtered list counts its matches up to this many and then says "10,000+": an exact COUNT(*)
+# of a filter that matches most of a million rows reads them all.
+COUNT_CAP = 10_000
+# Pages past this are not offered: OFFSET reads every row it skips, so page 100 (rows
+# 9,901-10,000) is the deepest that stays cheap. Narrow the list to go further back.
+MAX_PAGES = 100
+# Below this many rows (planner estimate) the unfiltered table is counted exactly.
+EXACT_COUNT_BELOW = 10_000
 
 
 class EstimatedCountPaginator(Paginator):
-    """Use the planner's row estimate for an unfiltered table instead of a full COUNT(*)."""
+    """Counts that never read a whole big table, and that say what kind of count they are.
+
+    - unfiltered, big table: the planner's row estimate (``count_kind == "estimate"``);
+    - filtered: the matches counted up to COUNT_CAP (``"capped"`` when the cap was reached);
+    - otherwise exact. At most MAX_PAGES pages are offered.
+    """
 
     @cached_property
+    def _measured(self) -> tuple[int, str]:
+        if not self.object_list.query.where:
+            estimate = self._estimate()
+            if estimate >= EXACT_COUNT_BELOW:
+                return estimate, "estimate"
+        # LIMIT inside, COUNT outside: reads at most COUNT_CAP + 1 matches.
+        capped = self.object_list.order_by()[: COUNT_CAP + 1].count()
+        if capped > COUNT_CAP:
+            return COUNT_CAP, "capped"
+        return capped, "exact"
+
+    @property
     def count(self) -> int:
-        query = self.object_list.query
-        if not query.where:
-            table = self.object_list.model._meta.db_table
-            with connections[self.object_list.db].cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table]
-                )
-                row = cursor.fetchone()
-            # reltuples is -1 before the first ANALYZE; small tables are cheap to count exactly.
-            if row and row[0] > 10_000:
-                return int(row[0])
-        return super().count
+        return self._measured[0]
+
+    @property
+    def count_kind(self) -> str:
+        """ "exact", "capped" (there are more than COUNT_CAP) or "estimate" (planner's)."""
+        return self._measured[1]
+
+    @cached_property
+    def num_pages(self) -> int:
+        return min(super().num_pages, MAX_PAGES)
+
+    @property
+    def pages_capped(self) -> bool:
+        return -(-self.count // self.per_page) > MAX_PAGES
+
+    @cached_property
+    def count_label(self) -> str:
+        """ "12 uploads", "10,000+ uploads" or "about 1,000,000 uploads (estimate)"."""
+        opts = self.object_list.model._meta
+        noun = opts.verbose_name if self.count == 1 else opts.verbose_name_plural
+        number = f"{self.count:,}"
+        if self.count_kind == "capped":
+            return f"{number}+ {noun}"
+        if self.count_kind == "estimate":
+            return f"about {number} {noun} (estimate)"
+        return f"{number} {noun}"
+
+    def _estimate(self) -> int:
+        table = self.object_list.model._meta.db_table
+        with connections[self.object_list.db].cursor() as cursor:
+            cursor.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table]
+            )
+            row = cursor.fetchone()
+        # reltuples is -1 before the first ANALYZE.
+        return int(row[0]) if row else -1
+
+
+def short_uuid(value: uuid.UUID, *, href: str | None = None) -> SafeString:
+    """The first 8 hex digits in monospace; the full value on hover, and in the link if any."""
+    if href is None:
+        return format_html('<span class="uuid" title="{}">{}</span>', value, str(value)[:8])
+    return format_html('<a class="uuid" href="{}" title="{}">{}</a>', href, value, str(value)[:8])
+
+
+def compact_time(value: datetime | None) -> SafeString | str:
+    """``2026-12-02 06:57`` on one line; seconds and zone on hover."""
+    if value is None:
+        return "-"
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        local.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        local.strftime("%Y-%m-%d %H:%M"),
+    )
+
+
+def human_duration(seconds: float) -> str:
+    """``45 s``, ``41 min``, ``1 h``, ``1 h 30 min``, ``2 d``: for messages to operators."""
+    seconds = max(round(seconds), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h" if not minutes else f"{hours} h {minutes} min"
+    return f"{round(hours / 24)} d"

@@ -3,13 +3,15 @@
 import uuid
 from datetime import timedelta
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.functions import RandomUUID, TransactionNow
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models.functions import Length
 from django.db.models.lookups import Range
 
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
-from pending_uploads.managers import PendingUploadManager
+from pending_uploads.managers import FilenameWords, PendingUploadManager
 
 
 class PendingUpload(models.Model):
@@ -24,6 +26,13 @@ class PendingUpload(models.Model):
     fetched_at = models.DateTimeField(null=True, blank=True)
     acked_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(db_default=TransactionNow() + timedelta(hours=24))
+    # The admin's filename search: the words, computed once per row by the database. Evaluating
+    # the split per row at query time cost 6 us a row, 150-300 ms per capped count at 1M rows.
+    filename_words = models.GeneratedField(
+        expression=FilenameWords("filename"),
+        output_field=ArrayField(models.TextField()),
+        db_persist=True,
+    )
 
     objects = PendingUploadManager()
 
@@ -51,7 +60,7 @@ class PendingUpload(models.Model):
                 name="pending_uploads_expiry_idx",
                 condition=models.Q(acked_at__isnull=True),
             ),
-            # The admin lists oldest first and its date_hierarchy reads MIN/MAX(created_at);
+            # The admin lists newest first and its date_hierarchy reads MIN/MAX(created_at);
             # without this index every admin page sorts the whole table.
             models.Index(fields=["created_at", "file_id"], name="pending_uploads_created_idx"),
             models.Index(
@@ -59,6 +68,13 @@ class PendingUpload(models.Model):
                 name="pending_uploads_acked_idx",
                 condition=models.Q(acked_at__isnull=False),
             ),
+            # The admin's workspace search covers acked rows too, newest first, so the partial
+            # ws_unacked index above cannot serve it.
+            models.Index(
+                fields=["workspace_id", "created_at"], name="pending_uploads_ws_created_idx"
+            ),
+            # The admin's filename search: whole words.
+            GinIndex(fields=["filename_words"], name="pending_uploads_words_idx"),
         ]
 
     def __str__(self) -> str:

@@ -12,6 +12,14 @@ from django.db import models, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from pending_uploads.managers.admin import (
+    SWEEP_LEFT_ALONE_SQL,
+    UUID_MATCH_SQL,
+    AdminQuerySetMixin,
+    AdminReadsMixin,
+    FilenameWords,
+    SweepLeftAlone,
+)
 from pending_uploads.managers.content import (
     CHUNK_BYTES,
     CHUNK_SQL,
@@ -53,16 +61,20 @@ __all__ = [
     "OPEN_PRESENT_SQL",
     "ROW_CLOCK_SQL",
     "SWEEP_BATCH_SQL",
+    "SWEEP_LEFT_ALONE_SQL",
     "SWEEP_PREVIEW_SQL",
+    "UUID_MATCH_SQL",
     "AckOutcome",
     "Backlog",
     "FileTooLarge",
+    "FilenameWords",
     "NewUpload",
     "OpenedContent",
     "PendingUploadManager",
     "PendingUploadQuerySet",
     "ShortFile",
     "SweepError",
+    "SweepLeftAlone",
     "SweepResult",
 ]
 
@@ -84,7 +96,7 @@ SELECT (SELECT bool_or(unacked) FROM seen), EXISTS (SELECT 1 FROM stamped)
 """
 
 
-class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
+class PendingUploadQuerySet(AdminQuerySetMixin, models.QuerySet["PendingUpload"]):
     def live(self) -> PendingUploadQuerySet:
         """Unacked and unexpired: what a workspace still lists."""
         return self.filter(acked_at__isnull=True, expires_at__gt=Now())
@@ -131,7 +143,7 @@ class PendingUploadQuerySet(models.QuerySet["PendingUpload"]):
 
 
 class PendingUploadManager(
-    ContentMixin, SweepMixin, models.Manager.from_queryset(PendingUploadQuerySet)
+    ContentMixin, SweepMixin, AdminReadsMixin, models.Manager.from_queryset(PendingUploadQuerySet)
 ):  # type: ignore[misc]
     def put(
         self, workspace_id: uuid.UUID, upload: NewUpload, *, ttl: timedelta, max_bytes: int

@@ -26,6 +26,19 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 15_000
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "admin-pending-uploads.png"
+LONG_NAME = "pending-" + "x" * 88 + ".txt"
+VIEWPORT = {"width": 1280, "height": 900}
+# Every header cell inside the viewport, and nothing scrolls sideways.
+OVERFLOW_JS = """() => {
+  const results = document.querySelector('#changelist .results');
+  const cells = [...document.querySelectorAll('#result_list thead th')];
+  return {
+    pageOverflow: document.documentElement.scrollWidth - window.innerWidth,
+    resultsOverflow: results.scrollWidth - results.clientWidth,
+    rightmost: Math.max(...cells.map(cell => cell.getBoundingClientRect().right)),
+    width: window.innerWidth,
+  };
+}"""
 USERNAME = "operator"
 PASSWORD = "browser-test-Pa55word"
 
@@ -67,7 +80,8 @@ def test_admin_pending_uploads_in_chromium(live_server, django_user_model) -> No
     # this thread, and Django refuses ORM calls from a thread with a running loop.
     django_user_model.objects.create_superuser(USERNAME, "operator@example.com", PASSWORD)
     contents = {
-        "pending.txt": ("pending", b"pending bytes"),
+        # The longest filename the API stores (100 characters), to prove it wraps.
+        LONG_NAME: ("pending", b"pending bytes"),
         "fetched.txt": ("fetched", b"fetched bytes"),
         "acked-one.txt": ("acked", b"first acked bytes"),
         "acked-two.txt": ("acked", b"second acked bytes"),
@@ -90,7 +104,7 @@ def test_admin_pending_uploads_in_chromium(live_server, django_user_model) -> No
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
         try:
-            context = browser.new_context(viewport={"width": 1680, "height": 1000})
+            context = browser.new_context(viewport=VIEWPORT)
             context.set_default_timeout(TIMEOUT_MS)
             expect.set_options(timeout=TIMEOUT_MS)
             page = context.new_page()
@@ -114,6 +128,31 @@ def test_admin_pending_uploads_in_chromium(live_server, django_user_model) -> No
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             states = page.locator("#result_list tbody td.field-state").all_inner_texts()
             assert sorted(states) == ["acked", "acked", "expired", "fetched", "pending"]
+            # Newest first: the rows were created in this order.
+            names = page.locator("#result_list tbody td.field-filename").all_inner_texts()
+            assert names == list(reversed(contents))
+            # The header names the product.
+            expect(page.locator("#site-name")).to_have_text("Molecule uploads administration")
+
+            # Every column fits at 1280 px, the 100-character filename included.
+            fit = page.evaluate(OVERFLOW_JS)
+            assert fit["pageOverflow"] <= 0, fit
+            assert fit["resultsOverflow"] <= 0, fit
+            assert fit["rightmost"] <= fit["width"], fit
+
+            # UUIDs: short, monospace, the full value on hover.
+            workspace_cell = page.locator("#result_list tbody td.field-workspace a.uuid").first
+            newest = rows["expired.txt"]
+            expect(workspace_cell).to_have_text(str(newest.workspace_id)[:8])
+            expect(workspace_cell).to_have_attribute("title", str(newest.workspace_id))
+            font = workspace_cell.evaluate("el => getComputedStyle(el).fontFamily")
+            assert "monospace" in font, font
+            # ... and in search: the workspace link lists that workspace's uploads.
+            workspace_cell.click()
+            expect(page).to_have_url(re.compile(rf"\?q={newest.workspace_id}$"))
+            expect(result_rows).to_have_count(1)
+            expect(page.locator("#searchbar")).to_have_value(str(newest.workspace_id))
+            page.goto(changelist)
 
             # Filter by state through the sidebar link.
             filters = page.locator("#changelist-filter")
@@ -125,7 +164,7 @@ def test_admin_pending_uploads_in_chromium(live_server, django_user_model) -> No
 
             # Open one row: its details, and the bytes only as a download.
             page.locator(
-                "#result_list tbody th.field-file_id a", has_text=str(opened.file_id)
+                "#result_list tbody th.field-file a", has_text=str(opened.file_id)[:8]
             ).click()
             expect(page).to_have_url(re.compile(rf"/pendingupload/{opened.file_id}/change/(\?|$)"))
             expect(page.locator(".field-filename .readonly")).to_have_text("acked-two.txt")

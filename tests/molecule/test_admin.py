@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from molecule.admin_utils import compact_time, human_duration
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
 from tests.helpers import RegisteredWorkspace, metric_sample
@@ -215,3 +216,81 @@ def test_activity_log_has_no_delete(admin_client: Client, activity: ActivityLog)
     assert admin_client.post(url, {"post": "yes"}).status_code == 403
     admin_client.post(ACTIVITY, {"action": "delete_selected", "_selected_action": [activity.pk]})
     assert ActivityLog.objects.filter(pk=activity.pk).exists()
+
+
+# --- Product name, short ids, machine-written fields ------------------------------------------
+
+
+def test_the_admin_names_the_product(admin_client: Client) -> None:
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert '<a href="/admin/">Molecule uploads administration</a>' in html
+    assert "<title>Workspaces, pending uploads and jobs | Molecule uploads admin</title>" in html
+    assert "Django administration" not in html
+
+
+def test_workspace_ids_are_short_with_the_full_value_on_hover(
+    admin_client: Client, register: Register
+) -> None:
+    workspace = register("shorty").workspace
+    html = admin_client.get(WORKSPACES).content.decode()
+    assert f'<span class="uuid" title="{workspace.id}">{str(workspace.id)[:8]}</span>' in html
+    assert row_cells(html, str(workspace.id))["short_id"] == str(workspace.id)[:8]
+
+
+MACHINE_FIELDS = ("name", "delivery_mode", "url", "active_tasks", "current_task")
+
+
+def test_machine_written_fields_are_read_only(admin_client: Client, register: Register) -> None:
+    workspace = register("agent-7", "poll", active_tasks=2, current_task="indexing").workspace
+    url = reverse("admin:molecule_workspace_change", args=[workspace.id])
+    html = admin_client.get(url).content.decode()
+    for field in MACHINE_FIELDS:
+        assert f'name="{field}"' not in html, field
+        assert f"field-{field}" in html, field
+    assert '<select name="status"' in html
+
+    response = admin_client.post(
+        url,
+        {
+            "status": "removed",
+            "name": "forged",
+            "delivery_mode": "push",
+            "url": "http://evil.example",
+            "active_tasks": "0",
+            "current_task": "",
+            "token_hash": "0" * 64,
+        },
+    )
+
+    assert response.status_code == 302
+    after = Workspace.objects.get(pk=workspace.pk)
+    assert after.status == "removed"
+    assert (after.name, after.delivery_mode, after.url) == ("agent-7", "poll", None)
+    assert (after.active_tasks, after.current_task) == (2, "indexing")
+    assert after.token_hash == workspace.token_hash
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (-5, "0 s"),
+        (45, "45 s"),
+        (60, "1 min"),
+        (41 * 60 + 10, "41 min"),
+        (3600, "1 h"),
+        (5400, "1 h 30 min"),
+        (24 * 3600, "24 h"),
+        (3 * 86400, "3 d"),
+    ],
+)
+def test_human_duration(seconds: float, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+def test_compact_time_of_nothing_is_a_dash() -> None:
+    assert compact_time(None) == "-"
+    shown = compact_time(datetime(2024, 3, 5, 14, 7, 9, tzinfo=UTC))
+    assert shown == (
+        '<time datetime="2024-03-05T14:07:09+00:00" title="2024-03-05 14:07:09 UTC">'
+        "2024-03-05 14:07</time>"
+    )

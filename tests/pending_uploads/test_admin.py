@@ -11,11 +11,12 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from pending_uploads.admin import parse_search
 from pending_uploads.models import PendingUpload
 from tests.helpers import body_of, make_upload, run_sql
 
@@ -31,6 +32,8 @@ def one_of_each_state() -> dict[str, PendingUpload]:
 
 
 STATE_NAMES = ("pending", "fetched", "acked", "expired")
+UUID_A = "6f1d2c3b-0000-4000-8000-00000000000a"
+UUID_B = "6f1d2c3b-0000-4000-8000-00000000000b"
 
 
 def shown_ids(response) -> set[uuid.UUID]:
@@ -95,14 +98,14 @@ def test_staff_sees_the_list(admin_client: Client) -> None:
 
 
 LIST_COLUMNS = (
-    "file_id",
-    "workspace_id",
+    "file",
+    "workspace",
     "filename",
     "mimetype",
     "size",
     "state",
-    "created_at",
-    "expires_at",
+    "created",
+    "expires",
 )
 
 
@@ -111,15 +114,53 @@ def test_list_shows_every_column(admin_client: Client) -> None:
     html = admin_client.get(CHANGELIST).content.decode()
     for column in LIST_COLUMNS:
         assert f"column-{column}" in html, column
-    assert cell(html, row, "file_id") == str(row.file_id)
-    assert cell(html, row, "workspace_id") == str(row.workspace_id)
+    assert cell(html, row, "file") == str(row.file_id)[:8]
+    assert cell(html, row, "workspace") == str(row.workspace_id)[:8]
     assert cell(html, row, "filename") == "report.pdf"
     assert cell(html, row, "mimetype") == "application/pdf"
     # filesizeformat keeps number and unit together with a no-break space.
     assert cell(html, row, "size") == "1.0\xa0KB"
     assert cell(html, row, "state") == "pending"
-    assert cell(html, row, "created_at") != ""
-    assert cell(html, row, "expires_at") != ""
+    local = timezone.localtime(row.created_at)
+    assert cell(html, row, "created") == local.strftime("%Y-%m-%d %H:%M")
+    assert cell(html, row, "expires") == timezone.localtime(row.expires_at).strftime(
+        "%Y-%m-%d %H:%M"
+    )
+
+
+def test_uuids_are_short_monospace_with_the_full_value_on_hover_and_in_search(
+    admin_client: Client,
+) -> None:
+    row = make_upload()
+    html = admin_client.get(CHANGELIST).content.decode()
+    change = reverse("admin:pending_uploads_pendingupload_change", args=[row.file_id])
+    # The file cell links to the row; the workspace cell searches for the workspace.
+    assert (
+        f'<a class="uuid" href="?q={row.workspace_id}" title="{row.workspace_id}">'
+        f"{str(row.workspace_id)[:8]}</a>"
+    ) in html
+    assert re.search(
+        rf'<a href="{re.escape(change)}[^"]*"><span class="uuid" title="{row.file_id}">'
+        rf"{str(row.file_id)[:8]}</span></a>",
+        html,
+    ), html
+    assert "font-family: ui-monospace" in html
+
+
+def test_list_is_newest_first(admin_client: Client) -> None:
+    rows = [make_upload(filename=f"n{n}.txt") for n in range(3)]
+    base = timezone.now()
+    for age, row in enumerate(rows):
+        PendingUpload.objects.filter(pk=row.pk).update(created_at=base - timedelta(minutes=age))
+    shown = [r.filename for r in admin_client.get(CHANGELIST).context["cl"].result_list]
+    assert shown == ["n0.txt", "n1.txt", "n2.txt"]
+
+
+def test_only_the_indexed_column_sorts(admin_client: Client) -> None:
+    make_upload()
+    html = admin_client.get(CHANGELIST).content.decode()
+    sortable = re.findall(r'<th scope="col" class="sortable[^"]*column-([a-z_]+)', html)
+    assert sortable == ["created"]
 
 
 @pytest.mark.parametrize(
@@ -192,13 +233,83 @@ def test_search_by_exact_file_id(admin_client: Client) -> None:
     assert shown_ids(admin_client.get(CHANGELIST, {"q": str(target.file_id)})) == {target.file_id}
 
 
-def test_search_by_filename_substring(admin_client: Client) -> None:
-    hits = {
-        make_upload(filename="quarterly_report.pdf").file_id,
-        make_upload(filename="Report-2.txt").file_id,
-    }
-    make_upload(filename="photo.png")
-    assert shown_ids(admin_client.get(CHANGELIST, {"q": "report"})) == hits
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("report", {"quarterly_report.pdf", "Report-2.txt"}),
+        ("REPORT", {"quarterly_report.pdf", "Report-2.txt"}),
+        ("report pdf", {"quarterly_report.pdf"}),
+        ("quarterly_report.pdf", {"quarterly_report.pdf"}),
+        ("2", {"Report-2.txt"}),
+        # Whole words only: a substring would need pg_trgm, which the embedded server lacks.
+        ("repo", set()),
+        ("...", set()),
+        ("x" * 101, set()),
+    ],
+)
+def test_search_by_filename_words(admin_client: Client, query: str, expected: set[str]) -> None:
+    for filename in ("quarterly_report.pdf", "Report-2.txt", "photo.png"):
+        make_upload(filename=filename)
+    response = admin_client.get(CHANGELIST, {"q": query})
+    assert response.status_code == 200
+    assert {row.filename for row in response.context["cl"].result_list} == expected
+
+
+def test_search_by_workspace_and_filename_word(admin_client: Client) -> None:
+    workspace = uuid.uuid4()
+    hit = make_upload(workspace_id=workspace, filename="invoice-1.pdf")
+    make_upload(workspace_id=workspace, filename="photo.png")
+    make_upload(filename="invoice-2.pdf")
+    found = shown_ids(admin_client.get(CHANGELIST, {"q": f"invoice {workspace}"}))
+    assert found == {hit.file_id}
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words", "ignored", "impossible"),
+    [
+        ("", None, [], 0, False),
+        ("report", None, ["report"], 0, False),
+        ("a b c d e", None, ["a", "b", "c"], 2, False),
+        ("a.b.c.d", None, ["a", "b", "c"], 1, False),
+        ("Report report REPORT", None, ["report"], 0, False),
+        (f"x {UUID_A} y {UUID_B}", uuid.UUID(UUID_A), ["x", "y"], 1, False),
+        ("y" * 100, None, ["y" * 100], 0, False),
+        ("y" * 101, None, [], 0, True),
+        (" ".join(f"t{n}" for n in range(500)), None, ["t0", "t1", "t2"], 497, False),
+    ],
+)
+def test_parse_search_reads_one_uuid_and_three_words(
+    text: str, key: uuid.UUID | None, words: list[str], ignored: int, impossible: bool
+) -> None:
+    terms = parse_search(text)
+    assert (terms.key, terms.words, terms.ignored, terms.impossible) == (
+        key,
+        words,
+        ignored,
+        impossible,
+    )
+
+
+def test_500_terms_run_the_statements_of_3(admin_client: Client) -> None:
+    make_upload(filename="t0-t1-t2.txt")
+    many = " ".join(f"t{n}" for n in range(500))
+
+    def statements(query: str) -> list[tuple[str, int]]:
+        with CaptureQueriesContext(connection) as captured:
+            response = admin_client.get(CHANGELIST, {"q": query})
+        assert response.status_code == 200
+        assert {row.filename for row in response.context["cl"].result_list} == {"t0-t1-t2.txt"}
+        return [(q["sql"].count("t0"), len(q["sql"])) for q in pending_upload_sql(captured)]
+
+    assert statements(many) == statements("t0 t1 t2")
+
+
+def test_ignored_terms_are_reported(admin_client: Client) -> None:
+    response = admin_client.get(CHANGELIST, {"q": "a b c d e"})
+    texts = [str(m) for m in response.context["messages"]]
+    assert texts == [
+        "The search reads one UUID and up to 3 filename words; 2 more term(s) were ignored."
+    ]
 
 
 def test_date_hierarchy_on_created_at(admin_client: Client) -> None:
@@ -302,6 +413,10 @@ def test_download_refused_to_anonymous_and_non_staff(
 # --- Queries ----------------------------------------------------------------------------------
 
 
+def pending_upload_sql(captured: CaptureQueriesContext) -> list[dict]:
+    return [q for q in captured.captured_queries if '"pending_uploads"' in q["sql"]]
+
+
 def pending_upload_selects(captured: CaptureQueriesContext) -> list[str]:
     return [
         query["sql"]
@@ -367,14 +482,49 @@ def test_unfiltered_list_of_a_big_table_uses_the_row_estimate(
     assert [sql for sql in pending_upload_selects(captured) if has_count(sql)] == []
     assert any("reltuples" in query["sql"] for query in captured.captured_queries)
     # The planner's estimate is close to, not necessarily equal to, the real row count.
-    assert 0.75 * big_table <= response.context["cl"].result_count <= 1.25 * big_table
+    cl = response.context["cl"]
+    assert 0.75 * big_table <= cl.result_count <= 1.25 * big_table
+    # ... and it says so, wherever a count is shown.
+    html = response.content.decode()
+    label = f"about {cl.result_count:,} pending uploads (estimate)"
+    assert cl.paginator.count_label == label
+    assert label in html
+    assert not re.search(r"\d results?\b", html)
 
-    # The detector itself works: a filtered list does count its (indexed) matches exactly.
+
+def test_filtered_list_counts_up_to_the_cap(admin_client: Client, big_table: int) -> None:
     with CaptureQueriesContext(connection) as captured:
-        response = admin_client.get(CHANGELIST, {"state": "expired"})
+        response = admin_client.get(CHANGELIST, {"state": "pending"})
     assert response.status_code == 200
-    assert any(has_count(sql) for sql in pending_upload_selects(captured))
-    assert response.context["cl"].result_count == 0
+    counts = [sql for sql in pending_upload_selects(captured) if has_count(sql)]
+    # Never an exact full COUNT: the matches are counted inside a LIMIT.
+    assert len(counts) == 1
+    assert re.search(r"LIMIT 10001\) subquery", counts[0]), counts[0]
+    cl = response.context["cl"]
+    assert (cl.result_count, cl.paginator.count_kind) == (10_000, "capped")
+    html = response.content.decode()
+    assert "10,000+ pending uploads" in html
+    assert not re.search(r"\d results?\b", html)
+
+
+def test_small_filtered_list_is_counted_exactly(admin_client: Client) -> None:
+    one_of_each_state()
+    response = admin_client.get(CHANGELIST, {"state": "acked"})
+    cl = response.context["cl"]
+    assert (cl.result_count, cl.paginator.count_kind) == (1, "exact")
+    assert "1 pending upload<" in response.content.decode().replace("</span>", "<")
+
+
+def test_pages_stop_at_100(admin_client: Client, big_table: int) -> None:
+    response = admin_client.get(CHANGELIST, {"p": 100})
+    assert response.status_code == 200
+    assert response.context["cl"].paginator.num_pages == 100
+    assert len(response.context["cl"].result_list) == 100
+    assert "the first 100 pages" in response.content.decode()
+    # Past the last page the admin redirects to the first with its error flag.
+    beyond = admin_client.get(CHANGELIST, {"p": 101})
+    assert beyond.status_code == 302
+    assert beyond["Location"].endswith("?e=1")
 
 
 def rows_read_from_pending_uploads(sql: str) -> int:
@@ -411,7 +561,116 @@ def test_unfiltered_list_does_not_read_the_whole_table(
 def test_small_table_is_counted_exactly(admin_client: Client) -> None:
     for _ in range(3):
         make_upload()
-    assert admin_client.get(CHANGELIST).context["cl"].result_count == 3
+    response = admin_client.get(CHANGELIST)
+    assert response.context["cl"].result_count == 3
+    assert response.context["cl"].paginator.count_kind == "exact"
+
+
+# --- Plans at a realistic size ----------------------------------------------------------------
+
+
+PLAN_ROWS = 50_000
+PLAN_WORKSPACES = 500
+
+
+@pytest.fixture
+def plan_table() -> Iterator[uuid.UUID]:
+    """50k rows over 500 workspaces (100 each, a tenth acked), analyzed; yields a workspace."""
+    run_sql(
+        """
+        INSERT INTO pending_uploads (workspace_id, content, size_bytes, filename, mimetype,
+                                     created_at, acked_at)
+        SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(mod(n, %s)), 12, '0'))::uuid,
+               '\\x00'::bytea, 1, 'scan-' || n || '.pdf', 'application/pdf',
+               now() - n * interval '1 second',
+               CASE WHEN mod(n, 10) = 0 THEN now() END
+          FROM generate_series(1, %s) AS n
+        """,
+        [PLAN_WORKSPACES, PLAN_ROWS],
+    )
+    run_sql("ANALYZE pending_uploads")
+    yield uuid.UUID("00000000-0000-4000-8000-000000000007")
+    run_sql("DELETE FROM pending_uploads")
+    run_sql("ANALYZE pending_uploads")
+
+
+def plan_of(sql: str) -> list[dict]:
+    """Every node of the plan of ``sql``, executed (EXPLAIN ANALYZE)."""
+    ((plan,),) = run_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+    document = json.loads(plan) if isinstance(plan, str) else plan
+    nodes, pending = [], [document[0]["Plan"]]
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        pending.extend(node.get("Plans", []))
+    return nodes
+
+
+def page_query(captured: CaptureQueriesContext) -> str:
+    """The changelist's page of rows (the SELECT that orders them)."""
+    (sql,) = [
+        sql
+        for sql in pending_upload_selects(captured)
+        if "ORDER BY" in sql and not has_count(sql) and "MIN(" not in sql
+    ]
+    return sql
+
+
+@pytest.mark.parametrize("arm", ["workspace", "file"])
+def test_uuid_search_uses_the_primary_key_and_the_workspace_index(
+    admin_client: Client, plan_table: uuid.UUID, arm: str
+) -> None:
+    key = plan_table
+    if arm == "file":
+        key = PendingUpload.objects.filter(workspace_id=plan_table).values_list("pk", flat=True)[0]
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(CHANGELIST, {"q": str(key)})
+    expected = PLAN_ROWS // PLAN_WORKSPACES if arm == "workspace" else 1
+    assert len(response.context["cl"].result_list) == expected
+    for sql in pending_upload_selects(captured):
+        if "file_id" not in sql or "reltuples" in sql or "MIN(" in sql:
+            continue
+        nodes = plan_of(sql)
+        indexes = {node.get("Index Name") for node in nodes}
+        assert {"pending_uploads_pkey", "pending_uploads_ws_created_idx"} <= indexes, sql
+        assert not any(node["Node Type"] == "Seq Scan" for node in nodes), sql
+        # Today's plan walked pending_uploads_created_idx and filtered "file_id = X OR ...".
+        assert "pending_uploads_created_idx" not in indexes, sql
+        read = sum(
+            node["Actual Rows"] * node["Actual Loops"]
+            for node in nodes
+            if node.get("Relation Name") == "pending_uploads"
+        )
+        assert read <= 3 * expected + 10, (read, sql)
+
+
+def test_filename_word_search_uses_the_words_index(
+    admin_client: Client, plan_table: uuid.UUID
+) -> None:
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(CHANGELIST, {"q": "scan-4242"})
+    assert [row.filename for row in response.context["cl"].result_list] == ["scan-4242.pdf"]
+    nodes = plan_of(page_query(captured))
+    assert "pending_uploads_words_idx" in {node.get("Index Name") for node in nodes}
+    assert not any(node["Node Type"] == "Seq Scan" for node in nodes)
+
+
+@pytest.mark.parametrize(
+    "params", [{"q": "nosuchword"}, {"state": "expired"}, {"q": "scan", "state": "acked"}]
+)
+def test_date_hierarchy_reads_periods_off_the_index_whatever_the_filter(
+    admin_client: Client, plan_table: uuid.UUID, params: dict[str, str]
+) -> None:
+    """Django's MIN/MAX of a filtered list walks created_idx through every non-match."""
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(CHANGELIST, params)
+    assert response.status_code == 200
+    assert 'class="toplinks"' in response.content.decode()
+    bounds = [sql for sql in pending_upload_selects(captured) if "MIN(" in sql]
+    assert bounds
+    for sql in bounds:
+        read = rows_read_from_pending_uploads(sql)
+        assert read <= 10, (read, sql)
 
 
 # --- Sweep now --------------------------------------------------------------------------------
@@ -441,8 +700,13 @@ def test_sweep_now_deletes_eligible_rows_and_reports_counts(admin_client: Client
 
     assert response.redirect_chain == [(CHANGELIST, 302)]
     texts = [str(message) for message in response.context["messages"]]
-    assert len(texts) == 1
+    assert len(texts) == 2
     assert re.fullmatch(r"Swept 2 acked and 1 expired uploads in \d+ ms\.", texts[0]), texts
+    # What it left alone, and when each kind next becomes sweepable (1 h retention, 24 h TTL).
+    assert texts[1] == (
+        "Left alone: 1 acked row is still within their 1 h retention (the next is due in "
+        "55 min); 2 unacked rows have not expired (the next expires in 24 h)."
+    )
     remaining = set(PendingUpload.objects.values_list("file_id", flat=True))
     assert remaining == {recent_acked.file_id, pending.file_id, fetched.file_id}
     assert expired.file_id not in remaining
@@ -452,9 +716,28 @@ def test_sweep_now_with_nothing_eligible(admin_client: Client) -> None:
     kept = make_upload("pending")
     response = admin_client.post(SWEEP, follow=True)
     texts = [str(message) for message in response.context["messages"]]
-    assert len(texts) == 1
+    assert len(texts) == 2
     assert texts[0].startswith("Swept 0 acked and 0 expired uploads in ")
+    assert texts[1] == (
+        "Left alone: no acked rows within the 1 h retention; 1 unacked row has not expired "
+        "(the next expires in 24 h)."
+    )
     assert PendingUpload.objects.filter(pk=kept.pk).exists()
+
+
+@override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(minutes=30))
+def test_sweep_now_on_an_empty_table_says_nothing_is_waiting(admin_client: Client) -> None:
+    response = admin_client.post(SWEEP, follow=True)
+    texts = [str(message) for message in response.context["messages"]]
+    assert texts[1] == (
+        "Left alone: no acked rows within the 30 min retention; no unacked rows waiting."
+    )
+
+
+def test_sweep_now_caps_what_it_counts(admin_client: Client, big_table: int) -> None:
+    response = admin_client.post(SWEEP, follow=True)
+    texts = [str(message) for message in response.context["messages"]]
+    assert "; 10,000+ unacked rows have not expired (the next expires in 24 h)." in texts[1]
 
 
 def test_sweep_now_refuses_get(admin_client: Client) -> None:
