@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules: workspaces with tokens, SQL, child processes, scrapes."""
+"""Helpers shared by the test modules: workspaces with tokens, SQL, child processes, metrics."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
+from django_prometheus import testutils
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.processes import database_url_from_settings
 from molecule.models import Workspace
@@ -141,8 +143,51 @@ def scrape(client: Client) -> str:
     return response.content.decode()
 
 
-def metric_sample(name: str, labels: dict[str, str] | None = None) -> float | None:
-    """A sample as /metrics would show it now, stored metrics included (read on this connection)."""
+class Exposition:
+    """A scraped /metrics text as a registry, so the testutils below read it like a live one."""
+
+    def __init__(self, text: str) -> None:
+        self.families = list(text_string_to_metric_families(text))
+
+    def collect(self) -> list:
+        return self.families
+
+
+def _registry(exposition: str | None) -> Any:
+    """The registry /metrics serves (stored totals read on this connection), or a scraped text."""
     from molecule.exposition import metrics_registry
 
-    return metrics_registry().get_sample_value(name, labels or {})
+    return metrics_registry() if exposition is None else Exposition(exposition)
+
+
+def metrics_saved(exposition: str | None = None) -> list:
+    """Every /metrics sample now, frozen, to compare with later by assert_metric_delta."""
+    return testutils.save_registry(registry=_registry(exposition))
+
+
+def assert_metric_delta(
+    saved: list, diff: float, name: str, *, exposition: str | None = None, **labels: str
+) -> None:
+    """``name{labels}`` rose by exactly ``diff`` since ``saved`` (0 when it was missing then)."""
+    testutils.assert_metric_diff(saved, diff, name, registry=_registry(exposition), **labels)
+
+
+def assert_metric_deltas(
+    saved: list, name: str, label: str, diffs: dict[str, float], *, exposition: str | None = None
+) -> None:
+    """Each ``name{label=value}`` rose by exactly its diff in ``diffs`` since ``saved``."""
+    for value, diff in diffs.items():
+        assert_metric_delta(saved, diff, name, exposition=exposition, **{label: value})
+
+
+def metric_series(name: str, *, exposition: str | None = None) -> dict[tuple, float]:
+    """Every sample called ``name`` by its sorted label pairs: which series exist, and values."""
+    vector = testutils.get_metrics_vector(name, registry=_registry(exposition))
+    series = {tuple(sorted(labels.items())): value for labels, value in vector}
+    assert len(series) == len(vector), f"{name} repeats a series: {vector}"
+    return series
+
+
+def metric_value(name: str, *, exposition: str | None = None, **labels: str) -> float | None:
+    """``name{labels}`` as /metrics shows it now, or None when the series is missing."""
+    return testutils.get_metric(name, registry=_registry(exposition), **labels)

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.helpers import _child_env, run_manage, scrape
+from tests.helpers import _child_env, assert_metric_deltas, metrics_saved, run_manage, scrape
 from tests.integration.conftest import (
     ACKED_OLD,
     EXPIRED,
@@ -43,17 +43,6 @@ uploads_sweep(on_batch=hang)
 """
 
 
-def swept(text: str, outcome: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return next(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == SWEPT and sample.labels == {"outcome": outcome}
-    )
-
-
 @pytest.fixture
 def clean_tables():
     yield
@@ -67,7 +56,7 @@ def test_cli_sweeps_write_no_metrics_files_and_reach_metrics_exactly(
     metrics_dir.mkdir()
     env = _child_env(None) | {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     api = Client()
-    before = {outcome: swept(scrape(api), outcome) for outcome in ("acked", "expired")}
+    before = metrics_saved(scrape(api))
     deleted = {"acked": 0, "expired": 0}
 
     for run in range(3):
@@ -84,9 +73,7 @@ def test_cli_sweeps_write_no_metrics_files_and_reach_metrics_exactly(
     assert sorted(os.listdir(metrics_dir)) == []
     assert deleted == {"acked": 4 + 5 + 6, "expired": 2 + 3 + 4}
     assert uploads_count_by_kind()[ACKED_OLD.name] == 0
-    text = scrape(api)
-    assert swept(text, "acked") - before["acked"] == deleted["acked"]
-    assert swept(text, "expired") - before["expired"] == deleted["expired"]
+    assert_metric_deltas(before, SWEPT, "outcome", deleted, exposition=scrape(api))
 
 
 def test_kill_9_right_after_a_batch_commits_loses_no_count(clean_tables) -> None:
@@ -94,7 +81,7 @@ def test_kill_9_right_after_a_batch_commits_loses_no_count(clean_tables) -> None
     uploads_insert(EXPIRED, 40)
     start = uploads_count_by_kind()
     api = Client()
-    before = {outcome: swept(scrape(api), outcome) for outcome in ("acked", "expired")}
+    before = metrics_saved(scrape(api))
     env = _child_env(None) | {"PENDING_UPLOADS_SWEEP_BATCH_SIZE": "5"}
 
     child = subprocess.Popen(
@@ -121,6 +108,4 @@ def test_kill_9_right_after_a_batch_commits_loses_no_count(clean_tables) -> None
         "expired": start[EXPIRED.name] - end[EXPIRED.name],
     }
     assert gone == {"acked": 5, "expired": 5}
-    text = scrape(api)
-    assert swept(text, "acked") - before["acked"] == gone["acked"]
-    assert swept(text, "expired") - before["expired"] == gone["expired"]
+    assert_metric_deltas(before, SWEPT, "outcome", gone, exposition=scrape(api))

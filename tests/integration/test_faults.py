@@ -24,7 +24,7 @@ from molecule.models import Workspace
 from pending_uploads import services as uploads_services
 from pending_uploads.models import PendingUpload
 from scheduler import services as scheduler_services
-from tests.helpers import metric_sample
+from tests.helpers import assert_metric_delta, assert_metric_deltas, metrics_saved
 from tests.integration.conftest import (
     ACKED_OLD,
     ACKED_RECENT,
@@ -39,16 +39,7 @@ from tests.integration.conftest import (
 SWEPT = "molecule_pending_uploads_swept_total"
 
 
-def swept(outcome: str) -> float:
-    return metric_sample(SWEPT, {"outcome": outcome}) or 0.0
-
-
-def phantom_errors() -> float:
-    return metric_sample("molecule_phantom_busy_sweep_errors_total") or 0.0
-
-
-def phantom_resets() -> float:
-    return metric_sample("molecule_phantom_busy_resets_total") or 0.0
+RESETS = "molecule_phantom_busy_resets_total"
 
 
 class JobThread(threading.Thread):
@@ -99,7 +90,7 @@ def test_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
     uploads_insert(ACKED_RECENT, 500)
     uploads_insert(LIVE, 500)
     start = uploads_count_by_kind()
-    before = {outcome: swept(outcome) for outcome in ("acked", "expired", "error")}
+    before = metrics_saved()
     caplog.set_level(logging.INFO, logger="pending_uploads")
 
     with override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=500), admin_connection() as admin:
@@ -138,9 +129,12 @@ def test_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
         assert "error" in first
         # Killed mid-run: some rows went, some are left for the next run.
         assert 0 < deleted_acked + deleted_expired < start[ACKED_OLD.name] + start[EXPIRED.name]
-        assert swept("error") - before["error"] == 1
-        assert swept("acked") - before["acked"] == deleted_acked
-        assert swept("expired") - before["expired"] == deleted_expired
+        assert_metric_deltas(
+            before,
+            SWEPT,
+            "outcome",
+            {"error": 1, "acked": deleted_acked, "expired": deleted_expired},
+        )
         failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(r.exc_info for r in failures), "the failure was logged without a traceback"
         assert any("sweep failed" in r.getMessage() for r in failures)
@@ -159,9 +153,12 @@ def test_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
         ACKED_RECENT.name: start[ACKED_RECENT.name],
         LIVE.name: start[LIVE.name],
     }
-    assert swept("acked") - before["acked"] == start[ACKED_OLD.name]
-    assert swept("expired") - before["expired"] == start[EXPIRED.name]
-    assert swept("error") - before["error"] == 1
+    assert_metric_deltas(
+        before,
+        SWEPT,
+        "outcome",
+        {"acked": start[ACKED_OLD.name], "expired": start[EXPIRED.name], "error": 1},
+    )
 
 
 # --- the database is unreachable -------------------------------------------------------------
@@ -421,8 +418,11 @@ INJECTIONS = {
 }
 
 
-def _job_errors(job: Callable[[], dict[str, Any]]) -> float:
-    return swept("error") if job is UPLOADS_JOB else phantom_errors()
+def assert_job_errors(saved: list, job: Callable[[], dict[str, Any]], diff: int) -> None:
+    if job is UPLOADS_JOB:
+        assert_metric_delta(saved, diff, SWEPT, outcome="error")
+    else:
+        assert_metric_delta(saved, diff, "molecule_phantom_busy_sweep_errors_total")
 
 
 # Transactional: after a failure the jobs drop the connection (close_old_connections), which
@@ -439,12 +439,12 @@ def test_a_raising_job_is_logged_counted_and_the_next_run_works(
         raise injection.exception
 
     job = injection.job
-    errors_before = _job_errors(job)
+    before = metrics_saved()
     with monkeypatch.context() as patch:
         patch.setattr(injection.target, injection.attribute, fail)
         result = job()  # an exception escaping here is the failure this test guards against
     assert ("error" in result) is injection.sweep_failed, result
-    assert _job_errors(job) - errors_before == int(injection.sweep_failed)
+    assert_job_errors(before, job, int(injection.sweep_failed))
     tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
     assert tracebacks, "the failure was not logged with its traceback"
 
@@ -452,12 +452,10 @@ def test_a_raising_job_is_logged_counted_and_the_next_run_works(
     if job is UPLOADS_JOB:
         uploads_insert(ACKED_OLD, 3)
         uploads_insert(EXPIRED, 2)
-        acked_before = swept("acked")
         assert job() == {"acked": 3, "expired": 2}
-        assert swept("acked") - acked_before == 3
+        assert_metric_delta(before, 3, SWEPT, outcome="acked")
     else:
         register("stuck", active_tasks=2)
-        resets_before = phantom_resets()
         assert job() == {"reset": 1}
-        assert phantom_resets() - resets_before == 1
-    assert _job_errors(job) - errors_before == int(injection.sweep_failed)
+        assert_metric_delta(before, 1, RESETS)
+    assert_job_errors(before, job, int(injection.sweep_failed))

@@ -26,7 +26,13 @@ from pending_uploads.managers import NewUpload, SweepResult
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
 from scheduler.services import workspaces_reset_phantom_busy
-from tests.helpers import RegisteredWorkspace, metric_sample, run_sql
+from tests.helpers import (
+    RegisteredWorkspace,
+    assert_metric_delta,
+    assert_metric_deltas,
+    metrics_saved,
+    run_sql,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -288,16 +294,12 @@ def test_ack_of_an_expired_unswept_row_is_404_and_it_is_swept_as_expired(
     assert response.status_code == 404
     assert response.json() == {"error": "no such pending upload"}
     assert PendingUpload.objects.get(pk=file_id).acked_at is None
-    before = {o: swept_total(o) for o in ("acked", "expired")}
+    before = metrics_saved()
     report = uploads_sweep(ack_retention=timedelta(0))
     assert report.result == SweepResult(acked=0, expired=1)
-    assert {o: swept_total(o) - before[o] for o in before} == {"acked": 0, "expired": 1}
+    swept = {"acked": 0, "expired": 1}
+    assert_metric_deltas(before, "molecule_pending_uploads_swept_total", "outcome", swept)
     assert not PendingUpload.objects.filter(pk=file_id).exists()
-
-
-def swept_total(outcome: str) -> float:
-    value = metric_sample("molecule_pending_uploads_swept_total", {"outcome": outcome})
-    return value or 0.0
 
 
 def test_acks_racing_sweepers_on_expired_rows_get_404_and_count_as_expired(
@@ -409,7 +411,7 @@ def test_phantom_busy_sweep_against_heartbeats_is_serializable(
             barrier.wait()
 
     errors = ThreadErrors(barrier)
-    before = metric_sample("molecule_phantom_busy_resets_total") or 0.0
+    before = metrics_saved()
     threads = [
         errors.run(heartbeats, workspaces[n::HEARTBEAT_THREADS], n)
         for n in range(HEARTBEAT_THREADS)
@@ -447,5 +449,5 @@ def test_phantom_busy_sweep_against_heartbeats_is_serializable(
     assert violations == []
     assert heartbeat_statuses == {200: PHANTOM_ROUNDS * len(workspaces)}
     assert len(reports) == PHANTOM_ROUNDS
-    after = metric_sample("molecule_phantom_busy_resets_total") or 0.0
-    assert after - before == sum(len(ids) for ids in reports)
+    resets = sum(len(ids) for ids in reports)
+    assert_metric_delta(before, resets, "molecule_phantom_busy_resets_total")

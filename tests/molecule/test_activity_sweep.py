@@ -17,13 +17,19 @@ from molecule import tasks
 from molecule.managers import ActivityLogManager
 from molecule.models import MetricTotal, Workspace
 from molecule.services import activity_count_error, activity_sweep, activity_sweep_preview
-from tests.helpers import UNREACHABLE_DATABASE_URL, metric_sample, run_manage, run_sql
+from tests.helpers import (
+    UNREACHABLE_DATABASE_URL,
+    assert_metric_delta,
+    metric_value,
+    metrics_saved,
+    run_manage,
+    run_sql,
+)
 
 DAY = 86400
 
 
-def swept(outcome: str) -> float:
-    return metric_sample("molecule_activity_logs_swept_total", {"outcome": outcome}) or 0.0
+SWEPT = "molecule_activity_logs_swept_total"
 
 
 def add_rows(count: int, age: timedelta) -> None:
@@ -57,15 +63,15 @@ def sweep_activity(*args: str) -> str:
 @override_settings(ACTIVITY_SWEEP_BATCH_SIZE=3)
 def test_sweep_deletes_past_the_default_retention_counts_and_logs_one_line(table, caplog) -> None:
     caplog.set_level(logging.INFO, logger="molecule.services")
-    before = swept("deleted")
+    before = metrics_saved()
 
     report = activity_sweep()
 
     assert (report.deleted, report.batches, report.dry_run) == (7, 3, False)
     assert report.retention == timedelta(days=30)
     assert rows_left() == 3
-    assert swept("deleted") - before == 7
-    stamp = metric_sample("molecule_activity_logs_last_sweep_timestamp_seconds")
+    assert_metric_delta(before, 7, SWEPT, outcome="deleted")
+    stamp = metric_value("molecule_activity_logs_last_sweep_timestamp_seconds")
     assert stamp == pytest.approx(float(run_sql("SELECT EXTRACT(EPOCH FROM now())")[0][0]))
     lines = [r.getMessage() for r in caplog.records if r.name == "molecule.services"]
     assert len(lines) == 1
@@ -74,13 +80,13 @@ def test_sweep_deletes_past_the_default_retention_counts_and_logs_one_line(table
 
 @override_settings(ACTIVITY_RETENTION=timedelta(days=1))
 def test_preview_counts_without_deleting_or_counting(table) -> None:
-    before = swept("deleted")
+    before = metrics_saved()
 
     report = activity_sweep_preview()
 
     assert (report.deleted, report.dry_run) == (10, True)
     assert rows_left() == 10
-    assert swept("deleted") == before
+    assert_metric_delta(before, 0, SWEPT, outcome="deleted")
 
 
 def broken(*args: object, **kwargs: object) -> None:
@@ -89,22 +95,22 @@ def broken(*args: object, **kwargs: object) -> None:
 
 def test_failing_sweep_counts_an_error_and_raises(table, monkeypatch) -> None:
     monkeypatch.setattr(ActivityLogManager, "_retention_cursor", broken)
-    before = swept("error")
+    before = metrics_saved()
 
     with pytest.raises(Exception, match="activity_logs sweep failed: server closed"):
         activity_sweep()
 
-    assert swept("error") - before == 1
+    assert_metric_delta(before, 1, SWEPT, outcome="error")
 
 
 def test_failing_preview_counts_nothing(table, monkeypatch) -> None:
     monkeypatch.setattr(ActivityLogManager, "sweep_preview", broken)
-    before = swept("error")
+    before = metrics_saved()
 
     with pytest.raises(Exception, match=r"\(dry run\) failed: server closed"):
         activity_sweep_preview()
 
-    assert swept("error") == before
+    assert_metric_delta(before, 0, SWEPT, outcome="error")
 
 
 def test_uncountable_error_and_timestamp_are_logged_not_raised(table, monkeypatch, caplog) -> None:
@@ -137,11 +143,11 @@ def test_failing_job_never_raises_and_counts_one_error(
         "sweep" if isinstance(error, RuntimeError) else "_retention_cursor",
         failing,
     )
-    before = swept("error")
+    before = metrics_saved()
 
     assert "boom" in tasks.sweep_activity()["error"]
 
-    assert swept("error") - before == 1
+    assert_metric_delta(before, 1, SWEPT, outcome="error")
 
 
 # --- the command ---------------------------------------------------------------------------

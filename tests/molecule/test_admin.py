@@ -14,7 +14,7 @@ from django.utils import timezone
 from molecule.admin_utils import compact_time, human_duration
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
-from tests.helpers import RegisteredWorkspace, metric_sample
+from tests.helpers import RegisteredWorkspace, assert_metric_delta, metrics_saved
 
 pytestmark = pytest.mark.django_db
 
@@ -38,8 +38,7 @@ def add_activity(workspace: Workspace, at: datetime) -> ActivityLog:
     return row
 
 
-def resets_total() -> float:
-    return metric_sample("molecule_phantom_busy_resets_total") or 0.0
+RESETS = "molecule_phantom_busy_resets_total"
 
 
 # --- Workspaces list ------------------------------------------------------------------------
@@ -119,7 +118,7 @@ def test_reset_phantom_busy_now(admin_client: Client, register: Register) -> Non
     add_activity(phantom, timezone.now() - timedelta(hours=1))
     active = register("active", active_tasks=1, current_task="working").workspace
     add_activity(active, timezone.now())
-    before = resets_total()
+    before = metrics_saved()
 
     response = admin_client.post(RESET, follow=True)
 
@@ -129,15 +128,15 @@ def test_reset_phantom_busy_now(admin_client: Client, register: Register) -> Non
     active.refresh_from_db()
     assert (phantom.active_tasks, phantom.current_task) == (0, "")
     assert (active.active_tasks, active.current_task) == (1, "working")
-    assert resets_total() - before == 1
+    assert_metric_delta(before, 1, RESETS)
 
 
 def test_reset_phantom_busy_with_nothing_to_reset(admin_client: Client, register: Register) -> None:
     register("idle")
-    before = resets_total()
+    before = metrics_saved()
     response = admin_client.post(RESET, follow=True)
     assert [str(m) for m in response.context["messages"]] == ["Reset 0 phantom-busy workspaces."]
-    assert resets_total() == before
+    assert_metric_delta(before, 0, RESETS)
 
 
 def test_reset_phantom_busy_refuses_get(admin_client: Client, register: Register) -> None:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import pytest
 from django.db import OperationalError
-from prometheus_client.parser import text_string_to_metric_families
 
 from molecule.exposition import metrics_page, metrics_registry
 from molecule.models import MetricTotal
 from molecule.totals import bucket_label
 from pending_uploads import metrics as upload_metrics
-from tests.helpers import empty_totals_exposition, metric_sample
+from tests.helpers import (
+    Exposition,
+    assert_metric_delta,
+    empty_totals_exposition,
+    metric_value,
+    metrics_saved,
+)
 
 
 def families(text: str) -> dict[str, object]:
-    return {family.name: family for family in text_string_to_metric_families(text)}
+    return {family.name: family for family in Exposition(text).collect()}
 
 
 def test_every_declared_series_exists_before_anything_was_stored(db) -> None:
@@ -42,25 +47,25 @@ def test_every_declared_series_exists_before_anything_was_stored(db) -> None:
 
 def test_additions_accumulate_and_observations_fill_cumulative_buckets(db) -> None:
     name = upload_metrics.uploads_swept.name
-    before = metric_sample(f"{name}_total", {"outcome": "error"}) or 0.0
     duration = upload_metrics.sweep_duration.name
-    count_before = metric_sample(f"{duration}_count") or 0.0
+    before = metrics_saved()
 
     MetricTotal.objects.add(name, 2, label="error")
     MetricTotal.objects.add(name, 3, label="error")
     MetricTotal.objects.observe(duration, upload_metrics.SWEEP_DURATION_BUCKETS, 0.3)
 
-    assert metric_sample(f"{name}_total", {"outcome": "error"}) - before == 5
-    assert metric_sample(f"{duration}_count") - count_before == 1
-    in_bucket = metric_sample(f"{duration}_bucket", {"le": bucket_label(0.5)})
-    below = metric_sample(f"{duration}_bucket", {"le": bucket_label(0.25)})
-    assert in_bucket - below >= 1
+    assert_metric_delta(before, 5, f"{name}_total", outcome="error")
+    assert_metric_delta(before, 1, f"{duration}_count")
+    # Cumulative: 0.3 counts in every bucket from le=0.5 up, and in none below.
+    assert_metric_delta(before, 0, f"{duration}_bucket", le=bucket_label(0.25))
+    assert_metric_delta(before, 1, f"{duration}_bucket", le=bucket_label(0.5))
+    assert_metric_delta(before, 1, f"{duration}_bucket", le="+Inf")
 
 
 def test_a_stored_label_outside_the_declared_ones_is_still_exported(db) -> None:
     MetricTotal.objects.add(upload_metrics.uploads_swept.name, label="legacy")
 
-    assert metric_sample("molecule_pending_uploads_swept_total", {"outcome": "legacy"}) == 1
+    assert metric_value("molecule_pending_uploads_swept_total", outcome="legacy") == 1
 
 
 def test_an_unreadable_table_drops_the_stored_families_not_the_page(
@@ -85,11 +90,12 @@ def test_multiprocess_mode_serves_the_stored_families_beside_the_files(
     db, monkeypatch, tmp_path, variable: str
 ) -> None:
     monkeypatch.setenv(variable, str(tmp_path))
+    before = metrics_saved()
     MetricTotal.objects.add("molecule_phantom_busy_resets", 4)
 
     registry = metrics_registry()
 
-    assert registry.get_sample_value("molecule_phantom_busy_resets_total") >= 4
+    assert_metric_delta(before, 4, "molecule_phantom_busy_resets_total")
     # Only the files' metrics and the stored ones: no process-local default registry.
     assert "python_info" not in {family.name for family in registry.collect()}
     monkeypatch.delenv(variable)

@@ -15,7 +15,7 @@ from molecule.retention import (
     ActivitySweepError,
     ActivitySweepResult,
 )
-from tests.helpers import metric_sample, run_sql
+from tests.helpers import assert_metric_delta, metrics_saved, run_sql
 
 DAY = 86400.0
 RETENTION = timedelta(days=30)
@@ -42,10 +42,6 @@ def add_rows(workspace_id: uuid.UUID, kind: str, count: int, age_base: float) ->
 
 def kinds_left() -> dict[str, int]:
     return dict(run_sql("SELECT activity_type, count(*) FROM activity_logs GROUP BY 1"))
-
-
-def deleted_total() -> float:
-    return metric_sample(f"{COUNTER}_total", {"outcome": "deleted"}) or 0.0
 
 
 # (case, age in seconds, deleted?)
@@ -78,7 +74,7 @@ def test_sweep_works_in_batches_and_counts_each_in_the_totals() -> None:
     ws = workspace()
     add_rows(ws, "old", 25, 31 * DAY)
     add_rows(ws, "new", 7, 0)
-    before = deleted_total()
+    before = metrics_saved()
     seen: list[ActivitySweepResult] = []
 
     result = ActivityLog.objects.sweep(
@@ -89,7 +85,7 @@ def test_sweep_works_in_batches_and_counts_each_in_the_totals() -> None:
     assert result == ActivitySweepResult(deleted=25, batches=3)
     assert [batch.deleted for batch in seen] == [10, 20, 25]
     assert kinds_left() == {"new": 7}
-    assert deleted_total() - before == 25
+    assert_metric_delta(before, 25, f"{COUNTER}_total", outcome="deleted")
 
 
 @pytest.mark.django_db
@@ -121,7 +117,7 @@ def test_negative_retention_counts_as_zero() -> None:
 def test_a_failing_batch_keeps_what_earlier_batches_committed_and_counted() -> None:
     ws = workspace()
     add_rows(ws, "old", 6, 31 * DAY)
-    before = deleted_total()
+    before = metrics_saved()
 
     def fail_after_first(done: ActivitySweepResult) -> None:
         raise OperationalError("connection lost")
@@ -133,7 +129,7 @@ def test_a_failing_batch_keeps_what_earlier_batches_committed_and_counted() -> N
 
     assert caught.value.partial == ActivitySweepResult(4, 1)
     assert kinds_left() == {"old": 2}
-    assert deleted_total() - before == 4
+    assert_metric_delta(before, 4, f"{COUNTER}_total", outcome="deleted")
 
 
 def explain(sql: str, params: dict[str, object]) -> str:

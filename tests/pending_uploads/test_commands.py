@@ -18,13 +18,18 @@ from django.test import override_settings
 
 from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
-from tests.helpers import UNREACHABLE_DATABASE_URL, metric_sample, run_manage
+from tests.helpers import (
+    UNREACHABLE_DATABASE_URL,
+    assert_metric_delta,
+    assert_metric_deltas,
+    metrics_saved,
+    run_manage,
+)
 
 SUMMARY_RE = r"swept 2 acked, 1 expired in \d+ ms"
 
 
-def swept(outcome: str) -> float:
-    return metric_sample("molecule_pending_uploads_swept_total", {"outcome": outcome}) or 0.0
+SWEPT = "molecule_pending_uploads_swept_total"
 
 
 def put_row(workspace_id: uuid.UUID, **ages: timedelta) -> uuid.UUID:
@@ -72,16 +77,14 @@ class FakeStderr(StringIO):
 
 @override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(hours=1))
 def test_prints_one_summary_line_and_deletes(rows) -> None:
-    before = {outcome: swept(outcome) for outcome in ("acked", "expired", "error")}
+    before = metrics_saved()
 
     out = sweep_uploads()
 
     assert re.fullmatch(SUMMARY_RE + "\n", out), out
     assert remaining() == rows
     # The command counts in the same series as the scheduled job.
-    assert swept("acked") - before["acked"] == 2
-    assert swept("expired") - before["expired"] == 1
-    assert swept("error") == before["error"]
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 2, "expired": 1, "error": 0})
 
 
 @override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(hours=1))
@@ -101,7 +104,7 @@ def test_json_prints_exactly_one_json_line(rows) -> None:
 @override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(hours=1))
 def test_dry_run_changes_nothing_and_says_would_sweep(rows) -> None:
     before_rows = remaining()
-    before = {outcome: swept(outcome) for outcome in ("acked", "expired", "error")}
+    before = metrics_saved()
 
     out = sweep_uploads("--dry-run")
     payload = json.loads(sweep_uploads("--dry-run", "--json"))
@@ -110,7 +113,7 @@ def test_dry_run_changes_nothing_and_says_would_sweep(rows) -> None:
     assert payload["dry_run"] is True
     assert (payload["acked"], payload["expired"], payload["gauges_ms"]) == (2, 1, None)
     assert remaining() == before_rows
-    assert {outcome: swept(outcome) for outcome in before} == before
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 0, "expired": 0, "error": 0})
 
 
 @pytest.mark.parametrize(
@@ -147,14 +150,14 @@ def test_failing_sweep_is_a_command_error_with_exit_code_1(db, monkeypatch) -> N
         raise SweepError("pending_uploads sweep failed: boom\nDETAIL: second line")
 
     monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
-    before = swept("error")
+    before = metrics_saved()
 
     with pytest.raises(CommandError) as caught:
         sweep_uploads()
 
     assert caught.value.returncode == 1
     assert str(caught.value) == "pending_uploads sweep failed: boom"
-    assert swept("error") - before == 1
+    assert_metric_delta(before, 1, SWEPT, outcome="error")
 
 
 def test_bad_duration_through_call_command_is_a_command_error(db) -> None:
@@ -252,9 +255,9 @@ def test_partial_sweep_error_message_is_the_first_line_only(db, monkeypatch) -> 
         raise SweepError("pending_uploads sweep failed: gone", partial=SweepResult(1, 0))
 
     monkeypatch.setattr(PendingUploadManager, "sweep", half_done)
-    before = swept("error")
+    before = metrics_saved()
 
     with pytest.raises(CommandError, match=r"^pending_uploads sweep failed: gone$"):
         sweep_uploads("--json")
 
-    assert swept("error") - before == 1
+    assert_metric_delta(before, 1, SWEPT, outcome="error")

@@ -8,24 +8,20 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.postgres.functions import TransactionNow
-from prometheus_client.parser import text_string_to_metric_families
 
 from pending_uploads.managers import NewUpload
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
-from tests.helpers import empty_totals_exposition, metric_sample, scrape
+from tests.helpers import (
+    assert_metric_deltas,
+    empty_totals_exposition,
+    metric_series,
+    metrics_saved,
+    scrape,
+)
 
 SWEPT = "molecule_pending_uploads_swept_total"
 OUTCOMES = ("acked", "expired", "error")
-
-
-def samples(exposition: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    return {
-        tuple(sorted(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-        if sample.name == name
-    }
 
 
 def test_metrics_page_shows_help_type_and_every_outcome(api, db) -> None:
@@ -34,7 +30,8 @@ def test_metrics_page_shows_help_type_and_every_outcome(api, db) -> None:
     lines = text.splitlines()
     assert any(line.startswith(f"# HELP {SWEPT} ") for line in lines)
     assert f"# TYPE {SWEPT} counter" in lines
-    assert set(samples(text, SWEPT)) == {(("outcome", outcome),) for outcome in OUTCOMES}
+    series = metric_series(SWEPT, exposition=text)
+    assert set(series) == {(("outcome", outcome),) for outcome in OUTCOMES}
 
 
 def test_metrics_page_shows_the_backlog_gauges_and_duration_histogram(api, db) -> None:
@@ -54,7 +51,8 @@ def test_never_swept_database_shows_every_swept_series_at_zero(db) -> None:
 
     assert f"# HELP {SWEPT} " in text
     assert f"# TYPE {SWEPT} counter" in text
-    assert samples(text, SWEPT) == {(("outcome", outcome),): 0.0 for outcome in OUTCOMES}
+    series = metric_series(SWEPT, exposition=text)
+    assert series == {(("outcome", outcome),): 0.0 for outcome in OUTCOMES}
 
 
 @pytest.mark.django_db
@@ -64,12 +62,12 @@ def test_metrics_page_shows_what_a_sweep_counted(api) -> None:
         upload = NewUpload("f.txt", "text/plain", 1, io.BytesIO(b"x"))
         row = PendingUpload.objects.put(workspace_id, upload, ttl=timedelta(hours=1), max_bytes=8)
         PendingUpload.objects.filter(pk=row.pk).update(acked_at=TransactionNow() - age)
-    before = samples(scrape(api), SWEPT)[(("outcome", "acked"),)]
+    page_before = metrics_saved(scrape(api))
+    before = metrics_saved()
 
     uploads_sweep(ack_retention=timedelta(hours=1))
 
-    after = samples(scrape(api), SWEPT)
-    assert after[(("outcome", "acked"),)] - before == 2
+    counted = {"acked": 2, "expired": 0, "error": 0}
+    assert_metric_deltas(page_before, SWEPT, "outcome", counted, exposition=scrape(api))
     # The page and the registry agree.
-    for outcome in OUTCOMES:
-        assert after[(("outcome", outcome),)] == metric_sample(SWEPT, {"outcome": outcome})
+    assert_metric_deltas(before, SWEPT, "outcome", counted)

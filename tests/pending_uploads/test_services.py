@@ -27,22 +27,20 @@ from pending_uploads.services import (
     uploads_sweep,
     uploads_sweep_job,
 )
-from tests.helpers import metric_sample, run_sql
+from tests.helpers import (
+    assert_metric_delta,
+    assert_metric_deltas,
+    metric_value,
+    metrics_saved,
+    run_sql,
+)
 
 RETENTION = timedelta(hours=1)
 SERVICE_LOGGER = "pending_uploads.services"
-
-
-def swept(outcome: str) -> float:
-    return metric_sample("molecule_pending_uploads_swept_total", {"outcome": outcome}) or 0.0
-
-
-def swept_all() -> dict[str, float]:
-    return {outcome: swept(outcome) for outcome in metrics.SWEEP_OUTCOMES}
-
-
-def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
-    return metric_sample(name, labels or {})
+SWEPT = "molecule_pending_uploads_swept_total"
+DURATIONS = "molecule_pending_uploads_sweep_duration_seconds_count"
+LAST_SWEEP = "molecule_pending_uploads_last_sweep_timestamp_seconds"
+OLDEST = "molecule_pending_uploads_oldest_unacked_age_seconds"
 
 
 def set_gauges(value: float, *, last_sweep: float | None = None) -> None:
@@ -101,17 +99,14 @@ def kept_ids(table: dict[str, list[uuid.UUID]]) -> set[uuid.UUID]:
 
 def test_sweep_counts_each_outcome_as_the_rows_deleted(table, caplog) -> None:
     caplog.set_level(logging.INFO, logger=SERVICE_LOGGER)
-    before = swept_all()
+    before = metrics_saved()
 
     report = uploads_sweep(ack_retention=RETENTION)
 
     assert report.result == SweepResult(acked=2, expired=1)
     assert not report.dry_run
     assert remaining() == kept_ids(table)
-    after = swept_all()
-    assert after["acked"] - before["acked"] == 2
-    assert after["expired"] - before["expired"] == 1
-    assert after["error"] == before["error"]
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 2, "expired": 1, "error": 0})
 
 
 def test_sweep_uses_the_configured_retention_by_default(table) -> None:
@@ -140,20 +135,18 @@ def test_sweep_logs_one_info_line_with_both_counts_and_the_duration(table, caplo
 
 def test_second_sweep_finds_nothing_and_counts_nothing(table) -> None:
     uploads_sweep(ack_retention=RETENTION)
-    before = swept_all()
+    before = metrics_saved()
 
     report = uploads_sweep(ack_retention=RETENTION)
 
     assert report.result == SweepResult(0, 0)
-    assert swept_all() == before
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 0, "expired": 0, "error": 0})
 
 
 def test_dry_run_changes_no_row_and_no_metric(table, caplog) -> None:
     caplog.set_level(logging.INFO, logger=SERVICE_LOGGER)
     rows_before = remaining()
-    counters_before = swept_all()
-    durations_before = sample("molecule_pending_uploads_sweep_duration_seconds_count")
-    last_sweep_before = sample("molecule_pending_uploads_last_sweep_timestamp_seconds")
+    before = metrics_saved()
 
     report = uploads_sweep(ack_retention=RETENTION, dry_run=True)
 
@@ -161,32 +154,30 @@ def test_dry_run_changes_no_row_and_no_metric(table, caplog) -> None:
     assert report.result == SweepResult(acked=2, expired=1)
     assert report.gauges_ms is None
     assert remaining() == rows_before
-    assert swept_all() == counters_before
-    assert sample("molecule_pending_uploads_sweep_duration_seconds_count") == durations_before
-    assert sample("molecule_pending_uploads_last_sweep_timestamp_seconds") == last_sweep_before
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 0, "expired": 0, "error": 0})
+    assert_metric_delta(before, 0, DURATIONS)
+    assert_metric_delta(before, 0, LAST_SWEEP)
     assert "(dry run): 2 acked, 1 expired" in caplog.text
 
 
 def test_sweep_refreshes_the_backlog_gauges(table) -> None:
     # Sentinels, so a gauge the sweep did not set would show.
     set_gauges(-1, last_sweep=0)
-    durations_before = sample("molecule_pending_uploads_sweep_duration_seconds_count")
+    before = metrics_saved()
     started = time.time()
 
     report = uploads_sweep(ack_retention=RETENTION)
 
     assert report.gauges_ms is not None
     for state, expected in {"pending": 2, "fetched": 1, "acked": 1}.items():
-        assert sample("molecule_pending_uploads_rows", {"state": state}) == expected, state
+        assert metric_value("molecule_pending_uploads_rows", state=state) == expected, state
     # The oldest unacked row was created exactly one hour before the database's now().
-    assert sample("molecule_pending_uploads_oldest_unacked_age_seconds") == pytest.approx(3600)
+    assert metric_value(OLDEST) == pytest.approx(3600)
     # The database's clock, as every eligibility decision (now() of this test's transaction).
     database_now = float(run_sql("SELECT EXTRACT(EPOCH FROM now())")[0][0])
-    assert sample("molecule_pending_uploads_last_sweep_timestamp_seconds") == pytest.approx(
-        database_now
-    )
+    assert metric_value(LAST_SWEEP) == pytest.approx(database_now)
     assert database_now <= started + 1
-    assert sample("molecule_pending_uploads_sweep_duration_seconds_count") == durations_before + 1
+    assert_metric_delta(before, 1, DURATIONS)
 
 
 def test_gauges_of_an_empty_table_are_zero(db) -> None:
@@ -195,8 +186,8 @@ def test_gauges_of_an_empty_table_are_zero(db) -> None:
     assert uploads_record_run(0.01) is not None
 
     for state in metrics.BACKLOG_STATES:
-        assert sample("molecule_pending_uploads_rows", {"state": state}) == 0
-    assert sample("molecule_pending_uploads_oldest_unacked_age_seconds") == 0
+        assert metric_value("molecule_pending_uploads_rows", state=state) == 0
+    assert metric_value(OLDEST) == 0
 
 
 def test_failed_gauge_refresh_is_logged_and_does_not_fail_the_sweep(
@@ -207,15 +198,14 @@ def test_failed_gauge_refresh_is_logged_and_does_not_fail_the_sweep(
 
     monkeypatch.setattr(PendingUploadManager, "backlog", broken_backlog)
     set_gauges(-1)
-    before = swept_all()
+    before = metrics_saved()
 
     report = uploads_sweep(ack_retention=RETENTION)
 
     assert report.result == SweepResult(acked=2, expired=1)
     assert report.gauges_ms is None
-    assert swept("acked") - before["acked"] == 2
-    assert swept("error") == before["error"]
-    assert sample("molecule_pending_uploads_rows", {"state": "pending"}) == -1
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 2, "expired": 1, "error": 0})
+    assert metric_value("molecule_pending_uploads_rows", state="pending") == -1
     failures = [r for r in caplog.records if "sweep's gauges" in r.getMessage()]
     assert len(failures) == 1
     assert failures[0].exc_info is not None
@@ -229,15 +219,13 @@ def test_failing_sweep_counts_an_error_and_raises_sweep_error(
         raise error
 
     monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
-    before = swept_all()
+    before = metrics_saved()
 
     with pytest.raises(SweepError, match="boom") as caught:
         uploads_sweep(ack_retention=RETENTION)
 
     assert caught.value.partial == SweepResult(0, 0)
-    assert swept("error") - before["error"] == 1
-    assert swept("acked") == before["acked"]
-    assert swept("expired") == before["expired"]
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 0, "expired": 0, "error": 1})
     assert "pending uploads sweep failed after 0 acked, 0 expired deleted" in caplog.text
 
 
@@ -246,7 +234,7 @@ def test_failing_sweep_keeps_what_committed_batches_counted(table) -> None:
     def fail_after_first_batch(done: SweepResult, batches: int) -> None:
         raise OperationalError("connection lost")
 
-    before = swept_all()
+    before = metrics_saved()
     rows_before = len(remaining())
 
     with pytest.raises(SweepError) as caught:
@@ -255,10 +243,7 @@ def test_failing_sweep_keeps_what_committed_batches_counted(table) -> None:
     # The first batch (one row per arm) committed its rows and its counts in one statement.
     assert caught.value.partial == SweepResult(acked=1, expired=1)
     assert rows_before - len(remaining()) == 2
-    after = swept_all()
-    assert after["acked"] - before["acked"] == 1
-    assert after["expired"] - before["expired"] == 1
-    assert after["error"] - before["error"] == 1
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 1, "expired": 1, "error": 1})
 
 
 def test_error_count_that_cannot_be_stored_is_logged(db, monkeypatch, caplog) -> None:
@@ -277,12 +262,12 @@ def test_failing_dry_run_counts_nothing(db, monkeypatch) -> None:
         raise SweepError("dry run failed", partial=SweepResult(1, 1))
 
     monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
-    before = swept_all()
+    before = metrics_saved()
 
     with pytest.raises(SweepError):
         uploads_sweep(ack_retention=RETENTION, dry_run=True)
 
-    assert swept_all() == before
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 0, "expired": 0, "error": 0})
 
 
 # --- the scheduled job ---------------------------------------------------------------------
@@ -303,14 +288,12 @@ def committed_table(transactional_db) -> dict[str, list[uuid.UUID]]:
 
 @override_settings(PENDING_UPLOADS_ACK_RETENTION=RETENTION)
 def test_job_sweeps_and_reports_counts(committed_table) -> None:
-    before = swept_all()
+    before = metrics_saved()
 
     assert tasks.sweep_pending_uploads() == {"acked": 1, "expired": 1}
 
     assert remaining() == set(committed_table["live"])
-    after = swept_all()
-    assert after["acked"] - before["acked"] == 1
-    assert after["expired"] - before["expired"] == 1
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 1, "expired": 1, "error": 0})
 
 
 @override_settings(PENDING_UPLOADS_ACK_RETENTION=RETENTION)
@@ -321,12 +304,12 @@ def test_raising_sweep_does_not_escape_the_job_and_the_next_run_counts(
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
-    before = swept_all()
+    before = metrics_saved()
 
     outcome = tasks.sweep_pending_uploads()
 
     assert "database went away" in outcome["error"]
-    assert swept("error") - before["error"] == 1
+    assert_metric_delta(before, 1, SWEPT, outcome="error")
     assert remaining() == {file_id for ids in committed_table.values() for file_id in ids}
     logged = [r for r in caplog.records if r.name == SERVICE_LOGGER and r.exc_info]
     assert len(logged) == 1
@@ -336,10 +319,7 @@ def test_raising_sweep_does_not_escape_the_job_and_the_next_run_counts(
 
     monkeypatch.undo()
     assert uploads_sweep_job() == {"acked": 1, "expired": 1}
-    after = swept_all()
-    assert after["acked"] - before["acked"] == 1
-    assert after["expired"] - before["expired"] == 1
-    assert after["error"] - before["error"] == 1
+    assert_metric_deltas(before, SWEPT, "outcome", {"acked": 1, "expired": 1, "error": 1})
     assert remaining() == set(committed_table["live"])
 
 

@@ -16,15 +16,15 @@ from django.test import override_settings
 from molecule.managers import WorkspaceManager
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
-from tests.helpers import UNREACHABLE_DATABASE_URL, metric_sample, run_manage
+from tests.helpers import (
+    UNREACHABLE_DATABASE_URL,
+    assert_metric_delta,
+    metrics_saved,
+    run_manage,
+)
 
-
-def resets() -> float:
-    return metric_sample("molecule_phantom_busy_resets_total") or 0.0
-
-
-def sweep_errors() -> float:
-    return metric_sample("molecule_phantom_busy_sweep_errors_total") or 0.0
+RESETS = "molecule_phantom_busy_resets_total"
+ERRORS = "molecule_phantom_busy_sweep_errors_total"
 
 
 def busy_state() -> dict[uuid.UUID, int]:
@@ -63,7 +63,7 @@ def sweep_phantom_busy(*args: str) -> str:
 
 @override_settings(PHANTOM_BUSY_STALE_AFTER=timedelta(minutes=10))
 def test_prints_a_summary_and_one_line_per_workspace(fleet) -> None:
-    before = resets()
+    before = metrics_saved()
 
     out = sweep_phantom_busy()
 
@@ -73,7 +73,7 @@ def test_prints_a_summary_and_one_line_per_workspace(fleet) -> None:
         f"  {alpha.id} alpha\n"
         f"  {bravo.id} bravo\n"
     )
-    assert resets() - before == 2
+    assert_metric_delta(before, 2, RESETS)
     state = busy_state()
     assert (state[alpha.id], state[bravo.id], state[fleet["recent"].id]) == (0, 0, 1)
 
@@ -102,7 +102,7 @@ def test_json_has_the_documented_shape_on_one_line(fleet) -> None:
 
 def test_dry_run_lists_would_be_resets_and_changes_nothing(fleet) -> None:
     state_before = busy_state()
-    before = resets()
+    before = metrics_saved()
 
     out = sweep_phantom_busy("--dry-run", "--stale-after", "30m")
     payload = json.loads(sweep_phantom_busy("--dry-run", "--stale-after", "30m", "--json"))
@@ -118,7 +118,7 @@ def test_dry_run_lists_would_be_resets_and_changes_nothing(fleet) -> None:
         "dry_run": True,
     }
     assert busy_state() == state_before
-    assert resets() == before
+    assert_metric_delta(before, 0, RESETS)
 
 
 @pytest.mark.parametrize(
@@ -147,14 +147,14 @@ def test_failing_sweep_is_a_command_error_with_exit_code_1(fleet, monkeypatch) -
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(WorkspaceManager, "reset_phantom_busy", failing_reset)
-    before = sweep_errors()
+    before = metrics_saved()
 
     with pytest.raises(CommandError) as caught:
         sweep_phantom_busy()
 
     assert caught.value.returncode == 1
     assert str(caught.value) == "phantom-busy sweep failed: boom"
-    assert sweep_errors() - before == 1
+    assert_metric_delta(before, 1, ERRORS)
 
 
 # --- real processes: exit codes and what reaches stdout/stderr -----------------------------

@@ -7,26 +7,21 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from prometheus_client.parser import text_string_to_metric_families
 
 from molecule.models import MetricTotal
 from scheduler import metrics
 from scheduler.services import workspaces_reset_phantom_busy
-from tests.helpers import empty_totals_exposition, metric_sample, scrape
+from tests.helpers import (
+    assert_metric_delta,
+    empty_totals_exposition,
+    metric_series,
+    metric_value,
+    metrics_saved,
+    scrape,
+)
 
 RESETS = "molecule_phantom_busy_resets_total"
 ERRORS = "molecule_phantom_busy_sweep_errors_total"
-
-
-def value_in(exposition: str, name: str) -> float:
-    found = [
-        sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-        if sample.name == name and not sample.labels
-    ]
-    assert len(found) == 1, f"{name} appears {len(found)} times"
-    return found[0]
 
 
 def test_metrics_page_shows_help_type_and_value_lines(api, db) -> None:
@@ -38,8 +33,9 @@ def test_metrics_page_shows_help_type_and_value_lines(api, db) -> None:
         # The help says what a rise means, not just the metric's name.
         assert len(help_line) > 80
         assert f"# TYPE {name}_total counter" in lines
-    assert value_in(text, RESETS) == metric_sample(RESETS)
-    assert value_in(text, ERRORS) == metric_sample(ERRORS)
+    for name in (RESETS, ERRORS):
+        # One unlabelled series, and the page shows what the registry holds.
+        assert metric_series(name, exposition=text) == {(): metric_value(name)}
     assert "# TYPE molecule_workspaces_active gauge" in lines
 
 
@@ -49,27 +45,27 @@ def test_never_swept_database_shows_the_counters_at_zero(db) -> None:
     assert f"# HELP {RESETS} " in text
     assert f"# TYPE {RESETS} counter" in text
     assert f"{RESETS} 0.0" in text.splitlines()
-    assert value_in(text, RESETS) == 0.0
+    assert metric_series(RESETS, exposition=text) == {(): 0.0}
     assert f"# TYPE {ERRORS} counter" in text
-    assert value_in(text, ERRORS) == 0.0
+    assert metric_series(ERRORS, exposition=text) == {(): 0.0}
 
 
 @pytest.mark.django_db
 def test_metrics_page_shows_resets_of_a_sweep(api, register) -> None:
     register("phantom", active_tasks=4)
-    before = value_in(scrape(api), RESETS)
+    before = metrics_saved(scrape(api))
 
     workspaces_reset_phantom_busy(stale_after=timedelta(minutes=10))
 
     text = scrape(api)
-    assert value_in(text, RESETS) - before == 1
-    assert value_in(text, "molecule_workspaces_active") == 1
+    assert_metric_delta(before, 1, RESETS, exposition=text)
+    assert metric_value("molecule_workspaces_active", exposition=text) == 1
 
 
 def test_concurrent_increments_are_not_lost(transactional_db) -> None:
     threads_count, increments = 8, 25
     barrier = threading.Barrier(threads_count)
-    before = metric_sample(RESETS)
+    before = metrics_saved()
 
     def hammer() -> None:
         try:
@@ -85,4 +81,4 @@ def test_concurrent_increments_are_not_lost(transactional_db) -> None:
     for thread in threads:
         thread.join()
 
-    assert metric_sample(RESETS) - before == threads_count * increments
+    assert_metric_delta(before, threads_count * increments, RESETS)

@@ -20,22 +20,12 @@ from scheduler.services import (
     phantom_busy_sweep_job,
     workspaces_reset_phantom_busy,
 )
-from tests.helpers import metric_sample, run_sql
+from tests.helpers import assert_metric_delta, metric_value, metrics_saved, run_sql
 
 STALE = timedelta(minutes=10)
 SERVICE_LOGGER = "scheduler.services"
-
-
-def resets() -> float:
-    return metric_sample("molecule_phantom_busy_resets_total") or 0.0
-
-
-def sweep_errors() -> float:
-    return metric_sample("molecule_phantom_busy_sweep_errors_total") or 0.0
-
-
-def active_gauge() -> float | None:
-    return metric_sample("molecule_workspaces_active")
+RESETS = "molecule_phantom_busy_resets_total"
+ERRORS = "molecule_phantom_busy_sweep_errors_total"
 
 
 def busy_state() -> dict[uuid.UUID, tuple[int, str]]:
@@ -76,16 +66,16 @@ def expected_refs(fleet: dict[str, Workspace]) -> list[WorkspaceRef]:
 
 
 def test_resets_phantom_busy_rows_and_counts_each(fleet) -> None:
-    before = resets()
-    errors_before = sweep_errors()
+    before = metrics_saved()
 
     report = workspaces_reset_phantom_busy(stale_after=STALE)
 
     assert report.workspaces == expected_refs(fleet)
     assert not report.dry_run
     assert report.stale_after == STALE
-    assert resets() - before == len(report.workspaces) == 2
-    assert sweep_errors() == errors_before
+    assert len(report.workspaces) == 2
+    assert_metric_delta(before, 2, RESETS)
+    assert_metric_delta(before, 0, ERRORS)
     state = busy_state()
     for name in ("silent", "never_active"):
         assert state[fleet[name].id] == (0, ""), name
@@ -131,27 +121,26 @@ def test_nothing_to_reset_logs_nothing_and_counts_nothing(fleet, caplog) -> None
     workspaces_reset_phantom_busy(stale_after=STALE)
     caplog.clear()
     caplog.set_level(logging.INFO, logger=SERVICE_LOGGER)
-    before = resets()
+    before = metrics_saved()
 
     report = workspaces_reset_phantom_busy(stale_after=STALE)
 
     assert report.workspaces == []
-    assert resets() == before
+    assert_metric_delta(before, 0, RESETS)
     assert [r for r in caplog.records if r.name == SERVICE_LOGGER] == []
 
 
 def test_dry_run_lists_the_rows_and_changes_nothing(fleet) -> None:
     state_before = busy_state()
-    before = resets()
-    errors_before = sweep_errors()
+    before = metrics_saved()
 
     report = workspaces_reset_phantom_busy(stale_after=STALE, dry_run=True)
 
     assert report.dry_run
     assert report.workspaces == expected_refs(fleet)
     assert busy_state() == state_before
-    assert resets() == before
-    assert sweep_errors() == errors_before
+    assert_metric_delta(before, 0, RESETS)
+    assert_metric_delta(before, 0, ERRORS)
 
 
 def test_sweep_sets_the_active_workspaces_gauge(fleet) -> None:
@@ -163,7 +152,7 @@ def test_sweep_sets_the_active_workspaces_gauge(fleet) -> None:
     workspaces_reset_phantom_busy(stale_after=STALE)
 
     assert expected == len(fleet) - 1
-    assert active_gauge() == expected
+    assert metric_value("molecule_workspaces_active") == expected
 
 
 def failing_reset(self: WorkspaceManager, *args: object, **kwargs: object) -> None:
@@ -176,16 +165,15 @@ def test_failing_sweep_raises_and_counts_an_error(
 ) -> None:
     monkeypatch.setattr(WorkspaceManager, "reset_phantom_busy", failing_reset)
     state_before = busy_state()
-    before = resets()
-    errors_before = sweep_errors()
+    before = metrics_saved()
 
     with pytest.raises(PhantomBusySweepError, match="server closed the connection") as caught:
         workspaces_reset_phantom_busy(stale_after=STALE, dry_run=dry_run)
 
     assert isinstance(caught.value.__cause__, OperationalError)
     # A failed dry run is an operator's preview, not a failed sweep.
-    assert sweep_errors() - errors_before == (0 if dry_run else 1)
-    assert resets() == before
+    assert_metric_delta(before, (0 if dry_run else 1), ERRORS)
+    assert_metric_delta(before, 0, RESETS)
     assert busy_state() == state_before
     assert "phantom-busy sweep failed" in caplog.text
 
@@ -204,13 +192,13 @@ def committed_fleet(transactional_db, register) -> dict[str, Workspace]:
 
 @override_settings(PHANTOM_BUSY_STALE_AFTER=STALE)
 def test_job_resets_and_reports(committed_fleet) -> None:
-    before = resets()
+    before = metrics_saved()
 
     assert tasks.sweep_phantom_busy() == {"reset": 1}
 
-    assert resets() - before == 1
+    assert_metric_delta(before, 1, RESETS)
     assert busy_state()[committed_fleet["phantom"].id] == (0, "")
-    assert active_gauge() == 2
+    assert metric_value("molecule_workspaces_active") == 2
 
 
 @override_settings(PHANTOM_BUSY_STALE_AFTER=STALE)
@@ -218,13 +206,12 @@ def test_failing_job_logs_the_traceback_and_the_next_run_works(
     committed_fleet, monkeypatch, caplog
 ) -> None:
     monkeypatch.setattr(WorkspaceManager, "reset_phantom_busy", failing_reset)
-    before = resets()
-    errors_before = sweep_errors()
+    before = metrics_saved()
 
     outcome = tasks.sweep_phantom_busy()
 
     assert "server closed the connection" in outcome["error"]
-    assert sweep_errors() - errors_before == 1
+    assert_metric_delta(before, 1, ERRORS)
     logged = [r for r in caplog.records if r.name == SERVICE_LOGGER and r.exc_info]
     assert len(logged) == 1
     assert logged[0].levelno == logging.ERROR
@@ -233,8 +220,8 @@ def test_failing_job_logs_the_traceback_and_the_next_run_works(
 
     monkeypatch.undo()
     assert phantom_busy_sweep_job() == {"reset": 1}
-    assert resets() - before == 1
-    assert sweep_errors() - errors_before == 1
+    assert_metric_delta(before, 1, RESETS)
+    assert_metric_delta(before, 1, ERRORS)
     assert busy_state()[committed_fleet["phantom"].id] == (0, "")
 
 
