@@ -12,18 +12,10 @@ import pytest
 from django.db import connection
 
 from devtools.processes import database_url_from_settings
+from soak.config import CHECK_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXPECTED_CHECKS = {
-    "no_5xx",
-    "responses",
-    "table_bounded",
-    "sweeps",
-    "acked_gone",
-    "metrics_match",
-    "exercised",
-    "memory",
-}
+EXPECTED_CHECKS = set(CHECK_NAMES)
 
 pytestmark = pytest.mark.slow
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.postgres.functions import TransactionNow
 from django.http import HttpResponse
 from django.test import Client, override_settings
 
 from molecule.models import ActivityLog, Workspace
+from molecule.services import activity_sweep
 from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
+
+# Shorter than the default, so the test says which horizon prunes the cursor.
+ACTIVITY_RETENTION = timedelta(days=7)
 
 pytestmark = pytest.mark.django_db
 
@@ -753,13 +759,25 @@ def test_a_cursor_that_is_not_a_row_of_this_workspace_is_410(
     assert response.content.startswith(b'{"error":"')
 
 
-def test_a_pruned_cursor_is_410(api, poll_workspace):
+def test_a_cursor_the_retention_sweep_pruned_is_410_and_the_poller_resets(api, poll_workspace):
     ws = poll_workspace
-    append_activity(ws, 2)
-    oldest = min(ActivityLog.objects.values_list("id", flat=True))
-    ActivityLog.objects.filter(pk=oldest).delete()
+    append_activity(ws, 3)
+    cursor, *kept = sorted(ActivityLog.objects.values_list("id", flat=True))
+    ActivityLog.objects.filter(pk=cursor).update(
+        created_at=TransactionNow() - ACTIVITY_RETENTION - timedelta(minutes=1)
+    )
 
-    assert_json_error(api.get(ws.url("activity"), {"since_id": oldest}, **ws.auth), 410)
+    with override_settings(ACTIVITY_RETENTION=ACTIVITY_RETENTION):
+        assert activity_sweep().deleted == 1
+
+    gone = api.get(ws.url("activity"), {"since_id": cursor}, **ws.auth)
+    assert "omit since_id" in assert_json_error(gone, 410)["error"]
+    # The poller drops its cursor and polls again: the newest rows, the pruned one not among them.
+    reset = api.get(ws.url("activity"), **ws.auth)
+    assert reset.status_code == 200
+    assert [row["id"] for row in reset.json()] == sorted(kept, reverse=True)
+    resumed = api.get(ws.url("activity"), {"since_id": kept[0]}, **ws.auth)
+    assert [row["id"] for row in resumed.json()] == kept[1:]
 
 
 def test_since_secs_is_capped_at_30_days_and_ands_with_the_other_filters(api, poll_workspace):
