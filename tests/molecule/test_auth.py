@@ -152,7 +152,8 @@ def test_every_workspace_route_refuses_bad_credentials(owner, intruder, route, c
 @pytest.mark.django_db
 @pytest.mark.parametrize("route", ROUTES)
 def test_every_workspace_route_is_401_for_an_unknown_workspace(owner, route):
-    # CLARIFICATIONS: an unknown id is 401 like a wrong token, never 404, whatever the token.
+    # An unknown id is 401 like a wrong token, never 404, whatever the token: a 404 would tell
+    # a prober which workspace ids exist.
     api = Client(enforce_csrf_checks=True)
     url = fill(route, uuid.uuid4())
 

@@ -438,7 +438,8 @@ def test_a_body_over_the_request_cap_is_413_and_stores_nothing(api, poll_workspa
 
 
 def test_unknown_workspace_is_401(api, poll_workspace):
-    # CLARIFICATIONS: no token is valid for a workspace that does not exist, so 401, not 404.
+    # No token is valid for a workspace that does not exist, so 401, not 404: a 404 would tell
+    # a prober which workspace ids exist.
     response = api.post(
         f"/workspaces/{uuid.uuid4()}/chat/uploads",
         {"files": [text_file("a.txt", b"x")]},
@@ -545,7 +546,8 @@ GONE = {
 
 @pytest.mark.parametrize(
     ("state", "action"),
-    # An acked row is still fetchable (issue 12); it is gone only for a second ack.
+    # An acked row stays fetchable until the sweep deletes it, so the canvas's attachment
+    # previews still load after the workspace acked; it is gone only for a second ack.
     [
         (state, action)
         for state in GONE
@@ -693,7 +695,8 @@ def test_hostile_filenames_are_stored_sanitized(api, poll_workspace, case):
 def test_dot_filenames_are_dropped_or_renamed(api, poll_workspace, disposition):
     response = post_raw(api, poll_workspace, closed(raw_part(disposition, b"dots")))
 
-    # CLARIFICATIONS: the parser may drop the part (400 without files) or the name becomes file.
+    # Either answer is safe, and which one depends on Django's multipart parser: it may drop
+    # the part (400 without files) or keep it under the fallback name "file".
     if response.status_code == 200:
         assert [f["name"] for f in response.json()["files"]] == ["file"]
         assert table_counts() == (1, 1)
