@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client, override_settings
 from django.utils import timezone
 from django_prometheus import testutils
@@ -95,6 +97,36 @@ def run_sql(sql: str, params: Any = None) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+def run_together(job: Callable[[], Any], count: int) -> list[Any]:
+    """Run ``job`` in ``count`` threads released at once; their results, or the first error."""
+    barrier = threading.Barrier(count)
+    lock = threading.Lock()
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            result = job()
+            with lock:
+                results.append(result)
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+        finally:
+            # Each thread has its own connection; close it so teardown's flush is not blocked.
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def current_database_url() -> str:

@@ -129,54 +129,43 @@ def test_unreachable_database_is_one_line(command: str) -> None:
     assert "Connection refused" in lines[0]
 
 
-def test_qcluster_refuses_to_start_without_database_url(tmp_path: Path) -> None:
-    stack = ServiceStack(
-        database_url="",
-        metrics_dir=tmp_path / "metrics",
-        log_dir=tmp_path / "logs",
-    )
-    with pytest.raises(RuntimeError, match="qcluster-0 exited with code 1"):
-        stack.start(web=False, timeout=60)
-    assert stack.log_text().count("DATABASE_URL must be set") == 1
-    assert "Traceback" not in stack.log_text()
-
-
-def test_gunicorn_stops_on_one_line_without_database_url(tmp_path: Path) -> None:
-    stack = ServiceStack(
-        database_url="",
-        metrics_dir=tmp_path / "metrics",
-        log_dir=tmp_path / "logs",
-    )
+# (process, environment beside a valid DATABASE_URL or None for none, the one line it stops with)
+REFUSED_STARTS = {
+    "qcluster without DATABASE_URL": ("qcluster", None, "DATABASE_URL must be set"),
     # The master halts too (App failed to load), rather than rebooting workers forever.
-    with pytest.raises(RuntimeError, match="gunicorn exited with code"):
-        stack.start(qcluster=False, timeout=60)
-    assert "configuration error: DATABASE_URL must be set" in stack.log_text()
-    assert "Traceback" not in stack.log_text()
+    "gunicorn without DATABASE_URL": (
+        "gunicorn",
+        None,
+        "configuration error: DATABASE_URL must be set",
+    ),
+    "qcluster without SECRET_KEY": ("qcluster", {"SECRET_KEY": ""}, "SECRET_KEY must be set"),
+    "gunicorn without ALLOWED_HOSTS": (
+        "gunicorn",
+        {"ALLOWED_HOSTS": ""},
+        "ALLOWED_HOSTS must be set",
+    ),
+}
 
 
-def test_qcluster_refuses_to_start_without_secret_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("process", "env", "message"), REFUSED_STARTS.values(), ids=REFUSED_STARTS.keys()
+)
+def test_a_misconfigured_process_refuses_to_start_with_one_line(
+    tmp_path: Path, process: str, env: dict[str, str] | None, message: str
+) -> None:
     stack = ServiceStack(
-        database_url=database_url_from_settings(connection.settings_dict),
+        database_url="" if env is None else database_url_from_settings(connection.settings_dict),
         metrics_dir=tmp_path / "metrics",
         log_dir=tmp_path / "logs",
-        extra_env={"SECRET_KEY": ""},
+        extra_env=env or {},
     )
-    with pytest.raises(RuntimeError, match="qcluster-0 exited with code 1") as failure:
-        stack.start(web=False, timeout=60)
-    assert "SECRET_KEY must be set" in str(failure.value)
+    exited = (
+        "qcluster-0 exited with code 1" if process == "qcluster" else "gunicorn exited with code"
+    )
+    with pytest.raises(RuntimeError, match=exited):
+        stack.start(web=process == "gunicorn", qcluster=process == "qcluster", timeout=60)
+    assert stack.log_text().count(message) == 1, stack.log_text()
     assert "Traceback" not in stack.log_text()
-
-
-def test_gunicorn_refuses_to_start_without_allowed_hosts(tmp_path: Path) -> None:
-    stack = ServiceStack(
-        database_url=database_url_from_settings(connection.settings_dict),
-        metrics_dir=tmp_path / "metrics",
-        log_dir=tmp_path / "logs",
-        extra_env={"ALLOWED_HOSTS": ""},
-    )
-    with pytest.raises(RuntimeError, match="gunicorn exited with code") as failure:
-        stack.start(qcluster=False, timeout=60)
-    assert "ALLOWED_HOSTS must be set" in str(failure.value)
 
 
 PRINT_UPSTREAM_ALIASES = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -13,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from django.contrib.postgres.functions import TransactionNow
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 
 from molecule.models import ActivityLog
 from pending_uploads import managers
@@ -28,7 +27,7 @@ from pending_uploads.managers import (
     SweepResult,
 )
 from pending_uploads.models import PendingUpload
-from tests.helpers import current_database_url, run_sql
+from tests.helpers import current_database_url, run_sql, run_together
 
 HOUR = 3600.0
 RETENTION = timedelta(hours=1)
@@ -282,26 +281,8 @@ def test_concurrent_sweeps_share_the_work_without_double_counting(sweepers):
     not_eligible = insert_rows(500, expires_in=HOUR, spread_seconds=300)
     not_eligible += insert_rows(300, acked_ago=60.0, spread_seconds=30)
     not_eligible += insert_rows(200, acked_ago=120.0, expires_in=-HOUR)
-    barrier = threading.Barrier(sweepers)
-    results: list[SweepResult] = []
-    errors: list[BaseException] = []
+    results = run_together(lambda: PendingUpload.objects.sweep(RETENTION, batch_size=100), sweepers)
 
-    def sweep() -> None:
-        try:
-            barrier.wait()
-            results.append(PendingUpload.objects.sweep(RETENTION, batch_size=100))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            # Each thread has its own connection; close it so teardown's flush is not blocked.
-            connections.close_all()
-
-    threads = [threading.Thread(target=sweep) for _ in range(sweepers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
     assert len(results) == sweepers
     total = sum(results, SweepResult(0, 0))
     assert total == SweepResult(acked=1500, expired=1500)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 
 from molecule.models import MetricTotal
 from scheduler import metrics
@@ -17,6 +15,7 @@ from tests.helpers import (
     metric_series,
     metric_value,
     metrics_saved,
+    run_together,
     scrape,
 )
 
@@ -64,21 +63,12 @@ def test_metrics_page_shows_resets_of_a_sweep(api, register) -> None:
 
 def test_concurrent_increments_are_not_lost(transactional_db) -> None:
     threads_count, increments = 8, 25
-    barrier = threading.Barrier(threads_count)
     before = metrics_saved()
 
     def hammer() -> None:
-        try:
-            barrier.wait()
-            for _ in range(increments):
-                MetricTotal.objects.add(metrics.phantom_busy_resets.name)
-        finally:
-            connection.close()
+        for _ in range(increments):
+            MetricTotal.objects.add(metrics.phantom_busy_resets.name)
 
-    threads = [threading.Thread(target=hammer) for _ in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(hammer, threads_count)
 
     assert_metric_delta(before, threads_count * increments, RESETS)
