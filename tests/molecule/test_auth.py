@@ -166,18 +166,20 @@ def test_every_workspace_route_is_401_for_an_unknown_workspace(owner, route):
             assert isinstance(response.json()["error"], str)
 
 
+def served_responses(route: str, owner: RegisteredWorkspace) -> list[tuple[str, object]]:
+    """Each method the route serves, with its answer to a request carrying the owner's token."""
+    api = Client(enforce_csrf_checks=True)
+    url = fill(route, owner.id)
+    served, _ = _allowed_and_refused(api, url, owner.auth)
+    assert served
+    return [(method, api.generic(method, url, **owner.auth)) for method in served]
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("route", ROUTES)
 def test_every_workspace_route_admits_its_own_token(owner, route):
     # The control for the table above: the same request with the right token is not a 401.
-    api = Client(enforce_csrf_checks=True)
-    url = fill(route, owner.id)
-
-    served, _ = _allowed_and_refused(api, url, owner.auth)
-
-    assert served
-    for method in served:
-        response = api.generic(method, url, **owner.auth)
+    for method, response in served_responses(route, owner):
         assert response.status_code != 401, (method, response.content)
         assert response.status_code < 500
 
@@ -318,13 +320,6 @@ def test_the_admin_token_is_never_logged(caplog, owner):
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_removed_workspaces_token_is_401_on_every_route(owner, route):
     Workspace.objects.filter(pk=owner.id).update(status=Workspace.Status.REMOVED)
-    api = Client(enforce_csrf_checks=True)
-    url = fill(route, owner.id)
-
-    served, _ = _allowed_and_refused(api, url, owner.auth)
-
-    assert served
-    for method in served:
-        response = api.generic(method, url, **owner.auth)
+    for method, response in served_responses(route, owner):
         assert response.status_code == 401, (method, response.content)
         assert response["WWW-Authenticate"].startswith("Bearer")
