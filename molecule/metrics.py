@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from molecule.cli import first_line
+from molecule.errors import first_line
 from molecule.totals import bucket_label
 
 logger = logging.getLogger(__name__)

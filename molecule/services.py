@@ -13,7 +13,7 @@ from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 
 from molecule import conf, metrics
-from molecule.cli import first_line
+from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.retention import ActivitySweepError, ActivitySweepResult
 from molecule.tokens import token_generate, token_hash, token_matches

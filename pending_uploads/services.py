@@ -12,7 +12,7 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, IntegrityError, close_old_connections
 
-from molecule.cli import first_line
+from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from pending_uploads import conf, metrics
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES

@@ -12,7 +12,7 @@ from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from molecule.cli import first_line
+from molecule.errors import first_line
 from molecule.managers import WorkspaceRef
 from molecule.models import MetricTotal, Workspace
 from scheduler import conf, metrics
