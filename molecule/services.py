@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
-from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from molecule import conf, metrics
 from molecule.errors import first_line
@@ -181,16 +181,3 @@ def activity_count_error() -> None:
     except DatabaseError as exc:
         # One line: a command that failed because the database is away must print one line.
         logger.error("could not count the failed activity sweep: %s", first_line(exc))
-
-
-def activity_sweep_job() -> dict[str, Any]:
-    """The scheduled activity sweep: never raises, so a failure cannot stop the worker."""
-    try:
-        report = activity_sweep()
-    except Exception as exc:
-        if not isinstance(exc, ActivitySweepError):
-            activity_count_error()
-        logger.exception("scheduled activity sweep failed; the next run will retry")
-        close_old_connections()
-        return {"error": str(exc)}
-    return {"deleted": report.deleted}

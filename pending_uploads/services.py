@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import DatabaseError, IntegrityError, close_old_connections
+from django.db import DatabaseError, IntegrityError
 
 from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
@@ -197,18 +197,3 @@ def uploads_record_run(duration: float) -> float | None:
         logger.exception("could not record the pending-uploads sweep's gauges")
         return None
     return gauges_ms
-
-
-def uploads_sweep_job() -> dict[str, Any]:
-    """The scheduled sweep: never raises, so a failure cannot stop the worker."""
-    try:
-        report = uploads_sweep()
-    except Exception as exc:
-        if not isinstance(exc, SweepError):
-            # uploads_sweep counts the failures it sees; anything else is counted here.
-            uploads_count_error()
-        logger.exception("scheduled pending-uploads sweep failed; the next run will retry")
-        # Drop a connection the failure may have broken, so the next run starts clean.
-        close_old_connections()
-        return {"error": str(exc)}
-    return {"acked": report.result.acked, "expired": report.result.expired}

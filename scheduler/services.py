@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.apps import AppConfig
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -137,17 +137,3 @@ def phantom_busy_count_error() -> None:
     except DatabaseError as exc:
         # One line: a command that failed because the database is away must print one line.
         logger.error("could not count the failed phantom-busy sweep: %s", first_line(exc))
-
-
-def phantom_busy_sweep_job() -> dict[str, Any]:
-    """The scheduled phantom-busy sweep: never raises, so a failure cannot stop the worker."""
-    try:
-        report = workspaces_reset_phantom_busy()
-    except Exception as exc:
-        if not isinstance(exc, PhantomBusySweepError):
-            # workspaces_reset_phantom_busy counts the failures it sees; anything else here.
-            phantom_busy_count_error()
-        logger.exception("scheduled phantom-busy sweep failed; the next run will retry")
-        close_old_connections()
-        return {"error": str(exc)}
-    return {"reset": len(report.workspaces)}

@@ -25,12 +25,12 @@ from pending_uploads.services import (
     uploads_receive,
     uploads_record_run,
     uploads_sweep,
-    uploads_sweep_job,
 )
 from tests.helpers import metric_sample, run_sql
 
 RETENTION = timedelta(hours=1)
 SERVICE_LOGGER = "pending_uploads.services"
+TASK_LOGGER = "pending_uploads.tasks"
 
 
 def swept(outcome: str) -> float:
@@ -328,14 +328,14 @@ def test_raising_sweep_does_not_escape_the_job_and_the_next_run_counts(
     assert "database went away" in outcome["error"]
     assert swept("error") - before["error"] == 1
     assert remaining() == {file_id for ids in committed_table.values() for file_id in ids}
-    logged = [r for r in caplog.records if r.name == SERVICE_LOGGER and r.exc_info]
+    logged = [r for r in caplog.records if r.name == TASK_LOGGER and r.exc_info]
     assert len(logged) == 1
     assert logged[0].levelno == logging.ERROR
     assert "Traceback" in caplog.text
     assert "RuntimeError: database went away" in caplog.text
 
     monkeypatch.undo()
-    assert uploads_sweep_job() == {"acked": 1, "expired": 1}
+    assert tasks.sweep_pending_uploads() == {"acked": 1, "expired": 1}
     after = swept_all()
     assert after["acked"] - before["acked"] == 1
     assert after["expired"] - before["expired"] == 1
