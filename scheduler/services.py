@@ -100,7 +100,9 @@ def workspaces_reset_phantom_busy(
     minutes = stale.total_seconds() / 60
     try:
         with transaction.atomic():
-            reset = Workspace.objects.reset_phantom_busy(stale, dry_run=dry_run)
+            reset = Workspace.objects.reset_phantom_busy(
+                stale, counter=metrics.phantom_busy_resets.name, dry_run=dry_run
+            )
     except Exception as exc:
         if not dry_run:
             phantom_busy_count_error()
