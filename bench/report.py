@@ -1,4 +1,4 @@
-"""The printed table, the targets of issue 5 with met/missed, and the chart."""
+"""The printed table, the targets with met/missed, and the chart."""
 
 from __future__ import annotations
 
@@ -238,7 +238,7 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def format_targets(found: list[dict[str, Any]]) -> str:
-    lines = ["", "Targets (issue 5):"]
+    lines = ["", "Targets:"]
     for item in found:
         mark = "met" if item["met"] else "MISSED"
         lines.append(

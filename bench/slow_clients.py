@@ -1,4 +1,4 @@
-"""Slow clients (issue 13): the worst workspace poll while uploads trickle in and headers drip.
+"""Slow clients: the worst workspace poll while uploads trickle in and headers drip.
 
 gunicorn runs exactly as gunicorn.conf.py configures it. The slow clients live in a child
 process (one asyncio loop), so their sends never compete with the poller for this process's
@@ -363,7 +363,7 @@ def slow_rows(figure: dict[str, Any]) -> list[tuple[str, Any, Any, Any, str]]:
 
 
 def slow_targets(figure: dict[str, Any]) -> list[tuple[str, str, Any, bool]]:
-    """(target, goal, value, met) for the two figures of issue 13."""
+    """(target, goal, value, met) for the two slow-client figures."""
     found = []
     for key, where in (("gunicorn", "gunicorn alone"), ("nginx", "through nginx")):
         run = figure.get(key, {})
