@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import slow_clients
+from bench import slow_report
 
 Row = tuple[str, Any, Any, Any, str]
 
@@ -127,7 +127,7 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
             rows.append(_stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"))
             rows.append(_one("  growth : file size", memory["growth_ratio"], "x"))
     if "slow_clients" in figures:
-        rows += slow_clients.slow_rows(figures["slow_clients"])
+        rows += slow_report.slow_rows(figures["slow_clients"])
     return rows
 
 
@@ -233,7 +233,7 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
     if "slow_clients" in figures:
-        found += [_target(*item) for item in slow_clients.slow_targets(figures["slow_clients"])]
+        found += [_target(*item) for item in slow_report.slow_targets(figures["slow_clients"])]
     return found
 
 
