@@ -122,6 +122,9 @@ class ActivitySweepReport:
     duration_ms: float
     dry_run: bool
 
+    def job_result(self) -> dict[str, Any]:
+        return {"deleted": self.deleted}
+
 
 def activity_sweep_preview(*, retention: timedelta | None = None) -> ActivitySweepReport:
     """Count the activity rows past retention; delete nothing."""

@@ -10,16 +10,7 @@ from molecule.retention import ActivitySweepError
 logger = logging.getLogger(__name__)
 
 
-def _counts(report: services.ActivitySweepReport) -> dict[str, Any]:
-    return {"deleted": report.deleted}
-
-
 def sweep_activity() -> dict[str, Any]:
     return job_run(
-        services.activity_sweep,
-        _counts,
-        counted=ActivitySweepError,
-        count_error=services.activity_count_error,
-        name="activity sweep",
-        logger=logger,
+        services.activity_sweep, ActivitySweepError, services.activity_count_error, logger
     )

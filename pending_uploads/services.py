@@ -118,6 +118,9 @@ class SweepReport:
     # Time spent refreshing the backlog gauges afterwards (None for a dry run).
     gauges_ms: float | None = None
 
+    def job_result(self) -> dict[str, Any]:
+        return {"acked": self.result.acked, "expired": self.result.expired}
+
 
 def uploads_sweep(
     *,

@@ -10,16 +10,5 @@ from pending_uploads.managers import SweepError
 logger = logging.getLogger(__name__)
 
 
-def _counts(report: services.SweepReport) -> dict[str, Any]:
-    return {"acked": report.result.acked, "expired": report.result.expired}
-
-
 def sweep_pending_uploads() -> dict[str, Any]:
-    return job_run(
-        services.uploads_sweep,
-        _counts,
-        counted=SweepError,
-        count_error=services.uploads_count_error,
-        name="pending-uploads sweep",
-        logger=logger,
-    )
+    return job_run(services.uploads_sweep, SweepError, services.uploads_count_error, logger)

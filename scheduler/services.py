@@ -91,6 +91,9 @@ class PhantomBusyReport:
     stale_after: timedelta
     dry_run: bool
 
+    def job_result(self) -> dict[str, Any]:
+        return {"reset": len(self.workspaces)}
+
 
 def workspaces_reset_phantom_busy(
     *, stale_after: timedelta | None = None, dry_run: bool = False
