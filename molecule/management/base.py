@@ -62,13 +62,10 @@ class SweepCommand(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            summary, payload = self.sweep(options)
+            summary, payload = self.sweep(options)  # type: ignore[attr-defined]
         except self.error as exc:
             raise CommandError(first_line(exc), returncode=1) from None
         if options["json"]:
             self.stdout.write(json.dumps(payload, separators=(",", ":")))
         else:
             self.stdout.write(summary)
-
-    def sweep(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        raise NotImplementedError
