@@ -1,1 +1,1 @@
-"""Benchmarks: the sweeps at scale and the API, each measured beside its alternative (issue 5)."""
+"""Benchmarks: the sweeps at scale and the API, each measured beside its alternative."""

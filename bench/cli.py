@@ -35,7 +35,7 @@ logger = logging.getLogger("bench")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the sweeps and the API against their alternatives (issue 5).",
+        description="Benchmark the sweeps and the API against their alternatives.",
     )
     parser.add_argument("--quick", action="store_true", help="tiny scale, for a smoke run")
     parser.add_argument(

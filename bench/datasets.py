@@ -1,7 +1,7 @@
 """Generated data: pending_uploads tables (1 KiB or TOAST-sized rows) and the phantom-busy set.
 
-Timestamps spread over about 18 hours, as FACTS.md asks: with identical timestamps every
-plan looks alike. Rows cycle through 20 kinds by number:
+Timestamps spread over about 18 hours: with identical timestamps every plan looks alike, and
+the planner's choices would not be those of a real table. Rows cycle through 20 kinds by number:
 - kind 0 (5 %): acked, 25-43 h ago (past the 24 h retention the bench sweeps with);
 - kind 1 (5 %): never acked, expired 1-19 h ago;
 - kinds 2-3 (10 %): acked in the last 18 h, inside retention;

@@ -37,11 +37,14 @@ def run_ours() -> tuple[float, set[Any]]:
     from django.db import connection, transaction
 
     from molecule.models import Workspace
+    from scheduler import metrics
 
     connection.ensure_connection()
     with transaction.atomic():
         clock = Stopwatch()
-        reset = Workspace.objects.reset_phantom_busy(PHANTOM_STALE_AFTER)
+        reset = Workspace.objects.reset_phantom_busy(
+            PHANTOM_STALE_AFTER, counter=metrics.phantom_busy_resets.name
+        )
         elapsed = clock.ms
         transaction.set_rollback(True)
     return elapsed, {ref.id for ref in reset}

@@ -1,11 +1,11 @@
-"""The printed table, the targets of issue 5 with met/missed, and the chart."""
+"""The printed table, the targets with met/missed, and the chart."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from bench import slow_clients
+from bench import slow_report
 
 Row = tuple[str, Any, Any, Any, str]
 
@@ -127,7 +127,7 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
             rows.append(_stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"))
             rows.append(_one("  growth : file size", memory["growth_ratio"], "x"))
     if "slow_clients" in figures:
-        rows += slow_clients.slow_rows(figures["slow_clients"])
+        rows += slow_report.slow_rows(figures["slow_clients"])
     return rows
 
 
@@ -233,12 +233,12 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
     if "slow_clients" in figures:
-        found += [_target(*item) for item in slow_clients.slow_targets(figures["slow_clients"])]
+        found += [_target(*item) for item in slow_report.slow_targets(figures["slow_clients"])]
     return found
 
 
 def format_targets(found: list[dict[str, Any]]) -> str:
-    lines = ["", "Targets (issue 5):"]
+    lines = ["", "Targets:"]
     for item in found:
         mark = "met" if item["met"] else "MISSED"
         lines.append(

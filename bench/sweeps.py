@@ -14,7 +14,8 @@ from bench.stats import Stopwatch, ratio, summary
 
 logger = logging.getLogger("bench")
 
-# The original single statement (FACTS.md): no batches, no SKIP LOCKED, one transaction.
+# The original single statement, kept as the baseline: no batches, no SKIP LOCKED, one
+# transaction.
 UNBOUNDED_SWEEP_SQL = """
 WITH deleted AS (
     DELETE FROM pending_uploads

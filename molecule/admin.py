@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import path, reverse
-from django.views.decorators.http import require_POST
+from django.contrib import admin
+from django.http import HttpRequest
 
 from molecule.admin_utils import EstimatedCountPaginator, compact_time, short_uuid
 from molecule.models import ActivityLog, Workspace
@@ -71,32 +69,6 @@ class WorkspaceAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Workspaces register themselves and receive their token from /registry/register.
         return False
-
-    def get_urls(self):
-        return [
-            path(
-                "reset-phantom-busy/",
-                self.admin_site.admin_view(require_POST(self.reset_phantom_busy_view)),
-                name="molecule_workspace_reset_phantom_busy",
-            ),
-            *super().get_urls(),
-        ]
-
-    def reset_phantom_busy_view(self, request: HttpRequest) -> HttpResponseRedirect:
-        from scheduler.services import PhantomBusySweepError, workspaces_reset_phantom_busy
-
-        if not self.has_change_permission(request):
-            messages.error(request, "You may not change workspaces.")
-        else:
-            try:
-                report = workspaces_reset_phantom_busy()
-            except PhantomBusySweepError as exc:
-                messages.error(request, str(exc))
-            else:
-                messages.success(
-                    request, f"Reset {len(report.workspaces)} phantom-busy workspaces."
-                )
-        return HttpResponseRedirect(reverse("admin:molecule_workspace_changelist"))
 
 
 @admin.register(ActivityLog)

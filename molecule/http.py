@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from molecule import conf
+from molecule.models import Workspace
 
 View = Callable[..., HttpResponse]
 
@@ -211,8 +212,6 @@ def workspace_auth(view: View) -> View:
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, workspace_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
-        from molecule.models import Workspace
-
         parsed_id = parse_uuid(workspace_id, "workspace id")
         token = bearer_token(request)
         if token is None:

@@ -82,29 +82,25 @@ class WorkspaceManager(models.Manager["Workspace"]):
         return None
 
     def with_last_activity(self) -> models.QuerySet:
-        from molecule.models import ActivityLog
-
-        latest = ActivityLog.objects.filter(workspace_id=models.OuterRef("pk")).order_by(
-            "-created_at"
-        )
+        # Through the app registry: models.py imports this module, so it cannot import back.
+        activity = self.model._meta.apps.get_model("molecule", "ActivityLog")
+        latest = activity.objects.filter(workspace_id=models.OuterRef("pk")).order_by("-created_at")
         return self.annotate(last_activity=models.Subquery(latest.values("created_at")[:1]))
 
     def count_active(self) -> int:
         return self.exclude(status="removed").count()
 
     def reset_phantom_busy(
-        self, stale_after: timedelta, *, dry_run: bool = False
+        self, stale_after: timedelta, *, counter: str, dry_run: bool = False
     ) -> list[WorkspaceRef]:
         """Clear active_tasks on busy workspaces silent for ``stale_after``; return them.
 
-        The resets are added to molecule_phantom_busy_resets_total in the same statement.
+        The resets are added to the metric_totals row ``counter`` in the same statement.
         """
-        from scheduler import metrics
-
         sql = PHANTOM_BUSY_PREVIEW_SQL if dry_run else PHANTOM_BUSY_RESET_SQL
         params = {
             "stale_after_seconds": max(stale_after.total_seconds(), 0.0),
-            "counter": metrics.phantom_busy_resets.name,
+            "counter": counter,
         }
         connection = connections[router.db_for_write(self.model)]
         with connection.cursor() as cursor:

@@ -21,7 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from molecule.cli import first_line
+from molecule.errors import first_line
+from molecule.models import MetricTotal
 from molecule.totals import bucket_label
 
 logger = logging.getLogger(__name__)
@@ -74,8 +75,6 @@ class StoredMetricsCollector(Collector):
     """Reads metric_totals once per scrape (one small SELECT) and yields every family."""
 
     def collect(self) -> Iterator[Metric]:
-        from molecule.models import MetricTotal
-
         try:
             stored = MetricTotal.objects.snapshot()
         except DatabaseError as exc:

@@ -10,10 +10,10 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
-from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from molecule import conf, metrics
-from molecule.cli import first_line
+from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.retention import ActivitySweepError, ActivitySweepResult
 from molecule.tokens import token_generate, token_hash, token_matches
@@ -122,6 +122,9 @@ class ActivitySweepReport:
     duration_ms: float
     dry_run: bool
 
+    def job_result(self) -> dict[str, Any]:
+        return {"deleted": self.deleted}
+
 
 def activity_sweep_preview(*, retention: timedelta | None = None) -> ActivitySweepReport:
     """Count the activity rows past retention; delete nothing."""
@@ -181,16 +184,3 @@ def activity_count_error() -> None:
     except DatabaseError as exc:
         # One line: a command that failed because the database is away must print one line.
         logger.error("could not count the failed activity sweep: %s", first_line(exc))
-
-
-def activity_sweep_job() -> dict[str, Any]:
-    """The scheduled activity sweep: never raises, so a failure cannot stop the worker."""
-    try:
-        report = activity_sweep()
-    except Exception as exc:
-        if not isinstance(exc, ActivitySweepError):
-            activity_count_error()
-        logger.exception("scheduled activity sweep failed; the next run will retry")
-        close_old_connections()
-        return {"error": str(exc)}
-    return {"deleted": report.deleted}

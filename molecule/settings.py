@@ -8,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from molecule.conf import DEFAULT_STATEMENT_TIMEOUT
 from molecule.durations import parse_duration
 from pending_uploads import conf as pending_uploads_conf
 
@@ -139,7 +140,7 @@ def _statement_timeout_ms() -> int:
     # A duration ("30s", "2m") or a bare number of milliseconds, as PostgreSQL reads it.
     raw = os.environ.get("DB_STATEMENT_TIMEOUT", "").strip()
     if not raw:
-        return 30_000
+        return round(DEFAULT_STATEMENT_TIMEOUT.total_seconds() * 1000)
     if raw.isdigit():
         return int(raw)
     if raw.endswith("ms") and raw[:-2].strip().isdigit():

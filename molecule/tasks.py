@@ -1,9 +1,16 @@
 """django-q2 entry points; each calls one service."""
 
+import logging
 from typing import Any
 
-from molecule.services import activity_sweep_job
+from molecule import services
+from molecule.jobs import job_run
+from molecule.retention import ActivitySweepError
+
+logger = logging.getLogger(__name__)
 
 
 def sweep_activity() -> dict[str, Any]:
-    return activity_sweep_job()
+    return job_run(
+        services.activity_sweep, ActivitySweepError, services.activity_count_error, logger
+    )

@@ -24,9 +24,10 @@ from molecule.admin_utils import (
     short_uuid,
 )
 from pending_uploads import conf
-from pending_uploads.managers import SweepLeftAlone
+from pending_uploads.managers import SweepError, SweepLeftAlone
 from pending_uploads.managers.admin import filename_words
 from pending_uploads.models import PendingUpload
+from pending_uploads.services import uploads_sweep
 from pending_uploads.views import attachment_response
 
 STATE_FILTERS = {
@@ -263,9 +264,6 @@ class PendingUploadAdmin(admin.ModelAdmin):
         return attachment_response(opened)
 
     def sweep_view(self, request: HttpRequest) -> HttpResponseRedirect:
-        from pending_uploads.managers import SweepError
-        from pending_uploads.services import uploads_sweep
-
         if not self.has_view_permission(request):
             raise Http404
         retention = conf.ack_retention()

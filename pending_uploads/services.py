@@ -10,10 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import DatabaseError, IntegrityError, close_old_connections
+from django.db import DatabaseError, IntegrityError
 
-from molecule.cli import first_line
+from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
+from molecule.services import activity_append
 from pending_uploads import conf, metrics
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
 from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
@@ -23,14 +24,30 @@ from pending_uploads.sanitize import sanitize_filename, sanitize_mimetype
 logger = logging.getLogger(__name__)
 
 
-class UploadRejected(Exception):
-    """An upload the API refuses as a whole; nothing of it is stored."""
+class UploadRefused(Exception):
+    """An upload refused as a whole; nothing of it is stored. The view picks the status."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
+
+class NotPollMode(UploadRefused):
+    def __init__(self) -> None:
+        super().__init__("workspace is not in poll mode")
+
+
+class NoFiles(UploadRefused):
+    def __init__(self) -> None:
+        super().__init__("no files part in the request")
+
+
+class TooManyFiles(UploadRefused):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} files per request")
+        self.limit = limit
+
+
+class EmptyFile(UploadRefused):
+    def __init__(self, filename: str) -> None:
+        super().__init__("empty files are not accepted")
+        self.filename = filename
 
 
 def upload_json(row: PendingUpload) -> dict[str, Any]:
@@ -38,22 +55,25 @@ def upload_json(row: PendingUpload) -> dict[str, Any]:
 
 
 def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> list[PendingUpload]:
-    """Store every file and its activity_logs row in one transaction, or nothing."""
+    """Store every file and its activity_logs row in one transaction, or nothing.
+
+    Raise an UploadRefused, or FileTooLarge, for an upload refused as a whole.
+    """
     if workspace.delivery_mode != Workspace.DeliveryMode.POLL:
-        raise UploadRejected(422, "workspace is not in poll mode")
+        raise NotPollMode
     if not files:
-        raise UploadRejected(400, "no files part in the request")
+        raise NoFiles
     if len(files) > conf.max_files():
-        raise UploadRejected(400, f"at most {conf.max_files()} files per request")
+        raise TooManyFiles(conf.max_files())
     uploads = []
     for part in files:
         name = sanitize_filename(part.name)
         if not part.size:
-            raise UploadRejected(400, "empty files are not accepted", filename=name)
+            raise EmptyFile(name)
         uploads.append(NewUpload(name, sanitize_mimetype(part.content_type), part.size, part.file))
 
     def log_activity(row: PendingUpload) -> None:
-        ActivityLog.objects.create(
+        activity_append(
             workspace_id=workspace.id,
             activity_type=ActivityLog.Type.A2A_RECEIVE,
             # Upstream's shape: a canvas (user) row, addressed to the workspace.
@@ -73,23 +93,13 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
             max_bytes=conf.max_file_bytes(),
             on_row=log_activity,
         )
-    except FileTooLarge as exc:
-        raise UploadRejected(
-            413, "file too large", filename=exc.filename, size=exc.size, max=exc.limit
-        ) from None
     except IntegrityError:
         # A PENDING_UPLOADS_MAX_FILE_BYTES above the database CHECK (which carries the default
         # cap) lets through a file PostgreSQL refuses; the batch rolled back, nothing is stored.
         too_big = next((u for u in uploads if u.size_bytes > DEFAULT_MAX_FILE_BYTES), None)
         if too_big is None:
             raise
-        raise UploadRejected(
-            413,
-            "file too large",
-            filename=too_big.filename,
-            size=too_big.size_bytes,
-            max=DEFAULT_MAX_FILE_BYTES,
-        ) from None
+        raise FileTooLarge(too_big.filename, too_big.size_bytes, DEFAULT_MAX_FILE_BYTES) from None
     logger.info(
         "chat uploads stored workspace=%s files=%d bytes=%d",
         workspace.id,
@@ -107,6 +117,9 @@ class SweepReport:
     dry_run: bool
     # Time spent refreshing the backlog gauges afterwards (None for a dry run).
     gauges_ms: float | None = None
+
+    def job_result(self) -> dict[str, Any]:
+        return {"acked": self.result.acked, "expired": self.result.expired}
 
 
 def uploads_sweep(
@@ -197,18 +210,3 @@ def uploads_record_run(duration: float) -> float | None:
         logger.exception("could not record the pending-uploads sweep's gauges")
         return None
     return gauges_ms
-
-
-def uploads_sweep_job() -> dict[str, Any]:
-    """The scheduled sweep: never raises, so a failure cannot stop the worker."""
-    try:
-        report = uploads_sweep()
-    except Exception as exc:
-        if not isinstance(exc, SweepError):
-            # uploads_sweep counts the failures it sees; anything else is counted here.
-            uploads_count_error()
-        logger.exception("scheduled pending-uploads sweep failed; the next run will retry")
-        # Drop a connection the failure may have broken, so the next run starts clean.
-        close_old_connections()
-        return {"error": str(exc)}
-    return {"acked": report.result.acked, "expired": report.result.expired}

@@ -13,7 +13,7 @@ from django.http.response import HttpResponseBase
 from molecule.http import ApiError, ApiResponse, api_view, parse_uuid, query_limit, workspace_auth
 from molecule.models import Workspace
 from pending_uploads import conf, services
-from pending_uploads.managers import AckOutcome, OpenedContent
+from pending_uploads.managers import AckOutcome, FileTooLarge, OpenedContent
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import FALLBACK_MIMETYPE
 
@@ -48,8 +48,16 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         raise ApiError(400, "malformed multipart body: it ends before the closing boundary")
     try:
         rows = services.uploads_receive(workspace=workspace, files=files)
-    except services.UploadRejected as exc:
-        raise ApiError(exc.status, exc.message, **exc.extra) from None
+    except services.NotPollMode as exc:
+        raise ApiError(422, str(exc)) from None
+    except (services.NoFiles, services.TooManyFiles) as exc:
+        raise ApiError(400, str(exc)) from None
+    except services.EmptyFile as exc:
+        raise ApiError(400, str(exc), filename=exc.filename) from None
+    except FileTooLarge as exc:
+        raise ApiError(
+            413, "file too large", filename=exc.filename, size=exc.size, max=exc.limit
+        ) from None
     finally:
         for part in files:
             part.close()

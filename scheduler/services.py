@@ -8,11 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.apps import AppConfig
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from molecule.cli import first_line
+from molecule.errors import first_line
 from molecule.managers import WorkspaceRef
 from molecule.models import MetricTotal, Workspace
 from scheduler import conf, metrics
@@ -91,6 +91,9 @@ class PhantomBusyReport:
     stale_after: timedelta
     dry_run: bool
 
+    def job_result(self) -> dict[str, Any]:
+        return {"reset": len(self.workspaces)}
+
 
 def workspaces_reset_phantom_busy(
     *, stale_after: timedelta | None = None, dry_run: bool = False
@@ -100,7 +103,9 @@ def workspaces_reset_phantom_busy(
     minutes = stale.total_seconds() / 60
     try:
         with transaction.atomic():
-            reset = Workspace.objects.reset_phantom_busy(stale, dry_run=dry_run)
+            reset = Workspace.objects.reset_phantom_busy(
+                stale, counter=metrics.phantom_busy_resets.name, dry_run=dry_run
+            )
     except Exception as exc:
         if not dry_run:
             phantom_busy_count_error()
@@ -137,17 +142,3 @@ def phantom_busy_count_error() -> None:
     except DatabaseError as exc:
         # One line: a command that failed because the database is away must print one line.
         logger.error("could not count the failed phantom-busy sweep: %s", first_line(exc))
-
-
-def phantom_busy_sweep_job() -> dict[str, Any]:
-    """The scheduled phantom-busy sweep: never raises, so a failure cannot stop the worker."""
-    try:
-        report = workspaces_reset_phantom_busy()
-    except Exception as exc:
-        if not isinstance(exc, PhantomBusySweepError):
-            # workspaces_reset_phantom_busy counts the failures it sees; anything else here.
-            phantom_busy_count_error()
-        logger.exception("scheduled phantom-busy sweep failed; the next run will retry")
-        close_old_connections()
-        return {"error": str(exc)}
-    return {"reset": len(report.workspaces)}

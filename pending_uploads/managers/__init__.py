@@ -13,8 +13,6 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from pending_uploads.managers.admin import (
-    SWEEP_LEFT_ALONE_SQL,
-    UUID_MATCH_SQL,
     AdminQuerySetMixin,
     AdminReadsMixin,
     FilenameWords,
@@ -22,17 +20,10 @@ from pending_uploads.managers.admin import (
 )
 from pending_uploads.managers.content import (
     CHUNK_BYTES,
-    CHUNK_SQL,
-    COPY_SQL,
-    INSERT_SQL,
-    OPEN_FETCHABLE_SQL,
-    OPEN_PRESENT_SQL,
-    ROW_CLOCK_SQL,
     ContentMixin,
     ShortFile,
 )
 from pending_uploads.managers.sweep import (
-    BACKLOG_SQL,
     SWEEP_BATCH_SQL,
     SWEEP_PREVIEW_SQL,
     SweepMixin,
@@ -51,19 +42,9 @@ if TYPE_CHECKING:
     from pending_uploads.models import PendingUpload
 
 __all__ = [
-    "ACK_SQL",
-    "BACKLOG_SQL",
     "CHUNK_BYTES",
-    "CHUNK_SQL",
-    "COPY_SQL",
-    "INSERT_SQL",
-    "OPEN_FETCHABLE_SQL",
-    "OPEN_PRESENT_SQL",
-    "ROW_CLOCK_SQL",
     "SWEEP_BATCH_SQL",
-    "SWEEP_LEFT_ALONE_SQL",
     "SWEEP_PREVIEW_SQL",
-    "UUID_MATCH_SQL",
     "AckOutcome",
     "Backlog",
     "FileTooLarge",
@@ -71,7 +52,6 @@ __all__ = [
     "NewUpload",
     "OpenedContent",
     "PendingUploadManager",
-    "PendingUploadQuerySet",
     "ShortFile",
     "SweepError",
     "SweepLeftAlone",

@@ -59,8 +59,8 @@ _INSERTED_FIELDS = ("file_id", "workspace_id", "size_bytes", "filename", "mimety
 
 # The row (without its bytes), its length and the first chunk in one round trip; a file up to
 # CHUNK_BYTES needs no other. octet_length() of an uncompressed TOAST value reads only its
-# pointer. "Fetchable" is issue 12's: present and unexpired, acked or not. The columns come in
-# the model's field order, as Model.from_db takes them.
+# pointer. "Fetchable" is what the agent's poll may fetch: present and unexpired, acked or
+# not. The columns come in the model's field order, as Model.from_db takes them.
 OPEN_FETCHABLE_SQL = """
 SELECT file_id, workspace_id, size_bytes, filename, mimetype, created_at, fetched_at, acked_at,
        expires_at, octet_length(content), substring(content FROM 1 FOR %(length)s)

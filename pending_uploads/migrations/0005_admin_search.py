@@ -1,6 +1,6 @@
 # The admin's searches at a million rows: filename words as a stored generated column under a
 # GIN index, and a workspace's rows newest first (acked ones too). Adding the column rewrites
-# the table once. Numbered 0005 to leave 0004 to lane B; the lead renumbers at merge.
+# the table once.
 
 import django.contrib.postgres.fields
 import django.contrib.postgres.indexes

@@ -22,8 +22,10 @@ from django.test import override_settings
 from devtools.processes import ServiceStack, database_url_from_settings, free_port
 from molecule.models import Workspace
 from pending_uploads import services as uploads_services
+from pending_uploads import tasks as uploads_tasks
 from pending_uploads.models import PendingUpload
 from scheduler import services as scheduler_services
+from scheduler import tasks as scheduler_tasks
 from tests.helpers import assert_metric_delta, assert_metric_deltas, metrics_saved
 from tests.integration.conftest import (
     ACKED_OLD,
@@ -94,7 +96,7 @@ def test_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
     caplog.set_level(logging.INFO, logger="pending_uploads")
 
     with override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=500), admin_connection() as admin:
-        sweeper = JobThread(uploads_services.uploads_sweep_job)
+        sweeper = JobThread(uploads_tasks.sweep_pending_uploads)
         sweeper.start()
         assert sweeper.connected.wait(10)
         assert sweeper.backend_pid is not None
@@ -139,7 +141,7 @@ def test_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
         assert any(r.exc_info for r in failures), "the failure was logged without a traceback"
         assert any("sweep failed" in r.getMessage() for r in failures)
 
-        second = JobThread(uploads_services.uploads_sweep_job)
+        second = JobThread(uploads_tasks.sweep_pending_uploads)
         second.start()
         assert second.outcome() == {
             "acked": middle[ACKED_OLD.name],
@@ -382,8 +384,8 @@ class Injection(NamedTuple):
     sweep_failed: bool
 
 
-UPLOADS_JOB = uploads_services.uploads_sweep_job
-PHANTOM_JOB = scheduler_services.phantom_busy_sweep_job
+UPLOADS_JOB = uploads_tasks.sweep_pending_uploads
+PHANTOM_JOB = scheduler_tasks.sweep_phantom_busy
 WORKSPACE_MANAGER = type(Workspace.objects)
 CONNECTION_LOST = OperationalError("server closed the connection unexpectedly")
 

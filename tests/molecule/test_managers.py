@@ -18,9 +18,11 @@ from molecule.managers import (
 )
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
+from scheduler.metrics import phantom_busy_resets
 from tests.helpers import run_sql
 
 STALE_AFTER = timedelta(minutes=10)
+RESETS = phantom_busy_resets.name
 
 
 def db_now() -> datetime:
@@ -81,7 +83,7 @@ def test_reset_phantom_busy_cases(register, fields, activity_age, reset):
         add_activity(ws.id, activity_age)
     backdate_updated_at(ws.id)
     before = state(ws.id)
-    result = Workspace.objects.reset_phantom_busy(STALE_AFTER)
+    result = Workspace.objects.reset_phantom_busy(STALE_AFTER, counter=RESETS)
     if reset:
         assert result == [WorkspaceRef(ws.id, "agent")]
         assert state(ws.id) == (0, "", db_now())
@@ -95,7 +97,7 @@ def test_activity_of_another_workspace_does_not_protect(register):
     silent = register("silent", active_tasks=2, current_task="stuck")
     chatty = register("chatty", active_tasks=1, current_task="working")
     add_activity(chatty.id, "1 second")
-    result = Workspace.objects.reset_phantom_busy(STALE_AFTER)
+    result = Workspace.objects.reset_phantom_busy(STALE_AFTER, counter=RESETS)
     assert result == [WorkspaceRef(silent.id, "silent")]
     assert state(silent.id)[:2] == (0, "")
     assert state(chatty.id)[:2] == (1, "working")
@@ -106,22 +108,22 @@ def test_reset_returns_every_reset_workspace_sorted(register):
     names = ["charlie", "alpha", "bravo", "alpha"]
     created = [register(name, active_tasks=1) for name in names]
     register("idle")
-    result = Workspace.objects.reset_phantom_busy(STALE_AFTER)
+    result = Workspace.objects.reset_phantom_busy(STALE_AFTER, counter=RESETS)
     expected = sorted(
         (WorkspaceRef(ws.id, ws.workspace.name) for ws in created),
         key=lambda ref: (ref.name, ref.id),
     )
     assert result == expected
     # A second run finds nothing left to reset.
-    assert Workspace.objects.reset_phantom_busy(STALE_AFTER) == []
+    assert Workspace.objects.reset_phantom_busy(STALE_AFTER, counter=RESETS) == []
 
 
 @pytest.mark.django_db
 def test_stale_after_moves_the_threshold(register):
     ws = register("agent", active_tasks=1)
     add_activity(ws.id, "30 minutes")
-    assert Workspace.objects.reset_phantom_busy(timedelta(hours=1)) == []
-    assert Workspace.objects.reset_phantom_busy(timedelta(minutes=29)) == [
+    assert Workspace.objects.reset_phantom_busy(timedelta(hours=1), counter=RESETS) == []
+    assert Workspace.objects.reset_phantom_busy(timedelta(minutes=29), counter=RESETS) == [
         WorkspaceRef(ws.id, "agent")
     ]
 
@@ -134,10 +136,10 @@ def test_dry_run_changes_nothing_and_names_the_same_workspaces(register):
     for ws in [*stuck, alive]:
         backdate_updated_at(ws.id)
     before = {ws.id: state(ws.id) for ws in [*stuck, alive]}
-    preview = Workspace.objects.reset_phantom_busy(STALE_AFTER, dry_run=True)
+    preview = Workspace.objects.reset_phantom_busy(STALE_AFTER, counter=RESETS, dry_run=True)
     assert {ws.id: state(ws.id) for ws in [*stuck, alive]} == before
     assert [ref.name for ref in preview] == ["a", "b"]
-    assert Workspace.objects.reset_phantom_busy(STALE_AFTER) == preview
+    assert Workspace.objects.reset_phantom_busy(STALE_AFTER, counter=RESETS) == preview
 
 
 # 2,000 busy workspaces with 20 activity rows each, a minute apart; only every tenth workspace
@@ -172,7 +174,9 @@ def test_phantom_busy_statements_read_activity_through_an_index():
         assert "activity_logs_ws_created_idx" in plan or "activity_logs_created_idx" in plan, plan
         assert "Seq Scan on activity_logs" not in plan, plan
     # And what they find: the 1,800 workspaces whose last activity is 31 minutes old.
-    assert len(Workspace.objects.reset_phantom_busy(STALE_AFTER, dry_run=True)) == 1800
+    assert (
+        len(Workspace.objects.reset_phantom_busy(STALE_AFTER, counter=RESETS, dry_run=True)) == 1800
+    )
 
 
 @pytest.mark.django_db

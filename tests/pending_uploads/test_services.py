@@ -17,15 +17,23 @@ from django.test import override_settings
 
 from molecule.models import ActivityLog, MetricTotal
 from pending_uploads import metrics, tasks
-from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError, SweepResult
+from pending_uploads.managers import (
+    FileTooLarge,
+    NewUpload,
+    PendingUploadManager,
+    SweepError,
+    SweepResult,
+)
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import (
-    UploadRejected,
+    EmptyFile,
+    NoFiles,
+    NotPollMode,
+    TooManyFiles,
     uploads_count_error,
     uploads_receive,
     uploads_record_run,
     uploads_sweep,
-    uploads_sweep_job,
 )
 from tests.helpers import (
     assert_metric_delta,
@@ -37,6 +45,7 @@ from tests.helpers import (
 
 RETENTION = timedelta(hours=1)
 SERVICE_LOGGER = "pending_uploads.services"
+TASK_LOGGER = "pending_uploads.tasks"
 SWEPT = "molecule_pending_uploads_swept_total"
 DURATIONS = "molecule_pending_uploads_sweep_duration_seconds_count"
 LAST_SWEEP = "molecule_pending_uploads_last_sweep_timestamp_seconds"
@@ -311,14 +320,14 @@ def test_raising_sweep_does_not_escape_the_job_and_the_next_run_counts(
     assert "database went away" in outcome["error"]
     assert_metric_delta(before, 1, SWEPT, outcome="error")
     assert remaining() == {file_id for ids in committed_table.values() for file_id in ids}
-    logged = [r for r in caplog.records if r.name == SERVICE_LOGGER and r.exc_info]
+    logged = [r for r in caplog.records if r.name == TASK_LOGGER and r.exc_info]
     assert len(logged) == 1
     assert logged[0].levelno == logging.ERROR
     assert "Traceback" in caplog.text
     assert "RuntimeError: database went away" in caplog.text
 
     monkeypatch.undo()
-    assert uploads_sweep_job() == {"acked": 1, "expired": 1}
+    assert tasks.sweep_pending_uploads() == {"acked": 1, "expired": 1}
     assert_metric_deltas(before, SWEPT, "outcome", {"acked": 1, "expired": 1, "error": 1})
     assert remaining() == set(committed_table["live"])
 
@@ -338,27 +347,41 @@ def upload_file(name: str = "a.txt", data: bytes = b"hello") -> SimpleUploadedFi
 
 
 @pytest.mark.parametrize(
-    ("mode", "files", "status", "message"),
+    ("mode", "files", "error", "message"),
     [
-        ("push", [upload_file()], 422, "workspace is not in poll mode"),
-        ("poll", [], 400, "no files part in the request"),
-        ("poll", [upload_file(f"{i}.txt") for i in range(3)], 400, "at most 2 files per request"),
-        ("poll", [upload_file("full.txt"), upload_file("e.txt", b"")], 400, "empty files"),
-        ("poll", [upload_file("ok.txt"), upload_file("big.txt", b"x" * 9)], 413, "too large"),
+        ("push", [upload_file()], NotPollMode, "workspace is not in poll mode"),
+        ("poll", [], NoFiles, "no files part in the request"),
+        (
+            "poll",
+            [upload_file(f"{i}.txt") for i in range(3)],
+            TooManyFiles,
+            "at most 2 files per request",
+        ),
+        ("poll", [upload_file("full.txt"), upload_file("e.txt", b"")], EmptyFile, "empty files"),
+        (
+            "poll",
+            [upload_file("ok.txt"), upload_file("big.txt", b"x" * 9)],
+            FileTooLarge,
+            "over the 8-byte cap",
+        ),
     ],
     ids=["push-mode", "no-files", "too-many", "empty", "over-cap"],
 )
 @override_settings(PENDING_UPLOADS_MAX_FILES=2, PENDING_UPLOADS_MAX_FILE_BYTES=8)
 def test_rejected_uploads_store_nothing(
-    register, db, mode: str, files: list[SimpleUploadedFile], status: int, message: str
+    register,
+    db,
+    mode: str,
+    files: list[SimpleUploadedFile],
+    error: type[Exception],
+    message: str,
 ) -> None:
     workspace = register("uploader", mode).workspace
 
-    with pytest.raises(UploadRejected) as caught:
+    with pytest.raises(error) as caught:
         uploads_receive(workspace=workspace, files=files)
 
-    assert caught.value.status == status
-    assert message in caught.value.message
+    assert message in str(caught.value)
     assert stored_for(workspace.id) == (0, 0)
 
 
@@ -366,10 +389,10 @@ def test_rejected_uploads_store_nothing(
 def test_over_cap_rejection_names_the_file_and_the_limit(register, db) -> None:
     workspace = register("uploader", "poll").workspace
 
-    with pytest.raises(UploadRejected) as caught:
+    with pytest.raises(FileTooLarge) as caught:
         uploads_receive(workspace=workspace, files=[upload_file("big file.txt", b"x" * 9)])
 
-    assert caught.value.extra == {"filename": "big_file.txt", "size": 9, "max": 8}
+    assert (caught.value.filename, caught.value.size, caught.value.limit) == ("big_file.txt", 9, 8)
 
 
 def test_received_files_are_stored_with_their_activity_rows(register, db) -> None:

@@ -17,13 +17,13 @@ from molecule.services import activity_append
 from scheduler import tasks
 from scheduler.services import (
     PhantomBusySweepError,
-    phantom_busy_sweep_job,
     workspaces_reset_phantom_busy,
 )
 from tests.helpers import assert_metric_delta, metric_value, metrics_saved, run_sql
 
 STALE = timedelta(minutes=10)
 SERVICE_LOGGER = "scheduler.services"
+TASK_LOGGER = "scheduler.tasks"
 RESETS = "molecule_phantom_busy_resets_total"
 ERRORS = "molecule_phantom_busy_sweep_errors_total"
 
@@ -212,14 +212,14 @@ def test_failing_job_logs_the_traceback_and_the_next_run_works(
 
     assert "server closed the connection" in outcome["error"]
     assert_metric_delta(before, 1, ERRORS)
-    logged = [r for r in caplog.records if r.name == SERVICE_LOGGER and r.exc_info]
+    logged = [r for r in caplog.records if r.name == TASK_LOGGER and r.exc_info]
     assert len(logged) == 1
     assert logged[0].levelno == logging.ERROR
     assert "Traceback" in caplog.text
     assert busy_state()[committed_fleet["phantom"].id] == (1, "x")
 
     monkeypatch.undo()
-    assert phantom_busy_sweep_job() == {"reset": 1}
+    assert tasks.sweep_phantom_busy() == {"reset": 1}
     assert_metric_delta(before, 1, RESETS)
     assert_metric_delta(before, 1, ERRORS)
     assert busy_state()[committed_fleet["phantom"].id] == (0, "")

@@ -6,9 +6,7 @@ import sys
 import time
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
-
-from molecule.cli import SweepCommand, duration_argument, first_line
+from molecule.management.base import SweepCommand
 from pending_uploads.managers import SweepError, SweepResult
 from pending_uploads.services import uploads_sweep
 
@@ -19,19 +17,14 @@ class Command(SweepCommand):
         "expires_at, and count them in the swept metrics. Safe to run from cron, also while "
         "the scheduled sweep runs: concurrent sweeps share the rows and never count one twice."
     )
+    duration_option = "--ack-retention"
+    duration_help = (
+        "Keep acked rows this long (90s, 30m, 1h, 2d or seconds); "
+        "default PENDING_UPLOADS_ACK_RETENTION."
+    )
+    error = SweepError
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--ack-retention",
-            type=duration_argument,
-            default=None,
-            metavar="DURATION",
-            help="Keep acked rows this long (90s, 30m, 1h, 2d or seconds); "
-            "default PENDING_UPLOADS_ACK_RETENTION.",
-        )
-        super().add_arguments(parser)
-
-    def handle(self, *args: Any, **options: Any) -> None:
+    def sweep(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         progress = _Progress() if sys.stderr.isatty() and not options["dry_run"] else None
         try:
             report = uploads_sweep(
@@ -39,16 +32,13 @@ class Command(SweepCommand):
                 dry_run=options["dry_run"],
                 on_batch=progress,
             )
-        except SweepError as exc:
-            raise CommandError(first_line(exc), returncode=1) from None
         finally:
             if progress is not None:
                 progress.finish()
         result = report.result
         verb = "would sweep" if report.dry_run else "swept"
         suffix = " (dry run)" if report.dry_run else ""
-        self.emit(
-            options,
+        return (
             f"{verb} {result.acked} acked, {result.expired} expired "
             f"in {report.duration_ms:.0f} ms{suffix}",
             {

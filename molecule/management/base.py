@@ -1,4 +1,4 @@
-"""Conventions shared by the sweep commands: duration options, --json, one-line errors."""
+"""The base of the cron-safe sweep commands: a duration, --dry-run, --json, one-line errors."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from molecule.durations import parse_duration
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message: driver errors can span several lines."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+from molecule.errors import first_line
 
 
 def duration_argument(text: str) -> timedelta:
@@ -27,7 +22,17 @@ def duration_argument(text: str) -> timedelta:
 
 
 class SweepCommand(BaseCommand):
-    """A cron-safe command: exit 0 on success, 1 on a database failure, 2 on bad arguments."""
+    """A cron-safe command: exit 0 on success, 1 on a database failure, 2 on bad arguments.
+
+    A subclass names its duration option and the error its service raises, and implements
+    ``sweep()``, which returns the one-line summary and the --json payload.
+    """
+
+    # The duration option, e.g. "--retention"; it defaults to None (the setting's value).
+    duration_option: str
+    duration_help: str
+    # The service's failure, turned into a one-line CommandError.
+    error: type[Exception]
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -44,11 +49,22 @@ class SweepCommand(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
+            self.duration_option,
+            type=duration_argument,
+            default=None,
+            metavar="DURATION",
+            help=self.duration_help,
+        )
+        parser.add_argument(
             "--dry-run", action="store_true", help="Report what would change; change nothing."
         )
         parser.add_argument("--json", action="store_true", help="Print one line of JSON.")
 
-    def emit(self, options: dict[str, Any], summary: str, payload: dict[str, Any]) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            summary, payload = self.sweep(options)  # type: ignore[attr-defined]
+        except self.error as exc:
+            raise CommandError(first_line(exc), returncode=1) from None
         if options["json"]:
             self.stdout.write(json.dumps(payload, separators=(",", ":")))
         else:
