@@ -20,6 +20,6 @@ RESTRICT_SQL = CASCADE_SQL.replace("ON DELETE CASCADE ", "")
 
 
 class Migration(migrations.Migration):
-    dependencies = [("molecule", "0001_initial")]
+    dependencies = [("molecule", "0001_schema")]
 
     operations = [migrations.RunSQL(CASCADE_SQL, RESTRICT_SQL)]
