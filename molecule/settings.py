@@ -26,24 +26,30 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-def _env_int(name: str, default: int = 0) -> int:
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"must be an integer, got {text!r}") from None
+
+
+def _env_parsed(name: str, parse, default=None):
+    """``parse(os.environ[name])``, or ``default`` when unset; a bad value stops in one line."""
     value = os.environ.get(name)
     if not value:
         return default
     try:
-        return int(value)
+        return parse(value)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def _env_int(name: str, default: int = 0) -> int:
+    return _env_parsed(name, _integer, default)
 
 
 def _env_duration(name: str):
-    value = os.environ.get(name)
-    if not value:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}: {exc}") from exc
+    return _env_parsed(name, parse_duration)
 
 
 DEBUG = _env_bool("DEBUG", False)

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from django.conf import settings
+from molecule.conf import setting
 
 # Upstream's per-file and per-request cap (100 MB). The database CHECK
 # pending_uploads_size_bytes_check carries this default cap.
@@ -16,39 +16,13 @@ DEFAULT_SWEEP_INTERVAL = timedelta(minutes=5)
 DEFAULT_SWEEP_BATCH_SIZE = 2500
 DEFAULT_SWEEP_BATCH_BYTES = 32 * 1024 * 1024
 
-
-def max_file_bytes() -> int:
-    return getattr(settings, "PENDING_UPLOADS_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)
-
-
-def max_request_bytes() -> int:
-    return getattr(settings, "PENDING_UPLOADS_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)
-
-
-def max_attachments_per_message() -> int:
-    # Advisory, as upstream's is: published by GET /uploads/limits, not enforced (max_files is).
-    return getattr(settings, "PENDING_UPLOADS_MAX_ATTACHMENTS_PER_MESSAGE", 10)
-
-
-def max_files() -> int:
-    return getattr(settings, "PENDING_UPLOADS_MAX_FILES", DEFAULT_MAX_FILES)
-
-
-def ttl() -> timedelta:
-    return getattr(settings, "PENDING_UPLOADS_TTL", DEFAULT_TTL)
-
-
-def ack_retention() -> timedelta:
-    return getattr(settings, "PENDING_UPLOADS_ACK_RETENTION", DEFAULT_ACK_RETENTION)
-
-
-def sweep_interval() -> timedelta:
-    return getattr(settings, "PENDING_UPLOADS_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL)
-
-
-def sweep_batch_size() -> int:
-    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_SIZE", DEFAULT_SWEEP_BATCH_SIZE)
-
-
-def sweep_batch_bytes() -> int:
-    return getattr(settings, "PENDING_UPLOADS_SWEEP_BATCH_BYTES", DEFAULT_SWEEP_BATCH_BYTES)
+max_file_bytes = setting("PENDING_UPLOADS_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)
+max_request_bytes = setting("PENDING_UPLOADS_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)
+# Advisory, as upstream's is: published by GET /uploads/limits, not enforced (max_files is).
+max_attachments_per_message = setting("PENDING_UPLOADS_MAX_ATTACHMENTS_PER_MESSAGE", 10)
+max_files = setting("PENDING_UPLOADS_MAX_FILES", DEFAULT_MAX_FILES)
+ttl = setting("PENDING_UPLOADS_TTL", DEFAULT_TTL)
+ack_retention = setting("PENDING_UPLOADS_ACK_RETENTION", DEFAULT_ACK_RETENTION)
+sweep_interval = setting("PENDING_UPLOADS_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL)
+sweep_batch_size = setting("PENDING_UPLOADS_SWEEP_BATCH_SIZE", DEFAULT_SWEEP_BATCH_SIZE)
+sweep_batch_bytes = setting("PENDING_UPLOADS_SWEEP_BATCH_BYTES", DEFAULT_SWEEP_BATCH_BYTES)
