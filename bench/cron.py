@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from devtools.processes import run_manage
 
 INSERT_SQL = """
 INSERT INTO pending_uploads
@@ -71,14 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.runs):
             conn.execute(INSERT_SQL, {"count": args.rows})
             inserted += args.rows
-            result = subprocess.run(
-                [sys.executable, "manage.py", "sweep_uploads", "--json"],
-                cwd=BASE_DIR,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+            result = run_manage(env, "sweep_uploads", "--json")
             report = json.loads(result.stdout)
             reported["acked"] += report["acked"]
             reported["expired"] += report["expired"]

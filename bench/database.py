@@ -20,26 +20,20 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 FILE_COPY_ABOVE_BYTES = 256 * 1024 * 1024
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 300) -> None:
     """Run ``manage.py <args>`` in a child with ``env``; RuntimeError with stderr on failure."""
-    from devtools.processes import manage_command
+    from devtools.processes import run_manage
 
-    done = subprocess.run(
-        manage_command(*args),
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr[-2000:]}")
+    try:
+        run_manage(env, *args, timeout=timeout)
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(
+            f"manage.py {args[0]} failed:\n{exc.stdout}\n{exc.stderr[-2000:]}"
+        ) from None
 
 
 class Server:

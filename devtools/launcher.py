@@ -24,9 +24,9 @@ from devtools.devenv import BASE_DIR, data_dir, dev_environment, embedded_pg_dir
 from devtools.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from devtools.processes import (
     gunicorn_command,
-    manage_command,
     qcluster_command,
     reset_metrics_dir,
+    run_manage,
     stop_processes,
 )
 
@@ -80,30 +80,18 @@ def _lock_checkout() -> IO[str]:
     return handle
 
 
-def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        manage_command(*args),
-        env=env,
-        cwd=BASE_DIR,
-        check=True,
-        text=True,
-        capture_output=True,
-        start_new_session=True,
-    )
-
-
 def _ensure_admin(env: dict[str, str]) -> None:
     script = (
         "from django.contrib.auth import get_user_model;"
         "print(get_user_model().objects.filter(is_superuser=True).exists())"
     )
     # -v 0: Django 5.2's shell otherwise reports its automatic imports on stdout.
-    if _manage(env, "shell", "-v", "0", "-c", script).stdout.strip() == "True":
+    if run_manage(env, "shell", "-v", "0", "-c", script).stdout.strip() == "True":
         _say("admin login exists (reset it with: bin/manage changepassword admin)")
         return
     password = secrets.token_urlsafe(12)
     child_env = {**env, "DJANGO_SUPERUSER_PASSWORD": password}
-    _manage(
+    run_manage(
         child_env,
         "createsuperuser",
         "--noinput",
@@ -117,7 +105,7 @@ def _ensure_admin(env: dict[str, str]) -> None:
 
 def _setup(env: dict[str, str]) -> None:
     try:
-        _manage(env, "migrate", "--noinput")
+        run_manage(env, "migrate", "--noinput")
         _ensure_admin(env)
     except subprocess.CalledProcessError as exc:
         # manage.py already says what went wrong in one line (configuration, database).

@@ -1,15 +1,16 @@
 """Run and observe the real service processes (gunicorn and qcluster)."""
 
-from devtools.processes.probes import database_url_from_settings, free_port, http_get, metric_value
-from devtools.processes.procfs import process_children, process_descendants, process_rss_bytes
-from devtools.processes.stack import (
-    ServiceStack,
+from devtools.processes.commands import (
     gunicorn_command,
     manage_command,
     qcluster_command,
     reset_metrics_dir,
+    run_manage,
     stop_processes,
 )
+from devtools.processes.probes import database_url_from_settings, free_port, http_get, metric_value
+from devtools.processes.procfs import process_children, process_descendants, process_rss_bytes
+from devtools.processes.stack import ServiceStack
 
 __all__ = [
     "ServiceStack",
@@ -24,5 +25,6 @@ __all__ = [
     "process_rss_bytes",
     "qcluster_command",
     "reset_metrics_dir",
+    "run_manage",
     "stop_processes",
 ]

@@ -11,10 +11,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
+from devtools.processes.commands import BASE_DIR, Lifecycle, stop_processes
 from devtools.processes.probes import free_port
-from devtools.processes.stack import BASE_DIR, stop_processes
 
 SITE_CONF = BASE_DIR / "deploy" / "nginx" / "molecule-uploads.conf"
 # The shipped file's deployment-specific lines, each present exactly once.
@@ -100,7 +99,7 @@ def client_tls_context(cert: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cert))
 
 
-class NginxProxy:
+class NginxProxy(Lifecycle):
     """nginx with the shipped site config in front of ``upstream`` (host:port), on loopback."""
 
     def __init__(self, upstream: str, *, root: Path | None = None) -> None:
@@ -191,14 +190,3 @@ class NginxProxy:
             self.process = None
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> NginxProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

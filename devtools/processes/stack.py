@@ -7,22 +7,25 @@ import contextlib
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from devtools.processes.commands import (
+    BASE_DIR,
+    Lifecycle,
+    gunicorn_command,
+    qcluster_command,
+    reset_metrics_dir,
+    stop_processes,
+)
 from devtools.processes.probes import free_port, http_get
 from devtools.processes.procfs import process_children, process_descendants
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-STOP_GRACE_SECONDS = 15.0
 LOG_TAIL_LINES = 60
 # What django-q2 logs once its sentinel has started the workers, pusher and monitor.
 QCLUSTER_RUNNING = re.compile(r"Q Cluster .+ running\.")
@@ -31,66 +34,7 @@ QCLUSTER_RUNNING = re.compile(r"Q Cluster .+ running\.")
 _running: weakref.WeakSet[ServiceStack] = weakref.WeakSet()
 
 
-def gunicorn_command(bind: str, workers: int | None = None) -> list[str]:
-    """argv for gunicorn with the repository's gunicorn.conf.py (read from the working directory).
-
-    ``workers`` overrides WEB_CONCURRENCY for harnesses that need an exact count; the short
-    graceful timeout keeps stops quick when a test leaves a slow client connected.
-    """
-    worker_args = ["--workers", str(workers)] if workers is not None else []
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "molecule.wsgi:application",
-        "--bind",
-        bind,
-        *worker_args,
-        "--graceful-timeout",
-        "5",
-    ]
-
-
-def manage_command(*args: str) -> list[str]:
-    """argv for ``manage.py <args>`` with this interpreter, whatever the working directory."""
-    return [sys.executable, str(BASE_DIR / "manage.py"), *args]
-
-
-def qcluster_command() -> list[str]:
-    return manage_command("qcluster")
-
-
-def reset_metrics_dir(path: Path) -> None:
-    """Empty the multiprocess metrics directory, once, before any writer starts.
-
-    Wiping it under a running writer would lose that writer's counts.
-    """
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-
-
-def stop_processes(
-    processes: list[subprocess.Popen[Any]],
-    grace: float = STOP_GRACE_SECONDS,
-    signals: list[int] | None = None,
-) -> None:
-    """Signal each process once (SIGTERM unless ``signals`` says otherwise, one per process),
-    wait up to ``grace`` seconds in all, then SIGKILL what is left."""
-    for process, sig in zip(processes, signals or [signal.SIGTERM] * len(processes), strict=True):
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(sig)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(max(deadline - time.monotonic(), 0.1))
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-class ServiceStack:
+class ServiceStack(Lifecycle):
     """gunicorn plus N qcluster processes sharing one database and one metrics directory.
 
     ``web_workers=None`` leaves the count to gunicorn.conf.py (WEB_CONCURRENCY).
@@ -163,17 +107,6 @@ class ServiceStack:
         self.web = None
         self.workers = []
         _running.discard(self)
-
-    def __enter__(self) -> ServiceStack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- inspection ------------------------------------------------------------------------
 
