@@ -16,22 +16,27 @@ from molecule.totals import ADD_TO_TOTALS
 if TYPE_CHECKING:
     from molecule.models import Workspace
 
+# A busy workspace with no activity within the stale window: the reset and its preview share it.
+# NOT EXISTS probes activity_logs_ws_created_idx once per busy workspace instead of collecting
+# every recent workspace_id (see bench/).
+PHANTOM_BUSY_WHERE = """
+       w.active_tasks > 0
+   AND w.status <> 'removed'
+   AND NOT EXISTS (
+         SELECT 1 FROM activity_logs AS a
+          WHERE a.workspace_id = w.id
+            AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
+       )
+"""
+
 # Raw so that the reset and the list of reset rows are one round trip, with eligibility
-# decided by the database clock. NOT EXISTS probes activity_logs_ws_created_idx once per
-# busy workspace instead of collecting every recent workspace_id (see bench/).
-# The counted CTE adds the resets to metric_totals in the same statement, so the counter
-# commits with the UPDATE whichever process runs it.
+# decided by the database clock. The counted CTE adds the resets to metric_totals in the same
+# statement, so the counter commits with the UPDATE whichever process runs it.
 PHANTOM_BUSY_RESET_SQL = f"""
 WITH reset AS (
     UPDATE workspaces AS w
        SET active_tasks = 0, current_task = '', updated_at = now()
-     WHERE w.active_tasks > 0
-       AND w.status <> 'removed'
-       AND NOT EXISTS (
-             SELECT 1 FROM activity_logs AS a
-              WHERE a.workspace_id = w.id
-                AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
-           )
+     WHERE {PHANTOM_BUSY_WHERE}
     RETURNING w.id, w.name
 ), increments (metric, label, n) AS (
     SELECT %(counter)s, '', count(*) FROM reset
@@ -40,18 +45,12 @@ SELECT id, name FROM reset
 """  # noqa: S608 - composed of constants; every value is a bound parameter
 
 # The same predicate, read-only, for --dry-run.
-PHANTOM_BUSY_PREVIEW_SQL = """
+PHANTOM_BUSY_PREVIEW_SQL = f"""
 SELECT w.id, w.name
   FROM workspaces AS w
- WHERE w.active_tasks > 0
-   AND w.status <> 'removed'
-   AND NOT EXISTS (
-         SELECT 1 FROM activity_logs AS a
-          WHERE a.workspace_id = w.id
-            AND a.created_at > now() - make_interval(secs => %(stale_after_seconds)s)
-       )
+ WHERE {PHANTOM_BUSY_WHERE}
  ORDER BY w.name, w.id
-"""
+"""  # noqa: S608 - composed of constants; every value is a bound parameter
 
 
 class WorkspaceRef(NamedTuple):

@@ -84,32 +84,12 @@ def workspace_heartbeat(*, workspace: Workspace, active_tasks: int, current_task
     )
 
 
-def activity_append(
-    *,
-    workspace_id: uuid.UUID,
-    activity_type: str,
-    method: str = "",
-    summary: str = "",
-    source_id: uuid.UUID | None = None,
-    target_id: uuid.UUID | None = None,
-    request_body: Any = None,
-    response_body: Any = None,
-    duration_ms: int | None = None,
-    status: str = "ok",
-    error_detail: str | None = None,
-) -> ActivityLog:
+def activity_append(*, workspace_id: uuid.UUID, activity_type: str, **columns: Any) -> ActivityLog:
+    """Append one activity row; ``columns`` are ActivityLog's optional fields (method, summary,
+    source_id, request_body, ...). The model holds their defaults; an unknown name is a TypeError.
+    """
     return ActivityLog.objects.create(
-        workspace_id=workspace_id,
-        activity_type=activity_type,
-        method=method,
-        summary=summary,
-        source_id=source_id,
-        target_id=target_id,
-        request_body=request_body,
-        response_body=response_body,
-        duration_ms=duration_ms,
-        status=status,
-        error_detail=error_detail,
+        workspace_id=workspace_id, activity_type=activity_type, **columns
     )
 
 

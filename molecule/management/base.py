@@ -25,7 +25,8 @@ class SweepCommand(BaseCommand):
     """A cron-safe command: exit 0 on success, 1 on a database failure, 2 on bad arguments.
 
     A subclass names its duration option and the error its service raises, and implements
-    ``sweep()``, which returns the one-line summary and the --json payload.
+    ``sweep()``, which returns the summary and the --json payload. Both say whether it was a
+    dry run here: " (dry run)" ends the summary's first line, "dry_run" ends the payload.
     """
 
     # The duration option, e.g. "--retention"; it defaults to None (the setting's value).
@@ -65,6 +66,10 @@ class SweepCommand(BaseCommand):
             summary, payload = self.sweep(options)  # type: ignore[attr-defined]
         except self.error as exc:
             raise CommandError(first_line(exc), returncode=1) from None
+        payload["dry_run"] = options["dry_run"]
+        if options["dry_run"]:
+            head, newline, rest = summary.partition("\n")
+            summary = f"{head} (dry run){newline}{rest}"
         if options["json"]:
             self.stdout.write(json.dumps(payload, separators=(",", ":")))
         else:

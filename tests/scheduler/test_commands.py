@@ -108,7 +108,7 @@ def test_dry_run_lists_would_be_resets_and_changes_nothing(fleet) -> None:
     payload = json.loads(sweep_phantom_busy("--dry-run", "--stale-after", "30m", "--json"))
 
     assert out == (
-        "would reset 1 phantom-busy workspaces (no activity for 1800s)\n"
+        "would reset 1 phantom-busy workspaces (no activity for 1800s) (dry run)\n"
         f"  {fleet['hour'].id} alpha\n"
     )
     assert payload == {

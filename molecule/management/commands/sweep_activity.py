@@ -26,15 +26,13 @@ class Command(SweepCommand):
         report = run(retention=options["retention"])
         seconds = int(report.retention.total_seconds())
         verb = "would sweep" if report.dry_run else "swept"
-        suffix = " (dry run)" if report.dry_run else ""
         return (
             f"{verb} {report.deleted} activity rows older than {seconds}s "
-            f"in {report.duration_ms:.0f} ms{suffix}",
+            f"in {report.duration_ms:.0f} ms",
             {
                 "deleted": report.deleted,
                 "batches": report.batches,
                 "retention_seconds": seconds,
                 "duration_ms": round(report.duration_ms, 3),
-                "dry_run": report.dry_run,
             },
         )

@@ -37,16 +37,13 @@ class Command(SweepCommand):
                 progress.finish()
         result = report.result
         verb = "would sweep" if report.dry_run else "swept"
-        suffix = " (dry run)" if report.dry_run else ""
         return (
-            f"{verb} {result.acked} acked, {result.expired} expired "
-            f"in {report.duration_ms:.0f} ms{suffix}",
+            f"{verb} {result.acked} acked, {result.expired} expired in {report.duration_ms:.0f} ms",
             {
                 "acked": result.acked,
                 "expired": result.expired,
                 "duration_ms": round(report.duration_ms, 3),
                 "gauges_ms": None if report.gauges_ms is None else round(report.gauges_ms, 3),
-                "dry_run": report.dry_run,
             },
         )
 

@@ -38,6 +38,5 @@ class Command(SweepCommand):
                 "reset": len(report.workspaces),
                 "workspaces": [{"id": str(ref.id), "name": ref.name} for ref in report.workspaces],
                 "stale_after_seconds": stale_seconds,
-                "dry_run": report.dry_run,
             },
         )
