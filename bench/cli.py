@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import report, targets
 from bench.config import (
     ACK_RETENTION,
     FULL,
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             db.drop_all()
         server.stop()
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    found = report.targets(figures)
+    found = targets.targets(figures)
     results = {
         "schema_version": 1,
         "command": "python -m bench" + (" --quick" if args.quick else ""),
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(report.format_table(figures))
-    print(report.format_targets(found))
+    print(targets.format_targets(found))
     print(f"\nresults written to {output}")
     print(report.draw_chart(figures, output.with_suffix(".png")))
     print(draw_memory_chart(figures, output.with_name(f"{output.stem}-memory.png")))

@@ -55,50 +55,35 @@ class Scale:
         return max(self.sweep_sizes)
 
 
-FULL = Scale(
-    name="full",
-    sweep_sizes=(100_000, 300_000, 1_000_000),
-    sweep_reps=3,
-    batch_sizes=(1000, 2500, 5000, 20_000),
-    toast_rows=20_000,
-    toast_bytes=200 * 1024,
-    toast_batch_sizes=(100, 250),
-    empty_runs=20,
-    interference_reps=3,
-    baseline_acks=3000,
-    workspaces=100_000,
-    activity_rows=5_000_000,
-    phantom_reps=5,
-    api_requests={"upload_1k": 1500, "upload_1m": 150, "fetch_1m": 300, "ack": 1500},
-    api_reps=3,
-    api_seconds=30.0,
-    api_concurrency=4,
-    memory_sizes=tuple(mib * 1024 * 1024 for mib in (1, 10, 25, 99)),
-    memory_reps=3,
-    big_file_bytes=99 * 1024 * 1024,
-    big_file_reps=5,
-)
+# Each knob's value at the full scale, then at the quick one.
+_KNOBS = {
+    "sweep_sizes": ((100_000, 300_000, 1_000_000), (5_000, 10_000, 20_000)),
+    "sweep_reps": (3, 2),
+    "batch_sizes": ((1000, 2500, 5000, 20_000), (100, 5000)),
+    "toast_rows": (20_000, 200),
+    "toast_bytes": (200 * 1024, 200 * 1024),
+    "toast_batch_sizes": ((100, 250), (2, 5)),
+    "empty_runs": (20, 20),
+    "interference_reps": (3, 1),
+    "baseline_acks": (3000, 200),
+    "workspaces": (100_000, 2_000),
+    "activity_rows": (5_000_000, 50_000),
+    "phantom_reps": (5, 2),
+    "api_requests": (
+        {"upload_1k": 1500, "upload_1m": 150, "fetch_1m": 300, "ack": 1500},
+        {"upload_1k": 40, "upload_1m": 8, "fetch_1m": 16, "ack": 40},
+    ),
+    "api_reps": (3, 1),
+    "api_seconds": (30.0, 5.0),
+    "api_concurrency": (4, 2),
+    "memory_sizes": (
+        tuple(mib * 1024 * 1024 for mib in (1, 10, 25, 99)),
+        (1024 * 1024, 3 * 1024 * 1024),
+    ),
+    "memory_reps": (3, 1),
+    "big_file_bytes": (99 * 1024 * 1024, 3 * 1024 * 1024),
+    "big_file_reps": (5, 2),
+}
 
-QUICK = Scale(
-    name="quick",
-    sweep_sizes=(5_000, 10_000, 20_000),
-    sweep_reps=2,
-    batch_sizes=(100, 5000),
-    toast_rows=200,
-    toast_bytes=200 * 1024,
-    toast_batch_sizes=(2, 5),
-    empty_runs=20,
-    interference_reps=1,
-    baseline_acks=200,
-    workspaces=2_000,
-    activity_rows=50_000,
-    phantom_reps=2,
-    api_requests={"upload_1k": 40, "upload_1m": 8, "fetch_1m": 16, "ack": 40},
-    api_reps=1,
-    api_seconds=5.0,
-    api_concurrency=2,
-    memory_sizes=(1024 * 1024, 3 * 1024 * 1024),
-    memory_reps=1,
-    big_file_bytes=3 * 1024 * 1024,
-    big_file_reps=2,
-)
+FULL = Scale(name="full", **{knob: full for knob, (full, _) in _KNOBS.items()})
+QUICK = Scale(name="quick", **{knob: quick for knob, (_, quick) in _KNOBS.items()})

@@ -1,4 +1,4 @@
-"""The printed table, the targets with met/missed, and the chart."""
+"""The printed table of figures, and the chart (the targets are in bench/targets.py)."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -144,106 +144,7 @@ def _cell(value: Any) -> str:
 def format_table(figures: dict[str, Any]) -> str:
     lines = [f"{'figure':<74} {'median':>12} {'min':>12} {'max':>12}  unit"]
     for label, median, low, high, unit in table_rows(figures):
-        lines.append(f"{label:<74} {_cell(median):>12} {_cell(low):>12} {_cell(high):>12}  {unit}")
-    return "\n".join(lines)
-
-
-def _target(name: str, goal: str, value: Any, met: bool | None) -> dict[str, Any]:
-    return {"target": name, "goal": goal, "value": value, "met": met}
-
-
-def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
-    found = []
-    for key, label in (("upload_sweep", "1 KiB rows"), ("toast_sweep", "TOAST rows")):
-        if key in figures:
-            sweep = figures[key]
-            value = sweep["throughput_ratio"]
-            found.append(
-                _target(
-                    f"sweep throughput, {label}",
-                    ">= 0.9x unbounded",
-                    value,
-                    value is not None and value >= 0.9,
-                )
-            )
-            longest = sweep["ours"]["longest_statement_ms"]["max"]
-            found.append(
-                _target(
-                    f"longest sweep statement, {label}",
-                    "<= 250 ms",
-                    longest,
-                    longest is not None and longest <= 250,
-                )
-            )
-    if "empty_sweep" in figures:
-        empty = figures["empty_sweep"]
-        median = empty["ours_ms"]["median"]
-        found.append(
-            _target(
-                "empty sweep on the full table",
-                "median <= 5 ms, index scans only",
-                median,
-                median is not None and median <= 5 and empty["index_scans_only"],
-            )
-        )
-    if "interference" in figures:
-        value = figures["interference"]["p99_ratio"]
-        found.append(
-            _target(
-                "ack p99 during sweep", "<= 2x without", value, value is not None and value <= 2
-            )
-        )
-    if "phantom_busy" in figures:
-        phantom = figures["phantom_busy"]
-        value = phantom["time_ratio"]
-        found.append(
-            _target(
-                "phantom-busy NOT EXISTS vs NOT IN",
-                "no slower (ratio <= 1)",
-                value,
-                value is not None and value <= 1 and phantom["same_rows_reset"],
-            )
-        )
-    if "memory" in figures:
-        memory = figures["memory"]
-        value = memory["growth_ratio"]
-        head = f"worker peak RSS growth, {memory['file_mib']:g} MiB"
-        found.append(_target(head, "<= 1x the file size", value, value <= 1))
-        worst = max(point["peak_growth_mib"]["median"] for point in memory["curve"])
-        found.append(_target("worker peak RSS growth, every size", "<= 16 MiB", worst, worst <= 16))
-    if "api" in figures:
-        value = figures["api"]["fetch_1m"]["ratio"]
-        found.append(
-            _target(
-                "fetch 1 MiB through the API",
-                ">= 0.5x raw throughput",
-                value,
-                value is not None and value >= 0.5,
-            )
-        )
-        big = figures["api"].get("big_file")
-        for operation, floor in (("fetch", 0.9), ("upload", 0.8)) if big else ():
-            value = big[operation]["ratio"]
-            found.append(
-                _target(
-                    f"{big['file_mib']:g} MiB {operation} through the API",
-                    f">= {floor}x raw (goal >= 1x)",
-                    value,
-                    value is not None and value >= floor,
-                )
-            )
-    if "slow_clients" in figures:
-        found += [_target(*item) for item in slow_report.slow_targets(figures["slow_clients"])]
-    return found
-
-
-def format_targets(found: list[dict[str, Any]]) -> str:
-    lines = ["", "Targets:"]
-    for item in found:
-        mark = "met" if item["met"] else "MISSED"
-        lines.append(
-            f"  [{mark:>6}] {item['target']}: {_cell(item['value'])} (goal {item['goal']})"
-        )
+        lines.append(f"{label:<74} {cell(median):>12} {cell(low):>12} {cell(high):>12}  {unit}")
     return "\n".join(lines)
 
 

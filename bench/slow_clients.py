@@ -7,7 +7,6 @@ GIL; the poller opens a new connection for every poll, as a fresh client would.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import shutil
@@ -20,12 +19,12 @@ from typing import Any
 
 from bench.config import Scale
 from bench.database import BenchDatabases
+from bench.slow_crowd import HOST, ClientsSpec, clients_main
 from bench.stats import percentile
 
 logger = logging.getLogger("bench")
 
 KIB = 1024
-HOST = "127.0.0.1"
 POLL_INTERVAL = 0.1
 POLL_TIMEOUT = 30.0
 # Every slow client's whole run is bounded: past this the child is killed and the run fails.
@@ -50,113 +49,6 @@ SCALES = {
     "full": SlowScale(10, 200, 4, 50 * KIB, 10.0, 1.0, 10.0),
     "quick": SlowScale(4, 20, 2, 50 * KIB, 1.0, 0.1, 1.0),
 }
-
-
-@dataclass(frozen=True)
-class ClientsSpec:
-    port: int
-    cert: str | None
-    workspace_id: str
-    token: str
-    uploads: int
-    drips: int
-    rate: int
-    seconds: float
-    stagger: float
-    finish_spread: float
-
-
-# --- the child process: slow clients on one asyncio loop ------------------------------------
-
-
-async def _open(spec: ClientsSpec) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    context = ssl.create_default_context(cafile=spec.cert) if spec.cert else None
-    return await asyncio.open_connection(
-        HOST, spec.port, ssl=context, server_hostname="localhost" if context else None
-    )
-
-
-async def _upload(
-    spec: ClientsSpec, number: int, connected: asyncio.Queue[None], events: Any
-) -> int:
-    from devtools.processes.slow_clients import PAYLOAD_BYTE, upload_request_parts
-
-    share = number / max(spec.uploads, 1)
-    await asyncio.sleep(share * spec.stagger)
-    size = int(spec.rate * (spec.seconds + share * spec.finish_spread))
-    head, part, closing = upload_request_parts(
-        host="localhost", workspace_id=spec.workspace_id, token=spec.token, size=size
-    )
-    reader, writer = await _open(spec)
-    writer.write(head + part)
-    await writer.drain()
-    connected.put_nowait(None)
-    loop = asyncio.get_running_loop()
-    started, sent, chunk = loop.time(), 0, max(spec.rate // 10, 1)
-    while sent < size:
-        count = min(chunk, size - sent)
-        writer.write(PAYLOAD_BYTE * count)
-        await writer.drain()
-        sent += count
-        # Hold the rate: the next chunk leaves when the average would otherwise exceed it.
-        await asyncio.sleep(max(started + sent / spec.rate - loop.time(), 0))
-    writer.write(closing)
-    await writer.drain()
-    # From here the server has whole bodies to parse and store: the "finishing" polls.
-    events["body_sent"].set()
-    status_line = await reader.readline()
-    await reader.read()
-    writer.close()
-    return int(status_line.split()[1]) if status_line else 0
-
-
-async def _drip(spec: ClientsSpec, connected: asyncio.Queue[None], stop: asyncio.Event) -> None:
-    from devtools.processes.slow_clients import dripped_request
-
-    request = dripped_request("localhost")
-    _, writer = await _open(spec)
-    writer.write(request[:1])
-    await writer.drain()
-    connected.put_nowait(None)
-    sent = 1
-    while not stop.is_set() and sent < len(request):
-        try:
-            await asyncio.wait_for(stop.wait(), 1.0)
-        except TimeoutError:
-            writer.write(request[sent : sent + 1])
-            sent += 1
-            try:
-                await writer.drain()
-            except ConnectionError:
-                return
-    writer.close()
-
-
-async def _clients(spec: ClientsSpec, events: Any) -> dict[str, Any]:
-    connected: asyncio.Queue[None] = asyncio.Queue()
-    stop = asyncio.Event()
-    uploads = [
-        asyncio.create_task(_upload(spec, number, connected, events))
-        for number in range(spec.uploads)
-    ]
-    drips = [asyncio.create_task(_drip(spec, connected, stop)) for _ in range(spec.drips)]
-    for _ in range(spec.uploads + spec.drips):
-        await connected.get()
-    events["connected"].set()
-    statuses = await asyncio.gather(*uploads, return_exceptions=True)
-    stop.set()
-    await asyncio.gather(*drips, return_exceptions=True)
-    return {
-        "uploads_ok": sum(1 for status in statuses if status == 200),
-        "upload_errors": [repr(s) for s in statuses if s != 200][:3],
-    }
-
-
-def _clients_main(spec: ClientsSpec, events: Any, results: Any) -> None:
-    results.put(asyncio.run(_clients(spec, events)))
-
-
-# --- this process: the poller ----------------------------------------------------------------
 
 
 def _poll_once(port: int, cert: str | None, path: str, token: str) -> float:
@@ -206,7 +98,7 @@ def _run(
         stagger=slow.stagger_seconds,
         finish_spread=finish_spread,
     )
-    child = context.Process(target=_clients_main, args=(spec, events, results), daemon=True)
+    child = context.Process(target=clients_main, args=(spec, events, results), daemon=True)
     child.start()
     path = f"/workspaces/{poller[0]}/activity"
     trickling: list[float] = []

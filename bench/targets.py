@@ -1,0 +1,121 @@
+"""The issues' targets, each with its goal and whether the figures meet it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench import slow_report
+from bench.report import cell
+
+
+def _target(name: str, goal: str, value: Any, met: bool | None) -> dict[str, Any]:
+    return {"target": name, "goal": goal, "value": value, "met": met}
+
+
+def _goal(
+    name: str, goal: str, value: Any, holds: Callable[[Any], bool], *, also: bool = True
+) -> dict[str, Any]:
+    """A target whose figure may be missing (None): then it is not met."""
+    return _target(name, goal, value, value is not None and holds(value) and also)
+
+
+def _sweep_targets(label: str, sweep: dict[str, Any]) -> list[dict[str, Any]]:
+    longest = sweep["ours"]["longest_statement_ms"]["max"]
+    return [
+        _goal(
+            f"sweep throughput, {label}",
+            ">= 0.9x unbounded",
+            sweep["throughput_ratio"],
+            lambda ratio: ratio >= 0.9,
+        ),
+        _goal(f"longest sweep statement, {label}", "<= 250 ms", longest, lambda ms: ms <= 250),
+    ]
+
+
+def _memory_targets(memory: dict[str, Any]) -> list[dict[str, Any]]:
+    worst = max(point["peak_growth_mib"]["median"] for point in memory["curve"])
+    return [
+        _goal(
+            f"worker peak RSS growth, {memory['file_mib']:g} MiB",
+            "<= 1x the file size",
+            memory["growth_ratio"],
+            lambda ratio: ratio <= 1,
+        ),
+        _goal("worker peak RSS growth, every size", "<= 16 MiB", worst, lambda mib: mib <= 16),
+    ]
+
+
+def _api_targets(api: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [
+        _goal(
+            "fetch 1 MiB through the API",
+            ">= 0.5x raw throughput",
+            api["fetch_1m"]["ratio"],
+            lambda ratio: ratio >= 0.5,
+        )
+    ]
+    big = api.get("big_file")
+    for operation, floor in (("fetch", 0.9), ("upload", 0.8)) if big else ():
+        found.append(
+            _goal(
+                f"{big['file_mib']:g} MiB {operation} through the API",
+                f">= {floor}x raw (goal >= 1x)",
+                big[operation]["ratio"],
+                lambda ratio, floor=floor: ratio >= floor,
+            )
+        )
+    return found
+
+
+def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for key, label in (("upload_sweep", "1 KiB rows"), ("toast_sweep", "TOAST rows")):
+        if key in figures:
+            found += _sweep_targets(label, figures[key])
+    if "empty_sweep" in figures:
+        empty = figures["empty_sweep"]
+        found.append(
+            _goal(
+                "empty sweep on the full table",
+                "median <= 5 ms, index scans only",
+                empty["ours_ms"]["median"],
+                lambda ms: ms <= 5,
+                also=empty["index_scans_only"],
+            )
+        )
+    if "interference" in figures:
+        found.append(
+            _goal(
+                "ack p99 during sweep",
+                "<= 2x without",
+                figures["interference"]["p99_ratio"],
+                lambda ratio: ratio <= 2,
+            )
+        )
+    if "phantom_busy" in figures:
+        phantom = figures["phantom_busy"]
+        found.append(
+            _goal(
+                "phantom-busy NOT EXISTS vs NOT IN",
+                "no slower (ratio <= 1)",
+                phantom["time_ratio"],
+                lambda ratio: ratio <= 1,
+                also=phantom["same_rows_reset"],
+            )
+        )
+    if "memory" in figures:
+        found += _memory_targets(figures["memory"])
+    if "api" in figures:
+        found += _api_targets(figures["api"])
+    if "slow_clients" in figures:
+        found += [_target(*item) for item in slow_report.slow_targets(figures["slow_clients"])]
+    return found
+
+
+def format_targets(found: list[dict[str, Any]]) -> str:
+    lines = ["", "Targets:"]
+    for item in found:
+        mark = "met" if item["met"] else "MISSED"
+        lines.append(f"  [{mark:>6}] {item['target']}: {cell(item['value'])} (goal {item['goal']})")
+    return "\n".join(lines)
