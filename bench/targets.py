@@ -68,42 +68,41 @@ def _api_targets(api: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+# One figure each: (figure, target, goal, where its value is, the test, a flag it also needs).
+_FIGURE_TARGETS: tuple[tuple[str, str, str, tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (
+        "empty_sweep",
+        "empty sweep on the full table",
+        "median <= 5 ms, index scans only",
+        ("ours_ms", "median"),
+        lambda ms: ms <= 5,
+        "index_scans_only",
+    ),
+    ("interference", "ack p99 during sweep", "<= 2x without", ("p99_ratio",), lambda r: r <= 2, ""),
+    (
+        "phantom_busy",
+        "phantom-busy NOT EXISTS vs NOT IN",
+        "no slower (ratio <= 1)",
+        ("time_ratio",),
+        lambda ratio: ratio <= 1,
+        "same_rows_reset",
+    ),
+)
+
+
 def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for key, label in (("upload_sweep", "1 KiB rows"), ("toast_sweep", "TOAST rows")):
         if key in figures:
             found += _sweep_targets(label, figures[key])
-    if "empty_sweep" in figures:
-        empty = figures["empty_sweep"]
-        found.append(
-            _goal(
-                "empty sweep on the full table",
-                "median <= 5 ms, index scans only",
-                empty["ours_ms"]["median"],
-                lambda ms: ms <= 5,
-                also=empty["index_scans_only"],
-            )
-        )
-    if "interference" in figures:
-        found.append(
-            _goal(
-                "ack p99 during sweep",
-                "<= 2x without",
-                figures["interference"]["p99_ratio"],
-                lambda ratio: ratio <= 2,
-            )
-        )
-    if "phantom_busy" in figures:
-        phantom = figures["phantom_busy"]
-        found.append(
-            _goal(
-                "phantom-busy NOT EXISTS vs NOT IN",
-                "no slower (ratio <= 1)",
-                phantom["time_ratio"],
-                lambda ratio: ratio <= 1,
-                also=phantom["same_rows_reset"],
-            )
-        )
+    for key, name, goal, value_path, holds, also_key in _FIGURE_TARGETS:
+        if key in figures:
+            figure = figures[key]
+            value = figure
+            for step in value_path:
+                value = value[step]
+            also = figure[also_key] if also_key else True
+            found.append(_goal(name, goal, value, holds, also=also))
     if "memory" in figures:
         found += _memory_targets(figures["memory"])
     if "api" in figures:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from molecule.admin_utils import EstimatedCountPaginator, compact_time, short_uuid
+from molecule.admin_utils import LargeTableAdmin, MachineWrittenAdmin, short_uuid
 from molecule.models import ActivityLog, Workspace
 
 # The header, the browser title and the index page name the product, not "Django".
@@ -35,7 +35,7 @@ WORKSPACE_MACHINE_FIELDS = (
 
 
 @admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):
+class WorkspaceAdmin(LargeTableAdmin):
     list_display = (
         "name",
         "short_id",
@@ -50,10 +50,6 @@ class WorkspaceAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     fields = ("status", *WORKSPACE_MACHINE_FIELDS)
     readonly_fields = WORKSPACE_MACHINE_FIELDS
-    show_full_result_count = False
-    # Facet counts would count the whole table once per filter option.
-    show_facets = admin.ShowFacets.NEVER
-    paginator = EstimatedCountPaginator
 
     def get_queryset(self, request: HttpRequest):
         return Workspace.objects.with_last_activity()
@@ -72,10 +68,10 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ActivityLog)
-class ActivityLogAdmin(admin.ModelAdmin):
+class ActivityLogAdmin(MachineWrittenAdmin):
     list_display = (
         "id",
-        "workspace_short",
+        "workspace_link",
         "activity_type",
         "method",
         "summary",
@@ -84,25 +80,4 @@ class ActivityLogAdmin(admin.ModelAdmin):
     )
     list_filter = ("activity_type", "status")
     search_fields = ("=workspace__id", "method")
-    show_full_result_count = False
-    # Facet counts would count the whole table once per filter option.
-    show_facets = admin.ShowFacets.NEVER
-    paginator = EstimatedCountPaginator
     raw_id_fields = ("workspace",)
-
-    @admin.display(description="workspace")
-    def workspace_short(self, obj: ActivityLog) -> str:
-        return short_uuid(obj.workspace_id, href=f"?q={obj.workspace_id}")
-
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj: ActivityLog) -> str:
-        return compact_time(obj.created_at)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ActivityLog | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ActivityLog | None = None) -> bool:
-        return False

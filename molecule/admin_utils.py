@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -114,3 +116,35 @@ def human_duration(seconds: float) -> str:
     if hours < 48:
         return f"{hours} h" if not minutes else f"{hours} h {minutes} min"
     return f"{round(hours / 24)} d"
+
+
+class LargeTableAdmin(admin.ModelAdmin):
+    """Changelist settings for a table of a million rows: no full count, no facets."""
+
+    show_full_result_count = False
+    # Facet counts would count the whole table once per filter option.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+
+
+class MachineWrittenAdmin(LargeTableAdmin):
+    """Read-only admin for a per-workspace table that only the service writes and deletes."""
+
+    @admin.display(description="workspace")
+    def workspace_link(self, obj) -> SafeString:
+        # The link searches for the full value: every row of that workspace.
+        return short_uuid(obj.workspace_id, href=f"?q={obj.workspace_id}")
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj) -> SafeString | str:
+        return compact_time(obj.created_at)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Only the sweeps delete rows, so the swept counters stay equal to deletions.
+        return False

@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from molecule.admin_utils import COUNT_CAP, EstimatedCountPaginator, compact_time, short_uuid
+from molecule.admin_utils import COUNT_CAP, MachineWrittenAdmin, compact_time, short_uuid
 from pending_uploads import conf
 from pending_uploads.admin.filters import (
     STATE_ORDERING,
@@ -31,10 +31,10 @@ __all__ = ["PendingUploadAdmin", "parse_search"]
 
 
 @admin.register(PendingUpload)
-class PendingUploadAdmin(admin.ModelAdmin):
+class PendingUploadAdmin(MachineWrittenAdmin):
     list_display = (
         "file",
-        "workspace",
+        "workspace_link",
         "filename",
         "mimetype",
         "size",
@@ -55,10 +55,6 @@ class PendingUploadAdmin(admin.ModelAdmin):
         "(split at . _ -, any case). Further terms are ignored."
     )
     date_hierarchy = "created_at"
-    show_full_result_count = False
-    # Facet counts would count the whole table once per filter option.
-    show_facets = admin.ShowFacets.NEVER
-    paginator = EstimatedCountPaginator
     # Carrying the list's filters into each row's link resolves that link once per row: a tenth
     # of a filtered page's time. The read-only detail page has nothing to return to them for.
     preserve_filters = False
@@ -111,15 +107,6 @@ class PendingUploadAdmin(admin.ModelAdmin):
     def file(self, obj: PendingUpload) -> str:
         return short_uuid(obj.file_id)
 
-    @admin.display(description="workspace")
-    def workspace(self, obj: PendingUpload) -> str:
-        # The link searches for the full value: every upload of that workspace.
-        return short_uuid(obj.workspace_id, href=f"?q={obj.workspace_id}")
-
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj: PendingUpload) -> str:
-        return compact_time(obj.created_at)
-
     @admin.display(description="expires")
     def expires(self, obj: PendingUpload) -> str:
         return compact_time(obj.expires_at)
@@ -136,16 +123,6 @@ class PendingUploadAdmin(admin.ModelAdmin):
     def download(self, obj: PendingUpload) -> str:
         url = reverse("admin:pending_uploads_pendingupload_download", args=[obj.file_id])
         return format_html('<a href="{}">Download {}</a>', url, obj.filename)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        # Only the sweeper deletes rows, so the swept counters stay equal to deletions.
-        return False
 
     def get_urls(self):
         return [

@@ -141,7 +141,7 @@ def test_admin_pending_uploads_in_chromium(live_server, django_user_model) -> No
             assert fit["rightmost"] <= fit["width"], fit
 
             # UUIDs: short, monospace, the full value on hover.
-            workspace_cell = page.locator("#result_list tbody td.field-workspace a.uuid").first
+            workspace_cell = page.locator("#result_list tbody td.field-workspace_link a.uuid").first
             newest = rows["expired.txt"]
             expect(workspace_cell).to_have_text(str(newest.workspace_id)[:8])
             expect(workspace_cell).to_have_attribute("title", str(newest.workspace_id))

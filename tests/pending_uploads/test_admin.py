@@ -102,9 +102,9 @@ def test_list_shows_every_column(admin_client: Client) -> None:
     html = admin_client.get(CHANGELIST).content.decode()
     # The header row, in order (Django marks each header cell with column-<name>).
     columns = re.findall(r'<th[^>]*class="[^"]*\bcolumn-(\w+)', html)
-    assert " ".join(columns) == "file workspace filename mimetype size state created expires"
+    assert " ".join(columns) == "file workspace_link filename mimetype size state created expires"
     assert cell(html, row, "file") == str(row.file_id)[:8]
-    assert cell(html, row, "workspace") == str(row.workspace_id)[:8]
+    assert cell(html, row, "workspace_link") == str(row.workspace_id)[:8]
     assert cell(html, row, "filename") == "report.pdf"
     assert cell(html, row, "mimetype") == "application/pdf"
     # filesizeformat keeps number and unit together with a no-break space.
