@@ -13,15 +13,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from django.test import Client, override_settings
 from django.utils import timezone
 from django_prometheus import testutils
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.processes import database_url_from_settings
-from molecule.models import Workspace
+from molecule.models import MetricTotal, Workspace
 from pending_uploads.models import PendingUpload
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
@@ -156,6 +157,45 @@ def run_manage(
         timeout=60,
         check=False,
     )
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, command: str) -> None:
+    """``manage.py command`` refused its arguments: exit 2 and one line on stderr, no more."""
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"manage.py {command}: error: ")
+
+
+def assert_command_error(result: subprocess.CompletedProcess, message: str) -> None:
+    """A command failed as expected: exit 1 and one CommandError line starting ``message``."""
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"CommandError: {message}")
+
+
+def assert_uncounted_error_logged(
+    count_error: Callable[[], None],
+    logged: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``count_error`` with the counter's table away logs ``logged``, the reason's first line."""
+
+    def broken_add(*args: object, **kwargs: object) -> None:
+        raise OperationalError("database went away\nsecond line")
+
+    monkeypatch.setattr(MetricTotal.objects, "add", broken_add)
+
+    count_error()
+
+    assert f"{logged}: database went away" in caplog.text
+    assert "second line" not in caplog.text
 
 
 def empty_totals_exposition() -> str:

@@ -19,6 +19,7 @@ from molecule.models import MetricTotal, Workspace
 from molecule.services import activity_count_error, activity_sweep, activity_sweep_preview
 from tests.helpers import (
     UNREACHABLE_DATABASE_URL,
+    assert_command_error,
     assert_metric_delta,
     metric_value,
     metrics_saved,
@@ -213,8 +214,4 @@ def test_bad_retention_exits_2_with_one_line(transactional_db) -> None:
 def test_unreachable_database_exits_1_with_one_line() -> None:
     result = run_manage("sweep_activity", database_url=UNREACHABLE_DATABASE_URL)
 
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("CommandError: activity_logs sweep failed: ")
+    assert_command_error(result, "activity_logs sweep failed: ")

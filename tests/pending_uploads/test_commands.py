@@ -20,8 +20,10 @@ from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError
 from pending_uploads.models import PendingUpload
 from tests.helpers import (
     UNREACHABLE_DATABASE_URL,
+    assert_command_error,
     assert_metric_delta,
     assert_metric_deltas,
+    assert_usage_error,
     metrics_saved,
     run_manage,
 )
@@ -229,25 +231,13 @@ def test_json_in_a_real_process_keeps_stdout_to_one_line(transactional_db) -> No
     ids=["bad-unit", "out-of-range", "unknown-option"],
 )
 def test_bad_arguments_exit_2_with_one_line(transactional_db, args: tuple[str, ...]) -> None:
-    result = run_manage("sweep_uploads", *args)
-
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("manage.py sweep_uploads: error: ")
+    assert_usage_error(run_manage("sweep_uploads", *args), "sweep_uploads")
 
 
 def test_unreachable_database_exits_1_with_one_line() -> None:
     result = run_manage("sweep_uploads", database_url=UNREACHABLE_DATABASE_URL)
 
-    assert result.returncode == 1, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("CommandError: pending_uploads sweep failed: ")
+    assert_command_error(result, "pending_uploads sweep failed: ")
 
 
 def test_partial_sweep_error_message_is_the_first_line_only(db, monkeypatch) -> None:

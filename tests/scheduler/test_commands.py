@@ -18,7 +18,9 @@ from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
 from tests.helpers import (
     UNREACHABLE_DATABASE_URL,
+    assert_command_error,
     assert_metric_delta,
+    assert_usage_error,
     metrics_saved,
     run_manage,
 )
@@ -181,22 +183,10 @@ def test_json_in_a_real_process_keeps_stdout_to_one_line(transactional_db, regis
     ids=["bad-unit", "out-of-range", "unknown-option"],
 )
 def test_bad_arguments_exit_2_with_one_line(transactional_db, args: tuple[str, ...]) -> None:
-    result = run_manage("sweep_phantom_busy", *args)
-
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("manage.py sweep_phantom_busy: error: ")
+    assert_usage_error(run_manage("sweep_phantom_busy", *args), "sweep_phantom_busy")
 
 
 def test_unreachable_database_exits_1_with_one_line() -> None:
     result = run_manage("sweep_phantom_busy", database_url=UNREACHABLE_DATABASE_URL)
 
-    assert result.returncode == 1, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("CommandError: phantom-busy sweep failed: ")
+    assert_command_error(result, "phantom-busy sweep failed: ")
