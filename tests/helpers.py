@@ -21,7 +21,7 @@ from django.utils import timezone
 from django_prometheus import testutils
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.processes import database_url_from_settings
+from devtools.processes import ServiceStack, database_url_from_settings
 from molecule.models import MetricTotal, Workspace
 from pending_uploads.models import PendingUpload
 
@@ -177,6 +177,12 @@ def assert_command_error(result: subprocess.CompletedProcess, message: str) -> N
     errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith(f"CommandError: {message}")
+
+
+def service_stack(workdir: Path, **options: Any) -> ServiceStack:
+    """A ServiceStack on the test database (unless ``database_url``), logs under ``workdir``."""
+    options.setdefault("database_url", current_database_url())
+    return ServiceStack(metrics_dir=workdir / "metrics", log_dir=workdir / "logs", **options)
 
 
 def assert_uncounted_error_logged(
