@@ -25,7 +25,8 @@ from devtools.processes import ServiceStack, database_url_from_settings
 from molecule.models import MetricTotal, Workspace
 from pending_uploads.models import PendingUpload
 
-MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
+BASE_DIR = Path(settings.BASE_DIR)
+MANAGE_PY = BASE_DIR / "manage.py"
 # A port nothing listens on: connecting is refused at once.
 UNREACHABLE_DATABASE_URL = "postgres://postgres@127.0.0.1:1/unreachable"
 
@@ -155,6 +156,21 @@ def run_manage(
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
+    )
+
+
+def run_module(
+    module: str, *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` from the checkout, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 

@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
 
 from devtools.processes import database_url_from_settings
-
-BASE_DIR = Path(__file__).resolve().parents[2]
+from tests.helpers import run_module
 
 STAT = {"median", "min", "max", "runs"}
 SWEEP = {
@@ -91,13 +87,8 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # The suite's own server; the bench makes throwaway databases of its own there.
     env["DATABASE_URL"] = database_url_from_settings(connection.settings_dict)
     db_name = f"molecule_bench_t{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--db-name", db_name, "--output", str(output)],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_module(
+        "bench", "--quick", "--db-name", db_name, "--output", str(output), env=env, timeout=600
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return json.loads(output.read_text())
