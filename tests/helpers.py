@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import OperationalError, connection, connections
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -29,6 +30,12 @@ BASE_DIR = Path(settings.BASE_DIR)
 MANAGE_PY = BASE_DIR / "manage.py"
 # A port nothing listens on: connecting is refused at once.
 UNREACHABLE_DATABASE_URL = "postgres://postgres@127.0.0.1:1/unreachable"
+
+
+class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Django's PBKDF2 at 1,000 rounds; a hash names its rounds, so any PBKDF2 verifies it."""
+
+    iterations = 1_000
 
 
 @dataclass
