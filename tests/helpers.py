@@ -182,26 +182,6 @@ def run_module(
     )
 
 
-def assert_usage_error(result: subprocess.CompletedProcess, command: str) -> None:
-    """``manage.py command`` refused its arguments: exit 2 and one line on stderr, no more."""
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"manage.py {command}: error: ")
-
-
-def assert_command_error(result: subprocess.CompletedProcess, message: str) -> None:
-    """A command failed as expected: exit 1 and one CommandError line starting ``message``."""
-    assert result.returncode == 1, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith(f"CommandError: {message}")
-
-
 def service_stack(workdir: Path, **options: Any) -> ServiceStack:
     """A ServiceStack on the test database (unless ``database_url``), logs under ``workdir``."""
     options.setdefault("database_url", current_database_url())
