@@ -122,17 +122,34 @@ def test_a_usage_error_from_the_command_line_is_one_line_and_exit_2(capsys):
 # --- real processes: the exit code and the one line an operator sees --------------------------
 
 
-def usage_cases() -> list[tuple[str, tuple[str, ...], str]]:
+def usage_cases() -> list[Any]:
     """(command, arguments, its error line): each command's own duration, and one typo."""
     cases = []
     for sweep in SWEEPS.values():
         option = f"manage.py {sweep.name}: error: argument {sweep.duration_option}: "
         cases += [
-            (sweep.name, (sweep.duration_option, "2x"), f"{option}invalid duration '2x': "),
-            (sweep.name, (sweep.duration_option, "99999999999d"), f"{option}invalid duration "),
+            pytest.param(
+                sweep.name,
+                (sweep.duration_option, "2x"),
+                f"{option}invalid duration '2x': ",
+                id=f"{sweep.name}-bad-unit",
+            ),
+            pytest.param(
+                sweep.name,
+                (sweep.duration_option, "99999999999d"),
+                f"{option}invalid duration ",
+                id=f"{sweep.name}-out-of-range",
+            ),
         ]
     # Argument parsing is the base's: one command stands for all three.
-    cases.append(("sweep_uploads", ("--no-such-option",), "manage.py sweep_uploads: error: "))
+    cases.append(
+        pytest.param(
+            "sweep_uploads",
+            ("--no-such-option",),
+            "manage.py sweep_uploads: error: ",
+            id="sweep_uploads-unknown-option",
+        )
+    )
     return cases
 
 
