@@ -1,17 +1,27 @@
-"""Shared fixtures: registered workspaces with their tokens, and a CSRF-enforcing client."""
+"""Shared fixtures: quick password hashes, registered workspaces with tokens, a CSRF client."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.conf import settings
+from django.test import Client, override_settings
 
 from molecule.models import Workspace
 from molecule.services import workspace_register
 from tests.helpers import RegisteredWorkspace
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quick_password_hashing() -> Iterator[None]:
+    # Every admin_client and login user costs one hash, half a second at Django's 1,000,000
+    # PBKDF2 rounds. The default hashers stay listed, so any stored hash still verifies.
+    hashers = ["tests.helpers.QuickPBKDF2PasswordHasher", *settings.PASSWORD_HASHERS]
+    with override_settings(PASSWORD_HASHERS=hashers):
+        yield
 
 
 @pytest.fixture

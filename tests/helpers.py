@@ -13,20 +13,29 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import OperationalError, connection, connections
 from django.test import Client, override_settings
 from django.utils import timezone
 from django_prometheus import testutils
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.processes import database_url_from_settings
-from molecule.models import Workspace
+from devtools.processes import ServiceStack, database_url_from_settings
+from molecule.models import MetricTotal, Workspace
 from pending_uploads.models import PendingUpload
 
-MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
+BASE_DIR = Path(settings.BASE_DIR)
+MANAGE_PY = BASE_DIR / "manage.py"
 # A port nothing listens on: connecting is refused at once.
 UNREACHABLE_DATABASE_URL = "postgres://postgres@127.0.0.1:1/unreachable"
+
+
+class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Django's PBKDF2 at 1,000 rounds; a hash names its rounds, so any PBKDF2 verifies it."""
+
+    iterations = 1_000
 
 
 @dataclass
@@ -156,6 +165,46 @@ def run_manage(
         timeout=60,
         check=False,
     )
+
+
+def run_module(
+    module: str, *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` from the checkout, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def service_stack(workdir: Path, **options: Any) -> ServiceStack:
+    """A ServiceStack on the test database (unless ``database_url``), logs under ``workdir``."""
+    options.setdefault("database_url", current_database_url())
+    return ServiceStack(metrics_dir=workdir / "metrics", log_dir=workdir / "logs", **options)
+
+
+def assert_uncounted_error_logged(
+    count_error: Callable[[], None],
+    logged: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``count_error`` with the counter's table away logs ``logged``, the reason's first line."""
+
+    def broken_add(*args: object, **kwargs: object) -> None:
+        raise OperationalError("database went away\nsecond line")
+
+    monkeypatch.setattr(MetricTotal.objects, "add", broken_add)
+
+    count_error()
+
+    assert f"{logged}: database went away" in caplog.text
+    assert "second line" not in caplog.text
 
 
 def empty_totals_exposition() -> str:

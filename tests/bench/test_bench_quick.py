@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from django.db import connection
 
+from bench.config import SECTIONS
 from devtools.processes import database_url_from_settings
-
-BASE_DIR = Path(__file__).resolve().parents[2]
+from tests.helpers import run_module
 
 STAT = {"median", "min", "max", "runs"}
 SWEEP = {
@@ -78,6 +76,9 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
     "slow_clients": {"scale", "gunicorn", "nginx", "setup"},
 }
 EXPECTED_TARGETS = 14
+# The sections build their own data, so `--only` runs of two halves of them, side by side,
+# report what one run of all does, in the time of the longer half (about 40 s, not 60 s).
+HALVES = (("sweep", "toast", "empty"), ("interference", "phantom", "api", "memory", "slow"))
 
 
 def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
@@ -85,22 +86,44 @@ def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def quick_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    output = tmp_path_factory.mktemp("bench") / "quick.json"
+def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """One ``python -m bench --quick --only ...`` per half of the sections, run side by side."""
+    assert sorted(section for half in HALVES for section in half) == sorted(SECTIONS)
+    workdir = tmp_path_factory.mktemp("bench")
     env = {key: value for key, value in os.environ.items() if not key.startswith("COV_CORE_")}
     # The suite's own server; the bench makes throwaway databases of its own there.
     env["DATABASE_URL"] = database_url_from_settings(connection.settings_dict)
     db_name = f"molecule_bench_t{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--db-name", db_name, "--output", str(output)],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return json.loads(output.read_text())
+
+    def run(number: int) -> dict[str, Any]:
+        output = workdir / f"quick-{number}.json"
+        done = run_module(
+            "bench",
+            "--quick",
+            "--only",
+            *HALVES[number],
+            # Distinct names: each run drops its own databases and templates.
+            "--db-name",
+            f"{db_name}_{number}",
+            "--output",
+            str(output),
+            env=env,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        return json.loads(output.read_text())
+
+    with ThreadPoolExecutor(len(HALVES)) as pool:
+        return list(pool.map(run, range(len(HALVES))))
+
+
+@pytest.fixture(scope="module")
+def quick_results(quick_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs as one: the first's machine and scale, every run's figures and targets."""
+    figures = {name: data for run in quick_runs for name, data in run["figures"].items()}
+    assert len(figures) == sum(len(run["figures"]) for run in quick_runs), "a figure twice"
+    targets = [target for run in quick_runs for target in run["targets"]]
+    return {**quick_runs[0], "figures": figures, "targets": targets}
 
 
 @pytest.mark.slow
@@ -109,6 +132,13 @@ def test_quick_run_reports_the_machine(quick_results: dict[str, Any]) -> None:
     assert not missing(machine, {"cpu_model", "cores", "postgresql", "python"})
     assert not missing(machine["postgresql"], {"server_version", "server"})
     assert quick_results["scale"]["name"] == "quick"
+
+
+@pytest.mark.slow
+def test_each_quick_run_ran_just_its_sections(quick_runs: list[dict[str, Any]]) -> None:
+    for run, sections in zip(quick_runs, HALVES, strict=True):
+        assert run["scale"]["name"] == "quick"
+        assert list(run["section_seconds"]) == list(sections)
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ import pytest
 from devtools.processes import ServiceStack
 from devtools.processes.nginx import NginxProxy, client_tls_context, nginx_binary
 from devtools.processes.slow_clients import SlowUpload, connect, response_read
-from tests.integration.conftest import database_url_for_tests, tables_truncate
+from tests.helpers import service_stack
+from tests.integration.conftest import tables_truncate
 from tests.integration.test_faults import http as http_json
 from tests.integration.test_faults import register_body
 
@@ -94,10 +95,8 @@ def proxied(
         pytest.skip("nginx or openssl is not installed (Debian's nginx and openssl packages)")
     workdir = tmp_path_factory.mktemp("nginx")
     with django_db_blocker.unblock():
-        stack = ServiceStack(
-            database_url=database_url_for_tests(),
-            metrics_dir=workdir / "metrics",
-            log_dir=workdir / "logs",
+        stack = service_stack(
+            workdir,
             web_workers=1,
             extra_env={
                 "GUNICORN_THREADS": "1",

@@ -45,12 +45,15 @@ def _promtool() -> str:
     return promtool
 
 
-@pytest.mark.parametrize(
-    "args",
-    [("check", "rules", str(ALERTS)), ("test", "rules", str(ALERTS_TEST))],
-    ids=["check-rules", "test-rules"],
-)
-def test_promtool_accepts_rules(args: tuple[str, ...]) -> None:
+def _assert_promtool_passed(args: list[str], returncode: int, stdout: str, stderr: str) -> None:
+    assert returncode == 0, (
+        f"promtool {' '.join(args)} exited {returncode}\n"
+        f"--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    )
+
+
+def test_promtool_accepts_the_rules() -> None:
+    args = ["check", "rules", str(ALERTS)]
     result = subprocess.run(
         [_promtool(), *args],
         cwd=REPO_ROOT,
@@ -59,10 +62,48 @@ def test_promtool_accepts_rules(args: tuple[str, ...]) -> None:
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, (
-        f"promtool {' '.join(args)} exited {result.returncode}\n"
-        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
-    )
+    _assert_promtool_passed(args, result.returncode, result.stdout, result.stderr)
+
+
+def alerts_test_parts(count: int) -> tuple[list[str], int]:
+    """alerts_test.yml as ``count`` files that share its header and deal out its test groups.
+
+    Returns the files' texts and the number of groups dealt.
+    """
+    text = (REPO_ROOT / ALERTS_TEST).read_text()
+    head, key, body = text.partition("\ntests:\n")
+    assert key, f"{ALERTS_TEST} has no top-level tests: list"
+    # The comment lines before the first group, then one part per "- name:" item.
+    preamble, *groups = re.split(r"(?m)^(?=  - name: )", body)
+    assert groups and preamble.strip().startswith("#"), f"unexpected layout of {ALERTS_TEST}"
+    # Dealt round-robin, so that no file gets a whole run of the long groups.
+    parts = [head + key + preamble + "".join(groups[n::count]) for n in range(count)]
+    return [part for part in parts if part != head + key + preamble], len(groups)
+
+
+def test_promtool_passes_every_rule_unit_test(tmp_path: Path) -> None:
+    # promtool evaluates one file's groups one after another on one core (about 30 s here),
+    # and each group on its own: the groups are dealt out to files that run side by side.
+    promtool = _promtool()
+    shutil.copy(REPO_ROOT / ALERTS, tmp_path / ALERTS.name)
+    parts, groups = alerts_test_parts(max(1, min(os.cpu_count() or 1, 4)))
+    assert groups == (REPO_ROOT / ALERTS_TEST).read_text().count("\n  - name: ")
+    running = []
+    for number, part in enumerate(parts):
+        path = tmp_path / f"alerts_test_{number}.yml"
+        path.write_text(part)
+        args = ["test", "rules", path.name]
+        process = subprocess.Popen(
+            [promtool, *args],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        running.append((args, process))
+    for args, process in running:
+        stdout, stderr = process.communicate(timeout=120)
+        _assert_promtool_passed(args, process.returncode, stdout, stderr)
 
 
 def _panels(panels: list[dict]) -> Iterator[dict]:

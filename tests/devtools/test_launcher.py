@@ -20,7 +20,7 @@ from devtools import launcher
 from devtools.devenv import BASE_DIR
 from devtools.processes import free_port, process_descendants
 from devtools.processes.stack import QCLUSTER_RUNNING
-from tests.helpers import current_database_url
+from tests.helpers import current_database_url, run_module
 from tests.integration.conftest import wait_until
 
 
@@ -121,16 +121,7 @@ def test_a_busy_port_fails_in_one_line_before_touching_anything(tmp_path: Path) 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        env = launcher_env(tmp_path, busy.getsockname()[1])
-        result = subprocess.run(
-            [sys.executable, "-m", "devtools.launcher"],
-            cwd=BASE_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_module("devtools.launcher", env=launcher_env(tmp_path, busy.getsockname()[1]))
     assert result.returncode == 1
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -146,15 +137,7 @@ def test_a_second_run_in_one_checkout_fails_in_one_line(tmp_path: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         lock.write("4242")
         lock.flush()
-        result = subprocess.run(
-            [sys.executable, "-m", "devtools.launcher"],
-            cwd=BASE_DIR,
-            env=launcher_env(tmp_path, free_port()),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_module("devtools.launcher", env=launcher_env(tmp_path, free_port()))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "[molecule] bin/run already runs in this checkout (pid 4242)"

@@ -26,7 +26,7 @@ from pending_uploads import tasks as uploads_tasks
 from pending_uploads.models import PendingUpload
 from scheduler import services as scheduler_services
 from scheduler import tasks as scheduler_tasks
-from tests.helpers import assert_metric_delta, assert_metric_deltas, metrics_saved
+from tests.helpers import assert_metric_delta, assert_metric_deltas, metrics_saved, service_stack
 from tests.integration.conftest import (
     ACKED_OLD,
     ACKED_RECENT,
@@ -286,19 +286,18 @@ def register_body(workspace_id: uuid.UUID | None = None) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def web_through_proxy(
-    request: pytest.FixtureRequest, transactional_db: None, tmp_path: Path
-) -> Iterator[tuple[ServiceStack, TcpProxy]]:
+# gunicorn and the proxy that is its only way to PostgreSQL.
+ProxiedWeb = tuple[ServiceStack, TcpProxy]
+
+
+@contextlib.contextmanager
+def web_through_proxy(mode: str, workdir: Path) -> Iterator[ProxiedWeb]:
     """gunicorn (2 workers, no qcluster) whose only way to PostgreSQL is a TcpProxy."""
     proxy = TcpProxy.for_settings(connection.settings_dict)
-    proxy.mode = request.param
+    proxy.mode = mode
     proxy.start()
-    stack = ServiceStack(
-        database_url=proxy.database_url(connection.settings_dict),
-        metrics_dir=tmp_path / "metrics",
-        log_dir=tmp_path / "logs",
-        web_workers=2,
+    stack = service_stack(
+        workdir, database_url=proxy.database_url(connection.settings_dict), web_workers=2
     )
     try:
         yield stack.start(qcluster=False), proxy
@@ -307,12 +306,29 @@ def web_through_proxy(
         proxy.cut()
 
 
+@pytest.fixture
+def forwarded_web(transactional_db: None, tmp_path: Path) -> Iterator[ProxiedWeb]:
+    with web_through_proxy("forward", tmp_path) as web:
+        yield web
+
+
+@pytest.fixture
+def dropped_web(transactional_db: None, tmp_path: Path) -> Iterator[ProxiedWeb]:
+    with web_through_proxy("drop", tmp_path) as web:
+        yield web
+
+
+def assert_every_worker_answers_503_json(stack: ServiceStack, call: Callable[[], Any]) -> None:
+    for status, content_type, answer in on_every_web_worker(stack, call):
+        assert (status, content_type) == (503, "application/json"), (answer, stack.log_tail())
+        assert answer["error"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("web_through_proxy", ["forward"], indirect=True)
 def test_unreachable_database_gives_503_json_and_recovers_without_restart(
-    web_through_proxy: tuple[ServiceStack, TcpProxy],
+    forwarded_web: ProxiedWeb,
 ) -> None:
-    stack, proxy = web_through_proxy
+    stack, proxy = forwarded_web
     workspace_id = uuid.uuid4()
     status, _, registered = http(
         "POST", stack.url("/registry/register"), body=register_body(workspace_id)
@@ -335,9 +351,7 @@ def test_unreachable_database_gives_503_json_and_recovers_without_restart(
 
     proxy.cut()
     for call in (list_pending, register_new):
-        for status, content_type, answer in on_every_web_worker(stack, call):
-            assert (status, content_type) == (503, "application/json"), (answer, stack.log_tail())
-            assert answer["error"]
+        assert_every_worker_answers_503_json(stack, call)
     for status, _, text in on_every_web_worker(stack, lambda: http("GET", stack.url("/metrics"))):
         assert status == 200
         # The request metrics are served; the database-backed families wait for the database.
@@ -357,17 +371,13 @@ def test_unreachable_database_gives_503_json_and_recovers_without_restart(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("web_through_proxy", ["drop"], indirect=True)
 def test_database_hanging_up_at_connect_gives_503_json(
-    web_through_proxy: tuple[ServiceStack, TcpProxy],
+    dropped_web: ProxiedWeb,
 ) -> None:
-    stack, _ = web_through_proxy
-    answers = on_every_web_worker(
+    stack, _ = dropped_web
+    assert_every_worker_answers_503_json(
         stack, lambda: http("POST", stack.url("/registry/register"), body=register_body())
     )
-    for status, content_type, answer in answers:
-        assert (status, content_type) == (503, "application/json"), (answer, stack.log_tail())
-        assert answer["error"]
     assert http("GET", stack.url("/metrics"))[0] == 200
     assert "Traceback" not in stack.log_text()
 

@@ -17,12 +17,12 @@ from devtools.processes import ServiceStack, metric_value
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from scheduler.schedules import SCHEDULES
 from scheduler.services import schedules_sync
+from tests.helpers import service_stack
 from tests.integration.conftest import (
     ACKED_OLD,
     ACKED_RECENT,
     EXPIRED,
     LIVE,
-    database_url_for_tests,
     on_every_web_worker,
     tables_truncate,
     uploads_count_by_kind,
@@ -38,8 +38,10 @@ SWEEP_FUNC = "pending_uploads.tasks.sweep_pending_uploads"
 PHANTOM_FUNC = "scheduler.tasks.sweep_phantom_busy"
 SWEPT = "molecule_pending_uploads_swept_total"
 RESETS = "molecule_phantom_busy_resets_total"
-# The cluster's scheduler first ticks ~30 s after start; this bounds the wait, it is no target.
+# A bound on the wait for the first scheduler tick, no target. django-q2 ticks 30 s after the
+# cluster starts; these clusters run settings that make it tick on the guard loop's first pass.
 STARTUP_SWEEP_TIMEOUT = 60.0
+PROMPT_SCHEDULER_SETTINGS = "tests.integration.prompt_scheduler_settings"
 
 SEEDED = {ACKED_OLD: 23, EXPIRED: 17, ACKED_RECENT: 11, LIVE: 13}
 
@@ -101,14 +103,15 @@ def ledger(
             uploads_insert(kind, count, workspace_id)
         phantom_ids, kept_busy_ids = _workspaces_seed()
         workdir = tmp_path_factory.mktemp("stack")
-        stack = ServiceStack(
-            database_url=database_url_for_tests(),
-            metrics_dir=workdir / "metrics",
-            log_dir=workdir / "logs",
+        stack = service_stack(
+            workdir,
             web_workers=2,
             qclusters=2,
-            # django-q2 signs queued payloads with SECRET_KEY; tasks enqueued here must verify.
-            extra_env={"SECRET_KEY": settings.SECRET_KEY},
+            extra_env={
+                # django-q2 signs queued payloads with SECRET_KEY; tasks enqueued here must verify.
+                "SECRET_KEY": settings.SECRET_KEY,
+                "DJANGO_SETTINGS_MODULE": PROMPT_SCHEDULER_SETTINGS,
+            },
         )
         try:
             stack.start()

@@ -10,7 +10,8 @@ import pytest
 
 from devtools.processes import ServiceStack, http_get
 from devtools.processes.slow_clients import HeaderDrip, SlowUpload
-from tests.integration.conftest import database_url_for_tests, tables_truncate
+from tests.helpers import service_stack
+from tests.integration.conftest import tables_truncate
 from tests.integration.test_faults import http, register_body
 
 # Transactional: gunicorn must see committed rows (and the flush after each test empties them).
@@ -31,12 +32,7 @@ def stack(
     """gunicorn as gunicorn.conf.py configures it (no worker count passed), DEBUG off."""
     workdir = tmp_path_factory.mktemp("serving")
     with django_db_blocker.unblock():
-        running = ServiceStack(
-            database_url=database_url_for_tests(),
-            metrics_dir=workdir / "metrics",
-            log_dir=workdir / "logs",
-            web_workers=None,
-        )
+        running = service_stack(workdir, web_workers=None)
         try:
             yield running.start(qcluster=False)
         finally:

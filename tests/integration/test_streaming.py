@@ -17,6 +17,7 @@ import pytest
 
 from devtools.processes import ServiceStack
 from pending_uploads.managers import CHUNK_BYTES
+from tests.helpers import service_stack
 from tests.integration.conftest import database_url_for_tests, tables_truncate, wait_until
 
 # The django_db mark makes pytest-django create the test database even when this module runs
@@ -77,12 +78,7 @@ def served(
 ) -> Iterator[Served]:
     """One sync gunicorn worker holding one 99 MiB upload."""
     workdir = tmp_path_factory.mktemp("streaming")
-    stack = ServiceStack(
-        database_url=database_url_for_tests(),
-        metrics_dir=workdir / "metrics",
-        log_dir=workdir / "logs",
-        web_workers=1,
-    )
+    stack = service_stack(workdir, web_workers=1)
     with django_db_blocker.unblock():
         tables_truncate()
         stack.start(qcluster=False)

@@ -9,7 +9,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import OperationalError
 from django.test import override_settings
 
@@ -18,11 +17,9 @@ from molecule.managers import ActivityLogManager
 from molecule.models import MetricTotal, Workspace
 from molecule.services import activity_count_error, activity_sweep, activity_sweep_preview
 from tests.helpers import (
-    UNREACHABLE_DATABASE_URL,
     assert_metric_delta,
     metric_value,
     metrics_saved,
-    run_manage,
     run_sql,
 )
 
@@ -182,39 +179,3 @@ def test_command_dry_run_changes_nothing(table) -> None:
     assert out.endswith(" ms (dry run)\n")
     assert json.loads(sweep_activity("--dry-run", "--json"))["dry_run"] is True
     assert rows_left() == 10
-
-
-def test_command_failure_is_a_command_error_with_exit_code_1(table, monkeypatch) -> None:
-    monkeypatch.setattr(ActivityLogManager, "_retention_cursor", broken)
-
-    with pytest.raises(CommandError, match=r"^activity_logs sweep failed: server closed") as caught:
-        sweep_activity()
-
-    assert caught.value.returncode == 1
-
-
-def test_command_help_says_it_is_safe_from_cron() -> None:
-    from molecule.management.commands.sweep_activity import Command
-
-    assert "Safe to run from cron" in Command.help
-
-
-def test_bad_retention_exits_2_with_one_line(transactional_db) -> None:
-    result = run_manage("sweep_activity", "--retention", "soon")
-
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.splitlines() == [
-        "manage.py sweep_activity: error: argument --retention: invalid duration 'soon': "
-        "use seconds, or a number followed by s, m, h or d"
-    ]
-
-
-def test_unreachable_database_exits_1_with_one_line() -> None:
-    result = run_manage("sweep_activity", database_url=UNREACHABLE_DATABASE_URL)
-
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("CommandError: activity_logs sweep failed: ")

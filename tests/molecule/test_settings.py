@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from devtools.processes import ServiceStack, database_url_from_settings
-from tests.helpers import UNREACHABLE_DATABASE_URL, run_manage
+from devtools.processes import database_url_from_settings
+from tests.helpers import UNREACHABLE_DATABASE_URL, run_manage, service_stack
 
 PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"
 
@@ -153,10 +153,9 @@ REFUSED_STARTS = {
 def test_a_misconfigured_process_refuses_to_start_with_one_line(
     tmp_path: Path, process: str, env: dict[str, str] | None, message: str
 ) -> None:
-    stack = ServiceStack(
+    stack = service_stack(
+        tmp_path,
         database_url="" if env is None else database_url_from_settings(connection.settings_dict),
-        metrics_dir=tmp_path / "metrics",
-        log_dir=tmp_path / "logs",
         extra_env=env or {},
     )
     exited = (

@@ -135,41 +135,50 @@ def test_limits_publish_the_caps_without_auth(api):
     assert conf.max_file_bytes() == conf.max_request_bytes() == 104857600
 
 
-@pytest.mark.django_db
-@override_settings(PENDING_UPLOADS_MAX_FILE_BYTES=4000, PENDING_UPLOADS_MAX_REQUEST_BYTES=5000)
-@pytest.mark.parametrize("over", [0, 1])
-def test_the_published_request_cap_counts_the_whole_body(api, poll_workspace, over):
-    ws = poll_workspace
-    cap = api.get("/uploads/limits").json()["per_request_bytes"]
+def padded_request(size: int) -> bytes:
+    """A 3000-byte file, then an ignored form field padding the whole body to ``size`` bytes."""
     file_part = raw_part('filename="a.bin"', b"x" * 3000)
-    # A second, ignored form field pads the whole body to exactly the cap (+ over).
     field = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="pad"\r\n\r\n'.encode()
     fixed = len(field) + 2 + len(closed(file_part))
-    data = closed(field + b"p" * (cap + over - fixed) + b"\r\n", file_part)
-    assert len(data) == cap + over
+    data = closed(field + b"p" * (size - fixed) + b"\r\n", file_part)
+    assert len(data) == size
+    return data
 
-    response = post_raw(api, ws, data)
+
+def one_file(size: int) -> bytes:
+    """A body of one file of ``size`` bytes."""
+    return closed(raw_part('filename="a.bin"', b"x" * size))
+
+
+# Each published cap, limits that make it the one a request meets first, and a request of a
+# given size under that cap: the whole body, or its one file.
+PUBLISHED_CAPS = {
+    "per_request_bytes": (
+        {"PENDING_UPLOADS_MAX_FILE_BYTES": 4000, "PENDING_UPLOADS_MAX_REQUEST_BYTES": 5000},
+        padded_request,
+    ),
+    "per_file_bytes": (
+        {"PENDING_UPLOADS_MAX_FILE_BYTES": 4000, "PENDING_UPLOADS_MAX_REQUEST_BYTES": 50_000},
+        one_file,
+    ),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("over", [0, 1])
+@pytest.mark.parametrize("cap_name", PUBLISHED_CAPS)
+def test_a_published_cap_is_the_enforced_one(api, poll_workspace, cap_name, over):
+    limits, request_of = PUBLISHED_CAPS[cap_name]
+    with override_settings(**limits):
+        cap = api.get("/uploads/limits").json()[cap_name]
+        response = post_raw(api, poll_workspace, request_of(cap + over))
 
     if over:
         assert_json_error(response, 413)
         assert PendingUpload.objects.count() == 0
     else:
         assert response.status_code == 200, response.content
-
-
-@pytest.mark.django_db
-@override_settings(PENDING_UPLOADS_MAX_FILE_BYTES=4000, PENDING_UPLOADS_MAX_REQUEST_BYTES=50_000)
-@pytest.mark.parametrize("over", [0, 1])
-def test_the_published_file_cap_is_the_enforced_one(api, poll_workspace, over):
-    ws = poll_workspace
-    cap = api.get("/uploads/limits").json()["per_file_bytes"]
-
-    response = upload(api, ws, [text_file("a.bin", b"x" * (cap + over))])
-
-    if over:
-        assert_json_error(response, 413)
-    else:
-        assert response.status_code == 200
+        assert PendingUpload.objects.count() == 1
 
 
 # --- Upload activity rows and the paged list ---------------------------------------------------

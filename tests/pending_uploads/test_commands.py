@@ -12,14 +12,13 @@ from io import StringIO
 
 import pytest
 from django.contrib.postgres.functions import TransactionNow
-from django.core.management import call_command, load_command_class
+from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
 from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
 from tests.helpers import (
-    UNREACHABLE_DATABASE_URL,
     assert_metric_delta,
     assert_metric_deltas,
     metrics_saved,
@@ -138,28 +137,6 @@ def test_ack_retention_accepts_every_duration_form(db, retention: str, acked: in
     assert PendingUpload.objects.count() == 6 - acked
 
 
-def test_help_says_it_is_safe_to_run_from_cron() -> None:
-    command = load_command_class("pending_uploads", "sweep_uploads")
-    help_text = command.create_parser("manage.py", "sweep_uploads").format_help()
-    assert "cron" in help_text
-    assert "--ack-retention" in help_text
-
-
-def test_failing_sweep_is_a_command_error_with_exit_code_1(db, monkeypatch) -> None:
-    def broken_sweep(self: PendingUploadManager, *args: object, **kwargs: object) -> None:
-        raise SweepError("pending_uploads sweep failed: boom\nDETAIL: second line")
-
-    monkeypatch.setattr(PendingUploadManager, "sweep", broken_sweep)
-    before = metrics_saved()
-
-    with pytest.raises(CommandError) as caught:
-        sweep_uploads()
-
-    assert caught.value.returncode == 1
-    assert str(caught.value) == "pending_uploads sweep failed: boom"
-    assert_metric_delta(before, 1, SWEPT, outcome="error")
-
-
 def test_bad_duration_through_call_command_is_a_command_error(db) -> None:
     with pytest.raises(CommandError, match="invalid duration '2x'"):
         sweep_uploads("--ack-retention", "2x")
@@ -217,37 +194,6 @@ def test_json_in_a_real_process_keeps_stdout_to_one_line(transactional_db) -> No
     # The service's log line goes to stderr, never into the JSON on stdout.
     assert "pending uploads sweep: 2 acked, 1 expired" in result.stderr
     assert remaining() == live
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("--ack-retention", "2x"),
-        ("--ack-retention", "99999999999d"),
-        ("--no-such-option",),
-    ],
-    ids=["bad-unit", "out-of-range", "unknown-option"],
-)
-def test_bad_arguments_exit_2_with_one_line(transactional_db, args: tuple[str, ...]) -> None:
-    result = run_manage("sweep_uploads", *args)
-
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("manage.py sweep_uploads: error: ")
-
-
-def test_unreachable_database_exits_1_with_one_line() -> None:
-    result = run_manage("sweep_uploads", database_url=UNREACHABLE_DATABASE_URL)
-
-    assert result.returncode == 1, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("CommandError: pending_uploads sweep failed: ")
 
 
 def test_partial_sweep_error_message_is_the_first_line_only(db, monkeypatch) -> None:

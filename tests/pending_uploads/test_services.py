@@ -38,6 +38,7 @@ from pending_uploads.services import (
 from tests.helpers import (
     assert_metric_delta,
     assert_metric_deltas,
+    assert_uncounted_error_logged,
     metric_value,
     metrics_saved,
     run_sql,
@@ -255,15 +256,9 @@ def test_failing_sweep_keeps_what_committed_batches_counted(table) -> None:
     assert_metric_deltas(before, SWEPT, "outcome", {"acked": 1, "expired": 1, "error": 1})
 
 
-def test_error_count_that_cannot_be_stored_is_logged(db, monkeypatch, caplog) -> None:
-    def broken_add(*args: object, **kwargs: object) -> None:
-        raise OperationalError("database went away")
-
-    monkeypatch.setattr(MetricTotal.objects, "add", broken_add)
-
-    uploads_count_error()
-
-    assert "could not count the failed pending-uploads sweep" in caplog.text
+def test_error_count_that_cannot_be_stored_is_logged_in_one_line(db, monkeypatch, caplog) -> None:
+    logged = "could not count the failed pending-uploads sweep"
+    assert_uncounted_error_logged(uploads_count_error, logged, monkeypatch, caplog)
 
 
 def test_failing_dry_run_counts_nothing(db, monkeypatch) -> None:

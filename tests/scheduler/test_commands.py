@@ -9,15 +9,12 @@ from io import StringIO
 
 import pytest
 from django.contrib.postgres.functions import TransactionNow
-from django.core.management import call_command, load_command_class
-from django.core.management.base import CommandError
+from django.core.management import call_command
 from django.test import override_settings
 
-from molecule.managers import WorkspaceManager
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
 from tests.helpers import (
-    UNREACHABLE_DATABASE_URL,
     assert_metric_delta,
     metrics_saved,
     run_manage,
@@ -135,28 +132,6 @@ def test_stale_after_accepts_every_duration_form(
     assert sum(1 for tasks in busy_state().values() if tasks) == 3 - reset
 
 
-def test_help_says_it_is_safe_to_run_from_cron() -> None:
-    command = load_command_class("scheduler", "sweep_phantom_busy")
-    help_text = command.create_parser("manage.py", "sweep_phantom_busy").format_help()
-    assert "cron" in help_text
-    assert "--stale-after" in help_text
-
-
-def test_failing_sweep_is_a_command_error_with_exit_code_1(fleet, monkeypatch) -> None:
-    def failing_reset(self: WorkspaceManager, *args: object, **kwargs: object) -> None:
-        raise RuntimeError("boom\nsecond line")
-
-    monkeypatch.setattr(WorkspaceManager, "reset_phantom_busy", failing_reset)
-    before = metrics_saved()
-
-    with pytest.raises(CommandError) as caught:
-        sweep_phantom_busy()
-
-    assert caught.value.returncode == 1
-    assert str(caught.value) == "phantom-busy sweep failed: boom"
-    assert_metric_delta(before, 1, ERRORS)
-
-
 # --- real processes: exit codes and what reaches stdout/stderr -----------------------------
 
 
@@ -173,30 +148,3 @@ def test_json_in_a_real_process_keeps_stdout_to_one_line(transactional_db, regis
     # The per-row log lines go to stderr, never into the JSON on stdout.
     assert f"id={fleet['hour'].id} name=alpha" in result.stderr
     assert busy_state()[fleet["hour"].id] == 0
-
-
-@pytest.mark.parametrize(
-    "args",
-    [("--stale-after", "2x"), ("--stale-after", "99999999999d"), ("--no-such-option",)],
-    ids=["bad-unit", "out-of-range", "unknown-option"],
-)
-def test_bad_arguments_exit_2_with_one_line(transactional_db, args: tuple[str, ...]) -> None:
-    result = run_manage("sweep_phantom_busy", *args)
-
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("manage.py sweep_phantom_busy: error: ")
-
-
-def test_unreachable_database_exits_1_with_one_line() -> None:
-    result = run_manage("sweep_phantom_busy", database_url=UNREACHABLE_DATABASE_URL)
-
-    assert result.returncode == 1, result.stderr
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "CommandError" in line]
-    assert len(errors) == 1, result.stderr
-    assert errors[0].startswith("CommandError: phantom-busy sweep failed: ")
