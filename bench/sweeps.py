@@ -102,7 +102,9 @@ def run_ours(batch_size: int = SWEEP_BATCH_SIZE) -> dict[str, Any]:
         batch_ms.append(now - last[0])
         last[0] = now
 
-    result = PendingUpload.objects.sweep(ACK_RETENTION, batch_size=batch_size, on_batch=on_batch)
+    result = PendingUpload.objects.sweep(
+        ACK_RETENTION, batch_size=batch_size, batch_bytes=SWEEP_BATCH_BYTES, on_batch=on_batch
+    )
     seconds = clock.seconds
     return {
         "seconds": seconds,

@@ -8,7 +8,6 @@ from typing import NamedTuple
 
 from django.db import DatabaseError, connections, models, router, transaction
 
-from molecule.conf import DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE
 from molecule.totals import ADD_TO_TOTALS
 
 # Raw so that one round trip per batch deletes and counts, with no row data travelling back.
@@ -79,7 +78,7 @@ class ActivityRetentionMixin:
         retention: timedelta,
         *,
         counter: str,
-        batch_size: int = DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE,
+        batch_size: int,
         on_batch: Callable[[ActivitySweepResult], None] | None = None,
     ) -> ActivitySweepResult:
         """Delete rows created more than ``retention`` ago, in committed batches.

@@ -22,8 +22,10 @@ from django.utils import timezone
 from django_prometheus import testutils
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.processes import ServiceStack, database_url_from_settings
+from devtools.processes import ServiceStack, database_url_from_settings, run_captured
 from molecule.models import MetricTotal, Workspace
+from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_SIZE
+from pending_uploads.managers import SweepResult
 from pending_uploads.models import PendingUpload
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -155,15 +157,11 @@ def run_manage(
     *args: str, database_url: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run manage.py in a child; ``env`` replaces the environment it would otherwise get."""
-    return subprocess.run(
+    return run_captured(
         # Relative, so usage errors name "manage.py" as an operator would type it.
         [sys.executable, MANAGE_PY.name, *args],
-        cwd=MANAGE_PY.parent,
         env=env if env is not None else _child_env(database_url),
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
 
 
@@ -171,15 +169,7 @@ def run_module(
     module: str, *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess:
     """Run ``python -m module args`` from the checkout, its output captured as text."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_captured([sys.executable, "-m", module, *args], env=env, timeout=timeout)
 
 
 def service_stack(workdir: Path, **options: Any) -> ServiceStack:
@@ -272,3 +262,10 @@ def metric_series(name: str, *, exposition: str | None = None) -> dict[tuple, fl
 def metric_value(name: str, *, exposition: str | None = None, **labels: str) -> float | None:
     """``name{labels}`` as /metrics shows it now, or None when the series is missing."""
     return testutils.get_metric(name, registry=_registry(exposition), **labels)
+
+
+def upload_sweep(retention: timedelta, **options: Any) -> SweepResult:
+    """The manager's sweep, with the service's default batch limits unless ``options`` set them."""
+    options.setdefault("batch_size", DEFAULT_SWEEP_BATCH_SIZE)
+    options.setdefault("batch_bytes", DEFAULT_SWEEP_BATCH_BYTES)
+    return PendingUpload.objects.sweep(retention, **options)

@@ -5,6 +5,7 @@ from devtools.processes.commands import (
     manage_command,
     qcluster_command,
     reset_metrics_dir,
+    run_captured,
     run_manage,
     stop_processes,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "process_rss_bytes",
     "qcluster_command",
     "reset_metrics_dir",
+    "run_captured",
     "run_manage",
     "stop_processes",
 ]

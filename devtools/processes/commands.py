@@ -74,22 +74,36 @@ def stop_processes(
             process.wait()
 
 
+def run_captured(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    timeout: float | None = None,
+    check: bool = False,
+    new_session: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` from the checkout with ``env``, its output captured as text."""
+    return subprocess.run(
+        argv,
+        env=env,
+        cwd=BASE_DIR,
+        check=check,
+        text=True,
+        capture_output=True,
+        start_new_session=new_session,
+        timeout=timeout,
+    )
+
+
 def run_manage(
     env: dict[str, str], *args: str, timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``manage.py <args>`` with ``env`` and its output captured; CalledProcessError on failure.
+    """Run ``manage.py <args>`` with ``env``; CalledProcessError on failure.
 
     In a session of its own, so the terminal's Ctrl-C reaches only the caller, which stops it.
     """
-    return subprocess.run(
-        manage_command(*args),
-        env=env,
-        cwd=BASE_DIR,
-        check=True,
-        text=True,
-        capture_output=True,
-        start_new_session=True,
-        timeout=timeout,
+    return run_captured(
+        manage_command(*args), env=env, timeout=timeout, check=True, new_session=True
     )
 
 

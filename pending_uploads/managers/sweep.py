@@ -10,7 +10,6 @@ from django.db import DatabaseError, transaction
 
 from molecule.totals import ADD_TO_TOTALS
 from pending_uploads import metrics
-from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_SIZE
 from pending_uploads.managers.cursors import RoutedCursorsMixin
 from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 
@@ -111,8 +110,8 @@ class SweepMixin(RoutedCursorsMixin):
         self,
         ack_retention: timedelta,
         *,
-        batch_size: int = DEFAULT_SWEEP_BATCH_SIZE,
-        batch_bytes: int = DEFAULT_SWEEP_BATCH_BYTES,
+        batch_size: int,
+        batch_bytes: int,
         dry_run: bool = False,
         on_batch: Callable[[SweepResult, int], None] | None = None,
     ) -> SweepResult:

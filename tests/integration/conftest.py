@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import pytest
-from django.db import connection
 from prometheus_client.mmap_dict import MmapedDict
 
-from devtools.processes import ServiceStack, database_url_from_settings
+from devtools.processes import ServiceStack
 from tests.helpers import run_sql
 
 
@@ -76,11 +75,6 @@ def uploads_count_by_kind() -> dict[str, int]:
 
 def tables_truncate() -> None:
     run_sql(f"TRUNCATE {', '.join(TOUCHED_TABLES)} CASCADE")
-
-
-def database_url_for_tests() -> str:
-    """A libpq URL for the pytest test database, for child processes."""
-    return database_url_from_settings(connection.settings_dict)
 
 
 T = TypeVar("T")

@@ -32,6 +32,7 @@ from tests.helpers import (
     assert_metric_deltas,
     metrics_saved,
     run_sql,
+    upload_sweep,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -147,7 +148,7 @@ def sweeper(stop: threading.Event, totals: list[SweepResult], lock: threading.Lo
     total = SweepResult(0, 0)
     for _ in range(MAX_ITERATIONS):
         stopping = stop.is_set()
-        total += PendingUpload.objects.sweep(timedelta(0), batch_size=50)
+        total += upload_sweep(timedelta(0), batch_size=50)
         if stopping:
             break
     with lock:
@@ -330,7 +331,7 @@ def test_acks_racing_sweepers_on_expired_rows_get_404_and_count_as_expired(
         start.wait()
         total = SweepResult(0, 0)
         for _ in range(100):
-            total += PendingUpload.objects.sweep(timedelta(0), batch_size=10)
+            total += upload_sweep(timedelta(0), batch_size=10)
         with lock:
             totals.append(total)
 
@@ -341,7 +342,7 @@ def test_acks_racing_sweepers_on_expired_rows_get_404_and_count_as_expired(
     threads += [errors.run(racing_sweeper) for _ in range(2)]
     errors.join(threads)
     # One sweep after the race collects the acked rows the racing sweeps missed.
-    reported = sum(totals, SweepResult(0, 0)) + PendingUpload.objects.sweep(timedelta(0))
+    reported = sum(totals, SweepResult(0, 0)) + upload_sweep(timedelta(0))
 
     assert {statuses[file_id] for file_id in expired} == {404}
     assert {statuses[file_id] for file_id in live} == {200}

@@ -17,8 +17,8 @@ import pytest
 
 from devtools.processes import ServiceStack
 from pending_uploads.managers import CHUNK_BYTES
-from tests.helpers import service_stack
-from tests.integration.conftest import database_url_for_tests, tables_truncate, wait_until
+from tests.helpers import current_database_url, service_stack
+from tests.integration.conftest import tables_truncate, wait_until
 
 # The django_db mark makes pytest-django create the test database even when this module runs
 # alone; the rows themselves are committed by gunicorn, outside the test transaction.
@@ -112,7 +112,7 @@ def served(
 
 
 def busy_backends() -> int:
-    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
+    with psycopg.connect(current_database_url(), autocommit=True) as conn:
         return conn.execute(BUSY_BACKENDS_SQL).fetchone()[0]
 
 
@@ -163,7 +163,7 @@ def test_a_client_that_hangs_up_mid_download_leaves_nothing_open(served: Served)
 
 
 def test_a_sweep_mid_download_ends_the_body_short_never_wrong(served: Served) -> None:
-    with psycopg.connect(database_url_for_tests(), autocommit=True) as sweeper:
+    with psycopg.connect(current_database_url(), autocommit=True) as sweeper:
         (race_id,) = sweeper.execute(COPY_ROW_SQL, [served.file_id]).fetchone()
         conn = served.connection()
         try:

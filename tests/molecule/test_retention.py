@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import OperationalError, connection
 
+from molecule.conf import DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE
 from molecule.models import ActivityLog, Workspace
 from molecule.retention import (
     ACTIVITY_SWEEP_BATCH_SQL,
@@ -63,7 +64,9 @@ def test_sweep_deletes_exactly_the_rows_past_retention(age: float, deleted: bool
     add_rows(workspace(), "row", 1, age - 1)  # generate_series adds the 1
 
     assert ActivityLog.objects.sweep_preview(RETENTION) == int(deleted)
-    result = ActivityLog.objects.sweep(RETENTION, counter=COUNTER)
+    result = ActivityLog.objects.sweep(
+        RETENTION, counter=COUNTER, batch_size=DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE
+    )
 
     assert result.deleted == int(deleted)
     assert kinds_left() == ({} if deleted else {"row": 1})

@@ -27,7 +27,7 @@ from pending_uploads.managers import (
     SweepResult,
 )
 from pending_uploads.models import PendingUpload
-from tests.helpers import current_database_url, run_sql, run_together
+from tests.helpers import current_database_url, run_sql, run_together, upload_sweep
 
 HOUR = 3600.0
 RETENTION = timedelta(hours=1)
@@ -116,7 +116,7 @@ SWEEP_CASES = [
 )
 def test_sweep_single_row(acked_ago, expires_in, expected):
     ids = insert_rows(acked_ago=acked_ago, expires_in=expires_in)
-    result = PendingUpload.objects.sweep(RETENTION)
+    result = upload_sweep(RETENTION)
     assert result == expected
     assert result.total == expected.total
     assert len(surviving(ids)) == 1 - expected.total
@@ -128,7 +128,7 @@ def test_sweep_both_categories_in_one_call():
     acked_recent = insert_rows(2, acked_ago=60.0)
     expired = insert_rows(4, expires_in=-60.0, spread_seconds=30)
     live = insert_rows(5, expires_in=HOUR)
-    result = PendingUpload.objects.sweep(RETENTION)
+    result = upload_sweep(RETENTION)
     assert result == SweepResult(acked=3, expired=4)
     assert result.total == 7
     assert surviving(acked_old + expired) == set()
@@ -143,7 +143,7 @@ def test_sweep_negative_retention_behaves_like_zero(retention_seconds):
     # Clamped, a negative retention cannot reach an acked_at in the future (clock skew).
     acked_future = insert_rows(acked_ago=-10.0)
     live = insert_rows(expires_in=HOUR)
-    result = PendingUpload.objects.sweep(timedelta(seconds=retention_seconds))
+    result = upload_sweep(timedelta(seconds=retention_seconds))
     assert result == SweepResult(acked=3, expired=0)
     assert surviving(acked_now + acked_past) == set()
     assert surviving(acked_future + live) == set(acked_future + live)
@@ -156,7 +156,7 @@ def test_sweep_zero_retention_deletes_every_acked_row(poll_workspace):
     assert PendingUpload.objects.ack(ws_id, row.file_id) is AckOutcome.ACKED
     older = insert_rows(4, acked_ago=30.0, spread_seconds=10)
     unacked = insert_rows(2, expires_in=60.0)
-    result = PendingUpload.objects.sweep(timedelta(0))
+    result = upload_sweep(timedelta(0))
     assert result == SweepResult(acked=5, expired=0)
     assert surviving([row.file_id, *older]) == set()
     assert surviving(unacked) == set(unacked)
@@ -168,7 +168,7 @@ def test_sweep_database_error_is_wrapped(dry_run):
     run_sql("SET LOCAL lock_timeout = '20ms'")
     # The savepoint keeps the test transaction usable after the failed statement.
     with table_locked_elsewhere(), pytest.raises(SweepError) as caught, transaction.atomic():
-        PendingUpload.objects.sweep(RETENTION, dry_run=dry_run)
+        upload_sweep(RETENTION, dry_run=dry_run)
     error = caught.value
     assert "pending_uploads sweep" in str(error)
     assert isinstance(error.__cause__, DatabaseError)
@@ -193,7 +193,7 @@ def test_sweep_error_after_a_committed_batch_reports_partial_counts():
         run_sql("SET lock_timeout = '50ms'")
         try:
             with pytest.raises(SweepError) as caught:
-                PendingUpload.objects.sweep(RETENTION, batch_size=4, on_batch=on_batch)
+                upload_sweep(RETENTION, batch_size=4, on_batch=on_batch)
         finally:
             run_sql("RESET lock_timeout")
     assert calls == [SweepResult(4, 0)]
@@ -201,7 +201,7 @@ def test_sweep_error_after_a_committed_batch_reports_partial_counts():
     assert caught.value.__cause__.__cause__.sqlstate == "55P03"
     # The first batch committed; the rest waits for the next run, which works.
     assert len(surviving(ids)) == 6
-    assert PendingUpload.objects.sweep(RETENTION, batch_size=4) == SweepResult(6, 0)
+    assert upload_sweep(RETENTION, batch_size=4) == SweepResult(6, 0)
     assert surviving(ids) == set()
 
 
@@ -214,10 +214,10 @@ def test_dry_run_counts_what_the_sweep_then_deletes(retention_seconds):
     insert_rows(6, expires_in=HOUR)
     before = PendingUpload.objects.count()
     retention = timedelta(seconds=retention_seconds)
-    preview = PendingUpload.objects.sweep(retention, dry_run=True)
+    preview = upload_sweep(retention, dry_run=True)
     assert PendingUpload.objects.count() == before
     assert preview.total > 0
-    result = PendingUpload.objects.sweep(retention)
+    result = upload_sweep(retention)
     assert result == preview
     assert PendingUpload.objects.count() == before - result.total
 
@@ -237,7 +237,7 @@ def test_sweep_batches_delete_every_eligible_row(acked, expired):
         totals.append(total)
         numbers.append(number)
 
-    result = PendingUpload.objects.sweep(RETENTION, batch_size=5000, on_batch=on_batch)
+    result = upload_sweep(RETENTION, batch_size=5000, on_batch=on_batch)
     assert result == SweepResult(acked, expired)
     assert PendingUpload.objects.count() == len(kept)
     # Each arm stops on its first short batch.
@@ -251,7 +251,7 @@ def test_sweep_batches_delete_every_eligible_row(acked, expired):
 def test_single_arm_backlog_takes_three_batches():
     insert_rows(12_001, acked_ago=2 * HOUR, spread_seconds=7200)
     totals: list[int] = []
-    result = PendingUpload.objects.sweep(
+    result = upload_sweep(
         RETENTION, batch_size=5000, on_batch=lambda total, number: totals.append(total.total)
     )
     assert result == SweepResult(12_001, 0)
@@ -267,7 +267,7 @@ def test_equal_keys_across_batch_boundaries_are_all_deleted(batch_size):
     acked_other = insert_rows(5, acked_ago=3 * HOUR)
     expired_same = insert_rows(9, expires_in=-10.0)
     kept = insert_rows(3, acked_ago=10.0) + insert_rows(3, expires_in=10.0)
-    result = PendingUpload.objects.sweep(RETENTION, batch_size=batch_size)
+    result = upload_sweep(RETENTION, batch_size=batch_size)
     assert result == SweepResult(acked=15, expired=9)
     assert surviving(acked_same + acked_other + expired_same) == set()
     assert surviving(kept) == set(kept)
@@ -281,7 +281,7 @@ def test_concurrent_sweeps_share_the_work_without_double_counting(sweepers):
     not_eligible = insert_rows(500, expires_in=HOUR, spread_seconds=300)
     not_eligible += insert_rows(300, acked_ago=60.0, spread_seconds=30)
     not_eligible += insert_rows(200, acked_ago=120.0, expires_in=-HOUR)
-    results = run_together(lambda: PendingUpload.objects.sweep(RETENTION, batch_size=100), sweepers)
+    results = run_together(lambda: upload_sweep(RETENTION, batch_size=100), sweepers)
 
     assert len(results) == sweepers
     total = sum(results, SweepResult(0, 0))
@@ -304,7 +304,7 @@ def test_batches_stop_at_the_byte_cap_and_continue_from_there(arm):
     run_sql("UPDATE pending_uploads SET size_bytes = 1000")
     totals: list[int] = []
 
-    result = PendingUpload.objects.sweep(
+    result = upload_sweep(
         timedelta(hours=1),
         batch_size=100,
         batch_bytes=2500,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pending_uploads.managers import SweepResult
 from pending_uploads.models import PendingUpload
-from tests.helpers import run_sql
+from tests.helpers import run_sql, upload_sweep
 
 # Small offsets collide often (equal keys, rows exactly on a boundary); wide ones spread out.
 offsets = st.one_of(st.integers(-3, 3), st.integers(-7200, 7200))
@@ -67,8 +67,8 @@ def check_sweep(rows: list[Row], retention_seconds: int, batch_size: int) -> Non
     expected_acked = sum(by_name[name].acked for name in expected)
     retention = timedelta(seconds=retention_seconds)
 
-    preview = PendingUpload.objects.sweep(retention, dry_run=True)
-    result = PendingUpload.objects.sweep(retention, batch_size=batch_size)
+    preview = upload_sweep(retention, dry_run=True)
+    result = upload_sweep(retention, batch_size=batch_size)
 
     remaining = set(PendingUpload.objects.values_list("filename", flat=True))
     assert set(by_name) - remaining == expected
