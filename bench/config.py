@@ -57,7 +57,7 @@ class Scale:
 
 # Each knob's value at the full scale, then at the quick one.
 _KNOBS = {
-    "sweep_sizes": ((100_000, 300_000, 1_000_000), (5_000, 10_000, 20_000)),
+    "sweep_sizes": ((100_000, 300_000, 1_000_000), (2_000, 4_000, 8_000)),
     "sweep_reps": (3, 2),
     "batch_sizes": ((1000, 2500, 5000, 20_000), (100, 5000)),
     "toast_rows": (20_000, 200),
