@@ -142,24 +142,23 @@ DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", _env_int("DB_CONNE
 DATABASES["default"]["OPTIONS"].setdefault("application_name", "molecule-uploads")
 
 
-def _statement_timeout_ms() -> int:
+def _milliseconds(text: str) -> int:
     # A duration ("30s", "2m") or a bare number of milliseconds, as PostgreSQL reads it.
-    raw = os.environ.get("DB_STATEMENT_TIMEOUT", "").strip()
-    if not raw:
-        return round(DEFAULT_STATEMENT_TIMEOUT.total_seconds() * 1000)
-    if raw.isdigit():
-        return int(raw)
-    if raw.endswith("ms") and raw[:-2].strip().isdigit():
-        return int(raw[:-2])
-    try:
-        return round(parse_duration(raw).total_seconds() * 1000)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"DB_STATEMENT_TIMEOUT: {exc}") from exc
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    if text.endswith("ms") and text[:-2].strip().isdigit():
+        return int(text[:-2])
+    return round(parse_duration(text).total_seconds() * 1000)
 
 
 # Every session (web, commands, django-q2 jobs) runs with it: a runaway query is cancelled by
 # PostgreSQL itself, even after the worker that sent it has been killed. 0 disables it.
-DB_STATEMENT_TIMEOUT_MS = _statement_timeout_ms()
+DB_STATEMENT_TIMEOUT_MS = _env_parsed(
+    "DB_STATEMENT_TIMEOUT",
+    _milliseconds,
+    round(DEFAULT_STATEMENT_TIMEOUT.total_seconds() * 1000),
+)
 DATABASES["default"]["OPTIONS"].setdefault(
     "options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
 )
