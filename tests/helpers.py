@@ -28,8 +28,7 @@ from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_
 from pending_uploads.managers import SweepResult
 from pending_uploads.models import PendingUpload
 
-BASE_DIR = Path(settings.BASE_DIR)
-MANAGE_PY = BASE_DIR / "manage.py"
+MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 # A port nothing listens on: connecting is refused at once.
 UNREACHABLE_DATABASE_URL = "postgres://postgres@127.0.0.1:1/unreachable"
 
