@@ -1,10 +1,11 @@
-"""Production settings for gunicorn, which reads ./gunicorn.conf.py by default (README).
+"""Production settings for gunicorn, which reads ./gunicorn.conf.py by default (docs/operations.md).
 
 Threaded workers (gthread): a slow upload, a slow download or a client dripping its headers
 holds one thread, not a whole worker, so 2 workers x 16 threads keep answering polls while
 up to 32 such clients are connected (behind nginx, which buffers bodies and headers, none
 reach gunicorn at all). Django keeps one database connection per thread: size PostgreSQL's
-max_connections for WEB_CONCURRENCY x GUNICORN_THREADS per host (README: connection sizing).
+max_connections for WEB_CONCURRENCY x GUNICORN_THREADS per host (docs/operations.md: Database
+connections).
 """
 
 import os

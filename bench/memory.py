@@ -149,7 +149,7 @@ def size_point(size: int, reps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # The run of `--only api memory` with the code before streaming (whole bytes in and out),
-# kept so the chart can draw before against after; the README quotes it.
+# kept so the chart can draw before against after; docs/benchmarks.md quotes it.
 BEFORE_PATH = Path(__file__).resolve().parent / "results" / "before-streaming.json"
 
 

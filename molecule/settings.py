@@ -195,7 +195,8 @@ SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS")
 X_FRAME_OPTIONS = "DENY"
-# Redirect and HSTS are the proxy's call and are switched on from the environment (README).
+# Redirect and HSTS are the proxy's call and are switched on from the environment
+# (docs/configuration.md).
 SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 
 # --- Uploads: every file part streams to a temporary file, never into memory. ---

@@ -19,7 +19,7 @@ def test_home_page_is_html_with_links_to_admin_metrics_and_the_api(client: Clien
     page = response.content.decode()
     assert 'href="/admin/"' in page
     assert 'href="/metrics"' in page
-    assert "HTTP API" in page and "README.md" in page
+    assert "HTTP API" in page and "docs/api.md" in page
     # The route list comes from the URL configuration, so every API route is there.
     for route in (
         "/registry/register",
