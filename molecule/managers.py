@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
@@ -113,21 +113,15 @@ class CursorGone(Exception):
 
 
 class ActivityLogManager(ActivityRetentionMixin, models.Manager):
-    def cursor_position(self, workspace_id: uuid.UUID, since_id: str) -> tuple[datetime, int]:
-        """The (created_at, seq) of this workspace's row ``since_id``, or raise CursorGone."""
+    def cursor_id(self, workspace_id: uuid.UUID, since_id: str) -> int:
+        """The id ``since_id`` names when it is a row of this workspace, or raise CursorGone."""
         # Ids are bigints; anything else cannot name a row, so it is as gone as a pruned one.
         if not since_id.isascii() or not since_id.isdigit() or len(since_id) > 19:
             raise CursorGone
-        found = (
-            self.filter(workspace_id=workspace_id, id=int(since_id))
-            .values_list("created_at", "id")
-            .first()
-            if int(since_id) < 2**63
-            else None
-        )
-        if found is None:
+        row_id = int(since_id)
+        if row_id >= 2**63 or not self.filter(workspace_id=workspace_id, id=row_id).exists():
             raise CursorGone
-        return found
+        return row_id
 
     def feed(
         self,
@@ -135,13 +129,15 @@ class ActivityLogManager(ActivityRetentionMixin, models.Manager):
         *,
         activity_type: str | None = None,
         source: str | None = None,
-        after: tuple[datetime, int] | None = None,
+        after_id: int | None = None,
         since_seconds: int | None = None,
         limit: int = 100,
     ) -> list:
-        """One page of the feed: oldest first strictly after ``after``, else newest first.
+        """One page of the feed: oldest first strictly after ``after_id``, else newest first.
 
-        ``source`` is "canvas" (source_id IS NULL) or "agent"; every filter ANDs.
+        The feed's order is the id, which the database assigns in commit order per workspace
+        (see ActivityLog), so "after the cursor" is just a larger id. ``source`` is "canvas"
+        (source_id IS NULL) or "agent"; every filter ANDs.
         """
         rows = self.filter(workspace_id=workspace_id)
         if activity_type:
@@ -150,12 +146,6 @@ class ActivityLogManager(ActivityRetentionMixin, models.Manager):
             rows = rows.filter(source_id__isnull=source == "canvas")
         if since_seconds is not None:
             rows = rows.filter(created_at__gte=Now() - timedelta(seconds=since_seconds))
-        if after is None:
-            return list(rows.order_by("-created_at", "-id")[:limit])
-        at, seq = after
-        # (created_at, id) > (at, seq), spelled so the index range starts at ``at``: the
-        # created_at >= bound is the index condition, the OR only filters the first microsecond.
-        rows = rows.filter(created_at__gte=at).filter(
-            models.Q(created_at__gt=at) | models.Q(id__gt=seq)
-        )
-        return list(rows.order_by("created_at", "id")[:limit])
+        if after_id is None:
+            return list(rows.order_by("-id")[:limit])
+        return list(rows.filter(id__gt=after_id).order_by("id")[:limit])

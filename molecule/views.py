@@ -133,7 +133,7 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     limit = query_limit(request)
     since_id = request.GET.get("since_id")
     try:
-        after = ActivityLog.objects.cursor_position(workspace.id, since_id) if since_id else None
+        after_id = ActivityLog.objects.cursor_id(workspace.id, since_id) if since_id else None
     except CursorGone:
         # 410, not 400: the poller resets its cursor on 410 and would retry a 400 forever.
         raise ApiError(
@@ -145,7 +145,7 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         workspace.id,
         activity_type=activity_type,
         source=source,
-        after=after,
+        after_id=after_id,
         since_seconds=None
         if since_secs is None
         else min(since_secs, conf.ACTIVITY_MAX_SINCE_SECONDS),

@@ -91,8 +91,9 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
             rows = PendingUpload.objects.put_batch(
                 workspace.id, uploads, ttl=conf.ttl(), max_bytes=conf.max_file_bytes()
             )
-            # Last, after every byte, in one INSERT: the rows take their place in the feed
-            # just before the commit, whatever the files' sizes.
+            # Last, after every byte, in one INSERT: the activity insert waits for the
+            # workspace's earlier writers to commit and holds its later ones until this commit
+            # (the feed's order, see ActivityLog.id), so nothing slow may follow it.
             activity_append_many(
                 workspace_id=workspace.id, rows=[_upload_activity(row) for row in rows]
             )
