@@ -53,6 +53,19 @@ SELECT w.id, w.name
 """  # noqa: S608 - composed of constants; every value is a bound parameter
 
 
+# Raw for upstream's upsert in one statement: the first ack inserts, later ones move the mark
+# forward only (GREATEST, so a late or repeated ack never moves it back), and RETURNING gives
+# the value stored, which may be above the one sent.
+INBOX_ACK_SQL = """
+INSERT INTO inbox_delivery_state (workspace_id, last_acked_seq, updated_at)
+VALUES (%(workspace_id)s, %(acked_seq)s, now())
+ON CONFLICT (workspace_id) DO UPDATE
+   SET last_acked_seq = GREATEST(inbox_delivery_state.last_acked_seq, EXCLUDED.last_acked_seq),
+       updated_at = now()
+RETURNING last_acked_seq
+"""
+
+
 class WorkspaceRef(NamedTuple):
     id: uuid.UUID
     name: str
@@ -149,3 +162,13 @@ class ActivityLogManager(ActivityRetentionMixin, models.Manager):
         if after_id is None:
             return list(rows.order_by("-id")[:limit])
         return list(rows.filter(id__gt=after_id).order_by("id")[:limit])
+
+
+class InboxDeliveryStateManager(models.Manager):
+    def ack(self, workspace_id: uuid.UUID, acked_seq: int) -> int:
+        """Record that the workspace's poller has every row up to ``acked_seq``; return the
+        stored mark (the larger of it and any earlier ack)."""
+        connection = connections[router.db_for_write(self.model)]
+        with connection.cursor() as cursor:
+            cursor.execute(INBOX_ACK_SQL, {"workspace_id": workspace_id, "acked_seq": acked_seq})
+            return cursor.fetchone()[0]

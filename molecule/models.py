@@ -5,7 +5,7 @@ import uuid
 from django.contrib.postgres.functions import TransactionNow
 from django.db import models
 
-from molecule.managers import ActivityLogManager, WorkspaceManager
+from molecule.managers import ActivityLogManager, InboxDeliveryStateManager, WorkspaceManager
 from molecule.totals import MetricTotalManager
 
 
@@ -118,6 +118,34 @@ class ActivityLog(models.Model):
     @property
     def seq(self) -> int:
         return self.id
+
+
+class InboxDeliveryState(models.Model):
+    """How far a workspace's poller has acknowledged its feed: every row up to last_acked_seq.
+
+    Written only by POST /workspaces/<id>/activity/ack, which moves it forward, never back.
+    The retention sweep deletes acknowledged rows after the soft horizon; a workspace without
+    a row counts as 0 (nothing acknowledged).
+    """
+
+    # ON DELETE CASCADE is also declared in the database (migration 0005), for plain-SQL deletes.
+    workspace = models.OneToOneField(
+        Workspace,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="delivery_state",
+        db_column="workspace_id",
+    )
+    last_acked_seq = models.BigIntegerField(default=0, db_default=0)
+    updated_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
+
+    objects = InboxDeliveryStateManager()
+
+    class Meta:
+        db_table = "inbox_delivery_state"
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} acked through {self.last_acked_seq}"
 
 
 class MetricTotal(models.Model):

@@ -15,7 +15,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 
 from molecule import conf, metrics
 from molecule.errors import first_line
-from molecule.models import ActivityLog, MetricTotal, Workspace
+from molecule.models import ActivityLog, InboxDeliveryState, MetricTotal, Workspace
 from molecule.retention import ActivitySweepError, ActivitySweepResult
 from molecule.tokens import token_generate, token_hash, token_matches
 
@@ -104,6 +104,15 @@ def activity_append_many(
     return ActivityLog.objects.bulk_create(
         ActivityLog(workspace_id=workspace_id, **columns) for columns in rows
     )
+
+
+def inbox_ack(*, workspace_id: uuid.UUID, acked_seq: int) -> int:
+    """Record that the workspace's poller holds every feed row up to ``acked_seq``.
+
+    The mark only moves forward; the stored value is returned. Acknowledged rows become
+    eligible for the retention sweep after ACTIVITY_SOFT_RETENTION.
+    """
+    return InboxDeliveryState.objects.ack(workspace_id, acked_seq)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 
 from molecule import conf, services
@@ -152,6 +153,39 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         limit=limit,
     )
     return ApiResponse([_activity_json(row) for row in rows])
+
+
+# acked_seq is stored as a bigint; like upstream's int64, anything outside is not an integer.
+_BIGINT = range(-(2**63), 2**63)
+
+
+@api_view("POST")
+@workspace_auth
+def activity_ack(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Upstream's ack: {"acked_seq": n} moves the workspace's mark forward, never back.
+
+    The workspace is the authenticated one from the path; a workspace_id in the body is
+    ignored, as upstream ignores it.
+    """
+    try:
+        body = json_object(request)
+    except ApiError as exc:
+        if exc.status != 400:
+            raise
+        # Upstream answers every body it cannot bind with the same message.
+        body = {}
+    acked_seq = body.get("acked_seq")
+    # bool is an int in Python; neither it nor a float (5.0 included) is an integer here.
+    if type(acked_seq) is not int or acked_seq not in _BIGINT:
+        raise ApiError(400, "acked_seq is required")
+    if acked_seq < 0:
+        raise ApiError(400, "acked_seq must be >= 0")
+    try:
+        stored = services.inbox_ack(workspace_id=workspace.id, acked_seq=acked_seq)
+    except IntegrityError:
+        # The workspace was deleted after it authenticated.
+        raise ApiError(500, "failed to record ack") from None
+    return ApiResponse({"last_acked_seq": stored})
 
 
 def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse:

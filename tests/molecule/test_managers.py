@@ -16,7 +16,7 @@ from molecule.managers import (
     CursorGone,
     WorkspaceRef,
 )
-from molecule.models import ActivityLog, Workspace
+from molecule.models import ActivityLog, InboxDeliveryState, Workspace
 from molecule.services import activity_append
 from scheduler.metrics import phantom_busy_resets
 from tests.helpers import run_sql
@@ -300,3 +300,17 @@ def test_feed_source_and_since_seconds_filters(register):
     assert ids(source="agent") == [old, agent]
     assert ids(since_seconds=3600) == [agent, canvas]
     assert ids(source="agent", since_seconds=3600) == [agent]
+
+
+@pytest.mark.django_db
+def test_inbox_ack_inserts_then_moves_forward_only(register):
+    ws, other = register("agent"), register("other")
+
+    marks = [InboxDeliveryState.objects.ack(ws.id, seq) for seq in (0, 5, 3, 5, 8)]
+
+    assert marks == [0, 5, 5, 5, 8]
+    assert InboxDeliveryState.objects.ack(other.id, 2) == 2
+    assert dict(InboxDeliveryState.objects.values_list("workspace_id", "last_acked_seq")) == {
+        ws.id: 8,
+        other.id: 2,
+    }

@@ -75,6 +75,8 @@ NOW = r"(now\(\)|CURRENT_TIMESTAMP)"
         ("workspaces", "current_task", r"''::text"),
         ("workspaces", "delivery_mode", r"'push'::text"),
         ("activity_logs", "created_at", NOW),
+        ("inbox_delivery_state", "last_acked_seq", r"0"),
+        ("inbox_delivery_state", "updated_at", NOW),
     ],
 )
 def test_column_defaults_live_in_the_database(table, column, pattern):
@@ -194,6 +196,19 @@ def test_activity_logs_cascade_is_declared_in_the_database(register):
     run_sql("DELETE FROM workspaces WHERE id = %s", [gone.id])
     counts = dict(run_sql("SELECT workspace_id, count(*) FROM activity_logs GROUP BY workspace_id"))
     assert counts == {stays.id: 2}
+
+
+def test_inbox_delivery_state_goes_with_its_workspace_in_plain_sql(register):
+    ((target, on_delete, definition),) = foreign_keys("inbox_delivery_state")
+    assert (target, on_delete) == ("workspaces", "c")
+    assert definition.startswith("FOREIGN KEY (workspace_id) REFERENCES workspaces(id)")
+    gone, stays = register("gone"), register("stays")
+    for ws in (gone, stays):
+        # Plain SQL with the database's defaults, as an operator's script would write it.
+        run_sql("INSERT INTO inbox_delivery_state (workspace_id) VALUES (%s)", [ws.id])
+    assert run_sql("SELECT DISTINCT last_acked_seq FROM inbox_delivery_state") == [(0,)]
+    run_sql("DELETE FROM workspaces WHERE id = %s", [gone.id])
+    assert run_sql("SELECT workspace_id FROM inbox_delivery_state") == [(stays.id,)]
 
 
 def test_pending_uploads_has_no_foreign_key(register):

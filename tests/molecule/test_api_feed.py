@@ -1,0 +1,144 @@
+"""The rest of the runtime's feed contract: the ack, and the feed's upstream parameters."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from django.http import HttpResponse
+from django.test import Client, override_settings
+
+from molecule.models import InboxDeliveryState, Workspace
+from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
+
+pytestmark = pytest.mark.django_db
+
+REQUIRED = b'{"error":"acked_seq is required"}'
+# Go's encoder (and so ours) escapes ">" inside strings.
+NEGATIVE = b'{"error":"acked_seq must be \\u003e= 0"}'
+
+
+def ack(api: Client, ws: RegisteredWorkspace, body: Any, **extra: Any) -> HttpResponse:
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return api.post(
+        ws.url("activity/ack"), data=data, content_type="application/json", **{**ws.auth, **extra}
+    )
+
+
+def stored(ws: RegisteredWorkspace) -> int | None:
+    state = InboxDeliveryState.objects.filter(workspace_id=ws.id).first()
+    return None if state is None else state.last_acked_seq
+
+
+# --- POST /workspaces/<id>/activity/ack -------------------------------------------------------
+
+# (case, body, status, exact answer)
+ACK_CASES = [
+    ("five", {"acked_seq": 5}, 200, b'{"last_acked_seq":5}'),
+    ("zero", {"acked_seq": 0}, 200, b'{"last_acked_seq":0}'),
+    ("largest bigint", {"acked_seq": 2**63 - 1}, 200, b'{"last_acked_seq":9223372036854775807}'),
+    ("missing", {}, 400, REQUIRED),
+    ("null", {"acked_seq": None}, 400, REQUIRED),
+    ("string of digits", {"acked_seq": "5"}, 400, REQUIRED),
+    ("word", {"acked_seq": "five"}, 400, REQUIRED),
+    ("whole float", b'{"acked_seq": 5.0}', 400, REQUIRED),
+    ("fraction", {"acked_seq": 1.5}, 400, REQUIRED),
+    ("exponent", b'{"acked_seq": 1e3}', 400, REQUIRED),
+    ("true", {"acked_seq": True}, 400, REQUIRED),
+    ("false", {"acked_seq": False}, 400, REQUIRED),
+    ("list", {"acked_seq": [5]}, 400, REQUIRED),
+    ("past bigint", {"acked_seq": 2**63}, 400, REQUIRED),
+    ("minus one", {"acked_seq": -1}, 400, NEGATIVE),
+    ("smallest bigint", {"acked_seq": -(2**63)}, 400, NEGATIVE),
+    ("below bigint", {"acked_seq": -(2**63) - 1}, 400, REQUIRED),
+    ("not json", b"not json", 400, REQUIRED),
+    ("array", b"[5]", 400, REQUIRED),
+    ("empty body", b"", 400, REQUIRED),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "answer"),
+    [case[1:] for case in ACK_CASES],
+    ids=[case[0] for case in ACK_CASES],
+)
+def test_ack_answers_upstreams_statuses_and_bodies(api, poll_workspace, body, status, answer):
+    response = ack(api, poll_workspace, body)
+
+    assert (response.status_code, response.content) == (status, answer)
+    assert response["Content-Type"] == "application/json"
+    expected = json.loads(answer).get("last_acked_seq")
+    assert stored(poll_workspace) == expected
+
+
+def test_ack_only_moves_forward_and_answers_the_stored_mark(api, poll_workspace):
+    ws = poll_workspace
+    answers = [ack(api, ws, {"acked_seq": seq}).json() for seq in (10, 4, 10, 12, 0)]
+
+    assert [answer["last_acked_seq"] for answer in answers] == [10, 10, 10, 12, 12]
+    assert stored(ws) == 12
+
+
+def test_a_repeated_ack_still_stamps_updated_at(api, poll_workspace):
+    ws = poll_workspace
+    ack(api, ws, {"acked_seq": 3})
+    run_sql("UPDATE inbox_delivery_state SET updated_at = now() - interval '1 day'")
+
+    ack(api, ws, {"acked_seq": 3})
+
+    assert run_sql("SELECT updated_at = now() FROM inbox_delivery_state") == [(True,)]
+
+
+def test_the_workspace_is_the_one_in_the_path_never_the_body(api, poll_workspace, other_workspace):
+    body = {"acked_seq": 7, "workspace_id": str(other_workspace.id)}
+
+    assert ack(api, poll_workspace, body).status_code == 200
+
+    assert (stored(poll_workspace), stored(other_workspace)) == (7, None)
+
+
+@pytest.mark.parametrize("token", ["none", "other", "removed"])
+def test_ack_needs_the_workspaces_own_token(api, poll_workspace, other_workspace, token):
+    ws = poll_workspace
+    headers = {
+        "none": {"HTTP_AUTHORIZATION": ""},
+        "other": other_workspace.auth,
+        "removed": ws.auth,
+    }[token]
+    if token == "removed":
+        Workspace.objects.filter(pk=ws.id).update(status="removed")
+
+    assert_json_error(ack(api, ws, {"acked_seq": 1}, **headers), 401)
+    assert stored(ws) is None
+
+
+@override_settings(ADMIN_TOKEN="operator-token-of-at-least-some-length")
+def test_the_admin_token_may_ack_for_any_workspace(api, poll_workspace):
+    operator = {"HTTP_AUTHORIZATION": "Bearer operator-token-of-at-least-some-length"}
+
+    response = ack(api, poll_workspace, {"acked_seq": 9}, **operator)
+
+    assert response.content == b'{"last_acked_seq":9}'
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_ack_allows_only_post(api, poll_workspace, method):
+    response = api.generic(method, poll_workspace.url("activity/ack"), **poll_workspace.auth)
+
+    assert_json_error(response, 405)
+    assert response["Allow"] == "POST"
+
+
+def test_an_ack_for_a_workspace_deleted_after_it_authenticated_is_500(
+    api, poll_workspace, monkeypatch
+):
+    # Check the foreign key at once, as the commit would outside the test's transaction.
+    run_sql("SET CONSTRAINTS ALL IMMEDIATE")
+    vanished = Workspace(id=uuid.uuid4(), name="gone")
+    monkeypatch.setattr(Workspace.objects, "authenticate", lambda *args, **kwargs: vanished)
+
+    response = ack(api, poll_workspace, {"acked_seq": 1})
+
+    assert (response.status_code, response.content) == (500, b'{"error":"failed to record ack"}')
