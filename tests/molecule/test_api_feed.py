@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.postgres.functions import TransactionNow
 from django.http import HttpResponse
 from django.test import Client, override_settings
 
-from molecule.models import InboxDeliveryState, Workspace
+from molecule.models import ActivityLog, InboxDeliveryState, Workspace
+from molecule.services import activity_append, activity_sweep
 from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
 
 pytestmark = pytest.mark.django_db
@@ -142,3 +145,54 @@ def test_an_ack_for_a_workspace_deleted_after_it_authenticated_is_500(
     response = ack(api, poll_workspace, {"acked_seq": 1})
 
     assert (response.status_code, response.content) == (500, b'{"error":"failed to record ack"}')
+
+
+# --- acknowledged rows and retention -----------------------------------------------------------
+
+
+def feed_page(api: Client, ws: RegisteredWorkspace, **query: Any) -> list[dict[str, Any]]:
+    response = api.get(ws.url("activity"), query, **ws.auth)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def written(ws: RegisteredWorkspace, count: int) -> list[int]:
+    return [
+        activity_append(workspace_id=ws.id, activity_type="a2a_receive", summary=f"m{n}").id
+        for n in range(count)
+    ]
+
+
+def age_every_row(days: int) -> None:
+    ActivityLog.objects.update(created_at=TransactionNow() - timedelta(days=days))
+
+
+def test_a_poller_offline_past_the_soft_horizon_still_gets_every_row_it_had_not_drained(
+    api, poll_workspace
+):
+    ws = poll_workspace
+    seed, *rows = written(ws, 11)
+    # The runtime polls a page, saves its cursor, and acks the page's last seq; then it stops.
+    page = feed_page(api, ws, since_id=seed, limit=4)
+    cursor = page[-1]["id"]
+    assert ack(api, ws, {"acked_seq": page[-1]["seq"]}).json() == {"last_acked_seq": cursor}
+
+    age_every_row(10)
+    report = activity_sweep()
+
+    # Everything acknowledged before the mark is gone; the mark (its cursor) and what it had
+    # not received are kept until the hard horizon.
+    assert report.deleted == 1 + 3
+    resumed = feed_page(api, ws, since_id=cursor)
+    assert [row["id"] for row in resumed] == rows[4:]
+
+
+def test_a_poller_offline_past_the_hard_horizon_finds_its_cursor_gone(api, poll_workspace):
+    ws = poll_workspace
+    seed = written(ws, 3)[0]
+    assert ack(api, ws, {"acked_seq": seed}).status_code == 200
+
+    age_every_row(31)
+    assert activity_sweep().deleted == 3
+
+    assert_json_error(api.get(ws.url("activity"), {"since_id": seed}, **ws.auth), 410)

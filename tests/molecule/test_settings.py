@@ -225,3 +225,34 @@ def test_a_bad_statement_timeout_is_a_one_line_error():
     result = run_manage("check", env=production_env(DB_STATEMENT_TIMEOUT="soon"))
     assert result.returncode != 0
     assert "DB_STATEMENT_TIMEOUT: invalid duration 'soon'" in result.stderr
+
+
+PRINT_FEED_SETTINGS = (
+    "import django; django.setup(); from molecule import conf; "
+    "print(conf.activity_soft_retention(), conf.activity_retention())"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "printed"),
+    [
+        ({}, "7 days, 0:00:00 30 days, 0:00:00"),
+        (
+            {"ACTIVITY_SOFT_RETENTION": "2d", "ACTIVITY_RETENTION": "10d"},
+            "2 days, 0:00:00 10 days, 0:00:00",
+        ),
+    ],
+    ids=["defaults", "from-the-environment"],
+)
+def test_the_feed_settings_come_from_the_environment_or_conf(env, printed):
+    names = ("ACTIVITY_SOFT_RETENTION", "ACTIVITY_RETENTION")
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_FEED_SETTINGS],
+        env=production_env(**{**dict.fromkeys(names), **env}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == printed
