@@ -29,6 +29,10 @@ ACTIVITY_MAX_SINCE_SECONDS = 30 * 24 * 3600
 # The operator bearer token accepted on every /workspaces/<id>/ route; '' disables it.
 admin_token = setting("ADMIN_TOKEN", "")
 
+# The platform whose /registry/discover/<id> serves agent cards, for the feed's
+# agent_card_url; '' (the default) leaves agent_card_url out, as this service serves none.
+external_platform_url = setting("EXTERNAL_PLATFORM_URL", "")
+
 # The hard horizon: every activity row goes after it, acknowledged or not. The same as the
 # feed's since_secs cap.
 DEFAULT_ACTIVITY_RETENTION = timedelta(seconds=ACTIVITY_MAX_SINCE_SECONDS)

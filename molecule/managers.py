@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
@@ -142,23 +142,39 @@ class ActivityLogManager(ActivityRetentionMixin, models.Manager):
         *,
         activity_type: str | None = None,
         source: str | None = None,
+        peer_id: uuid.UUID | None = None,
+        before: datetime | None = None,
         after_id: int | None = None,
         since_seconds: int | None = None,
         limit: int = 100,
+        peer_info: bool = False,
     ) -> list:
         """One page of the feed: oldest first strictly after ``after_id``, else newest first.
 
         The feed's order is the id, which the database assigns in commit order per workspace
         (see ActivityLog), so "after the cursor" is just a larger id. ``source`` is "canvas"
-        (source_id IS NULL) or "agent"; every filter ANDs.
+        (source_id IS NULL) or "agent"; ``peer_id`` matches the sender or the recipient;
+        ``before`` and ``since_seconds`` bound created_at. Every filter ANDs. With
+        ``peer_info``, each row carries ``peer_name``: its source workspace's name, or None.
         """
         rows = self.filter(workspace_id=workspace_id)
         if activity_type:
             rows = rows.filter(activity_type=activity_type)
         if source is not None:
             rows = rows.filter(source_id__isnull=source == "canvas")
+        if peer_id is not None:
+            rows = rows.filter(models.Q(source_id=peer_id) | models.Q(target_id=peer_id))
+        if before is not None:
+            rows = rows.filter(created_at__lt=before)
         if since_seconds is not None:
             rows = rows.filter(created_at__gte=Now() - timedelta(seconds=since_seconds))
+        if peer_info:
+            # Through the app registry: models.py imports this module, so it cannot import back.
+            workspaces = self.model._meta.apps.get_model("molecule", "Workspace").objects
+            # order_by(): the primary key finds at most one; Workspace's default ordering
+            # would add a sort to every row's lookup.
+            name = workspaces.filter(pk=models.OuterRef("source_id")).order_by().values("name")
+            rows = rows.annotate(peer_name=models.Subquery(name[:1]))
         if after_id is None:
             return list(rows.order_by("-id")[:limit])
         return list(rows.filter(id__gt=after_id).order_by("id")[:limit])

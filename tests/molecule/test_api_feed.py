@@ -196,3 +196,148 @@ def test_a_poller_offline_past_the_hard_horizon_finds_its_cursor_gone(api, poll_
     assert activity_sweep().deleted == 3
 
     assert_json_error(api.get(ws.url("activity"), {"since_id": seed}, **ws.auth), 410)
+
+
+# --- include=peer_info, peer_id, before_ts ----------------------------------------------------
+
+CARD_BASE = "https://platform.example/"
+
+
+def report(ws: RegisteredWorkspace, **columns: Any) -> int:
+    return activity_append(workspace_id=ws.id, activity_type="a2a_receive", **columns).id
+
+
+@override_settings(EXTERNAL_PLATFORM_URL=CARD_BASE)
+def test_peer_info_adds_the_peers_name_card_and_attachments_each_only_when_known(
+    api, poll_workspace, register
+):
+    ws = poll_workspace
+    peer = register("Peer Agent")
+    nameless = register("")
+    gone_id = uuid.uuid4()
+    ids = {
+        "peer": report(ws, source_id=peer.id, request_body={"file_id": "f", "name": "a.txt"}),
+        "nameless": report(ws, source_id=nameless.id),
+        "deleted peer": report(ws, source_id=gone_id),
+        "canvas": report(ws, request_body={"uri": "u", "mimeType": "image/gif"}),
+    }
+
+    rows = {row["id"]: row for row in feed_page(api, ws, include="peer_info")}
+    plain = feed_page(api, ws)
+
+    extra = {
+        name: {k: v for k, v in rows[i].items() if k not in plain[0]} for name, i in ids.items()
+    }
+    card = "https://platform.example/registry/discover/{}"
+    assert extra == {
+        "peer": {
+            "peer_name": "Peer Agent",
+            "agent_card_url": card.format(peer.id),
+            "attachments": [{"kind": "file", "name": "a.txt"}],
+        },
+        "nameless": {"agent_card_url": card.format(nameless.id)},
+        "deleted peer": {"agent_card_url": card.format(gone_id)},
+        "canvas": {"attachments": [{"kind": "image", "uri": "u", "mime_type": "image/gif"}]},
+    }
+    # No workspace has a role here: peer_role is never sent.
+    assert all("peer_role" not in row for row in rows.values())
+    assert all("peer_name" not in row and "attachments" not in row for row in plain)
+
+
+def test_without_an_external_platform_url_there_is_no_agent_card_url(api, poll_workspace, register):
+    peer = register("peer")
+    report(poll_workspace, source_id=peer.id)
+
+    [row] = feed_page(api, poll_workspace, include="peer_info")
+
+    assert row["peer_name"] == "peer"
+    assert "agent_card_url" not in row
+
+
+@pytest.mark.parametrize(
+    ("include", "with_info"),
+    [
+        ("peer_info", True),
+        (" peer_info ", True),
+        ("tools, peer_info,other", True),
+        ("", False),
+        ("peer", False),
+        ("PEER_INFO", False),
+        ("peer_info_extra", False),
+    ],
+)
+def test_include_is_a_trimmed_comma_separated_list_of_flags(
+    api, poll_workspace, register, include, with_info
+):
+    report(poll_workspace, source_id=register("named").id)
+
+    [row] = feed_page(api, poll_workspace, include=include)
+
+    assert ("peer_name" in row) is with_info
+
+
+def test_peer_id_selects_rows_the_peer_sent_or_received(api, poll_workspace, register):
+    ws = poll_workspace
+    peer, other = register("peer"), register("other")
+    sent = report(ws, source_id=peer.id)
+    received = report(ws, target_id=peer.id, source_id=other.id)
+    report(ws, source_id=other.id, target_id=other.id)
+    report(ws)
+
+    rows = feed_page(api, ws, peer_id=str(peer.id))
+    braced = feed_page(api, ws, peer_id="{" + str(peer.id).upper() + "}")
+    after = feed_page(api, ws, peer_id=str(peer.id), since_id=sent)
+
+    assert [row["id"] for row in rows] == [received, sent]
+    assert braced == rows
+    assert [row["id"] for row in after] == [received]
+
+
+@pytest.mark.parametrize("peer_id", ["nope", "123", str(uuid.uuid4())[:-1], "' OR 1=1"])
+def test_a_peer_id_that_is_not_a_uuid_is_400(api, poll_workspace, peer_id):
+    response = api.get(poll_workspace.url("activity"), {"peer_id": peer_id}, **poll_workspace.auth)
+
+    assert (response.status_code, response.content) == (400, b'{"error":"peer_id must be a UUID"}')
+
+
+def test_before_ts_selects_rows_strictly_older(api, poll_workspace):
+    ws = poll_workspace
+    old, edge, new = report(ws), report(ws), report(ws)
+    for row_id, at in ((old, "2026-04-30T23:00:00Z"), (edge, "2026-05-01T00:00:00Z")):
+        ActivityLog.objects.filter(pk=row_id).update(created_at=at)
+
+    def ids(**query: Any) -> list[int]:
+        return [row["id"] for row in feed_page(api, ws, **query)]
+
+    assert ids(before_ts="2026-05-01T00:00:00Z") == [old]
+    assert ids(before_ts="2026-05-01T02:00:00.000001+02:00") == [edge, old]
+    assert ids(before_ts="2026-05-01T00:00:00.5Z", type="a2a_receive", since_id=old) == [edge]
+    assert ids(before_ts="2999-01-01T00:00:00Z", since_secs=60) == [new]
+
+
+BEFORE_TS_ERROR = b'{"error":"before_ts must be an RFC3339 timestamp (e.g. 2026-05-01T00:00:00Z)"}'
+
+
+@pytest.mark.parametrize(
+    "before_ts",
+    [
+        "2026-05-01",
+        "2026-05-01T00:00:00",
+        "2026-05-01 00:00:00Z",
+        "2026-05-01t00:00:00z",
+        "2026-05-01T00:00Z",
+        "2026-13-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-05-01T24:00:00Z",
+        "2026-05-01T00:00:00.Z",
+        "2026-05-01T00:00:00+0200",
+        "1714521600",
+        "yesterday",
+    ],
+)
+def test_a_before_ts_that_is_not_rfc3339_is_400(api, poll_workspace, before_ts):
+    response = api.get(
+        poll_workspace.url("activity"), {"before_ts": before_ts}, **poll_workspace.auth
+    )
+
+    assert (response.status_code, response.content) == (400, BEFORE_TS_ERROR)

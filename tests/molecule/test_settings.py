@@ -83,6 +83,14 @@ CONFIGURATION_ERRORS = {
     "database-url-malformed": ({"DATABASE_URL": "postgres://[::1"}, "DATABASE_URL is malformed"),
     "database-url-sqlite": ({"DATABASE_URL": "sqlite:///molecule.sqlite3"}, "PostgreSQL"),
     "database-url-mysql": ({"DATABASE_URL": "mysql://root@127.0.0.1/molecule"}, "PostgreSQL"),
+    "external-platform-url-no-scheme": (
+        {"EXTERNAL_PLATFORM_URL": "platform.example"},
+        "EXTERNAL_PLATFORM_URL: must be an http(s) URL, got 'platform.example'",
+    ),
+    "soft-retention-not-a-duration": (
+        {"ACTIVITY_SOFT_RETENTION": "a week"},
+        "ACTIVITY_SOFT_RETENTION: invalid duration 'a week'",
+    ),
 }
 
 
@@ -229,26 +237,31 @@ def test_a_bad_statement_timeout_is_a_one_line_error():
 
 PRINT_FEED_SETTINGS = (
     "import django; django.setup(); from molecule import conf; "
-    "print(conf.activity_soft_retention(), conf.activity_retention())"
+    "print(conf.activity_soft_retention(), conf.activity_retention(), "
+    "repr(conf.external_platform_url()))"
 )
+FEED_SETTINGS = ("ACTIVITY_SOFT_RETENTION", "ACTIVITY_RETENTION", "EXTERNAL_PLATFORM_URL")
 
 
 @pytest.mark.parametrize(
     ("env", "printed"),
     [
-        ({}, "7 days, 0:00:00 30 days, 0:00:00"),
+        ({}, "7 days, 0:00:00 30 days, 0:00:00 ''"),
         (
-            {"ACTIVITY_SOFT_RETENTION": "2d", "ACTIVITY_RETENTION": "10d"},
-            "2 days, 0:00:00 10 days, 0:00:00",
+            {
+                "ACTIVITY_SOFT_RETENTION": "2d",
+                "ACTIVITY_RETENTION": "10d",
+                "EXTERNAL_PLATFORM_URL": "https://platform.example/",
+            },
+            "2 days, 0:00:00 10 days, 0:00:00 'https://platform.example/'",
         ),
     ],
     ids=["defaults", "from-the-environment"],
 )
 def test_the_feed_settings_come_from_the_environment_or_conf(env, printed):
-    names = ("ACTIVITY_SOFT_RETENTION", "ACTIVITY_RETENTION")
     result = subprocess.run(
         [sys.executable, "-c", PRINT_FEED_SETTINGS],
-        env=production_env(**{**dict.fromkeys(names), **env}),
+        env=production_env(**{**dict.fromkeys(FEED_SETTINGS), **env}),
         capture_output=True,
         text=True,
         timeout=60,
