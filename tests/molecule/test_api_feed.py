@@ -76,6 +76,18 @@ def test_ack_answers_upstreams_statuses_and_bodies(api, poll_workspace, body, st
     assert stored(poll_workspace) == expected
 
 
+def test_ack_keeps_this_apis_415_for_a_body_that_is_not_json(api, poll_workspace):
+    response = api.post(
+        poll_workspace.url("activity/ack"),
+        data="acked_seq=5",
+        content_type="application/x-www-form-urlencoded",
+        **poll_workspace.auth,
+    )
+
+    assert_json_error(response, 415)
+    assert stored(poll_workspace) is None
+
+
 def test_ack_only_moves_forward_and_answers_the_stored_mark(api, poll_workspace):
     ws = poll_workspace
     answers = [ack(api, ws, {"acked_seq": seq}).json() for seq in (10, 4, 10, 12, 0)]
