@@ -14,12 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -187,23 +184,12 @@ class FeedBench:
 
 
 def bench_feed(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
-    from devtools.processes import ServiceStack
-
-    db.fresh()
-    scratch = Path(tempfile.mkdtemp(prefix="molecule-bench-feed."))
-    stack = ServiceStack(
-        database_url=db.url, metrics_dir=scratch / "metrics", web_workers=2, log_dir=scratch
-    )
-    stack.start(web=True, qcluster=False)
-    try:
-        bench = FeedBench(db, stack.port)
+    with loadgen.served(db, "feed") as port:
+        bench = FeedBench(db, port)
         figures: dict[str, Any] = {}
         for name, upload in (("quiet", None), ("upload_in_flight", scale.feed_upload_bytes)):
             figures[name] = bench.run(scale.feed_seconds, upload).figures()
             logger.info("feed %s: %s", name, figures[name])
-    finally:
-        stack.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
     figures["setup"] = {
         "upload_bytes": scale.feed_upload_bytes,
         "seconds_per_phase": scale.feed_seconds,
