@@ -314,3 +314,4 @@ def test_inbox_ack_inserts_then_moves_forward_only(register):
         ws.id: 8,
         other.id: 2,
     }
+    assert str(InboxDeliveryState.objects.get(pk=ws.id)) == f"{ws.id} acked through 8"
