@@ -5,11 +5,8 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import shutil
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -267,23 +264,12 @@ class ApiBench:
 
 
 def bench_api(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
-    from devtools.processes import ServiceStack
-
-    db.fresh()
-    scratch = Path(tempfile.mkdtemp(prefix="molecule-bench-api."))
-    stack = ServiceStack(
-        database_url=db.url, metrics_dir=scratch / "metrics", web_workers=2, log_dir=scratch
-    )
-    stack.start(web=True, qcluster=False)
-    try:
-        bench = ApiBench(db, scale, stack.port)
+    with loadgen.served(db, "api") as port:
+        bench = ApiBench(db, scale, port)
         figures = {
             name: bench.endpoint(name) for name in ("upload_1k", "upload_1m", "fetch_1m", "ack")
         }
         figures["big_file"] = bench.big_file()
-    finally:
-        stack.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
     figures["setup"] = {
         "web_workers": 2,
         "concurrency": scale.api_concurrency,

@@ -95,6 +95,7 @@ def machine_info(db: BenchDatabases) -> dict[str, Any]:
 def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
     from bench.api import bench_api
     from bench.empty import bench_empty
+    from bench.feed import bench_feed
     from bench.interference import bench_interference
     from bench.memory import bench_memory
     from bench.phantom import bench_phantom
@@ -110,6 +111,7 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
         "api": bench_api,
         "memory": bench_memory,
         "slow": bench_slow_clients,
+        "feed": bench_feed,
     }
 
 

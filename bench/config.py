@@ -9,7 +9,17 @@ from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_
 from scheduler.conf import DEFAULT_PHANTOM_BUSY_STALE_AFTER
 
 # Section names, in the order they run (--only picks a subset).
-SECTIONS = ("sweep", "toast", "empty", "interference", "phantom", "api", "memory", "slow")
+SECTIONS = (
+    "sweep",
+    "toast",
+    "empty",
+    "interference",
+    "phantom",
+    "api",
+    "memory",
+    "slow",
+    "feed",
+)
 
 # Long enough that no generated row crosses an eligibility boundary while the run lasts
 # (the nearest rows sit 1 h past it and 6 h before it); the sweep's cost does not depend on it.
@@ -49,6 +59,9 @@ class Scale:
     # One large file through the API and through raw psycopg, sequentially, this many times.
     big_file_bytes: int
     big_file_reps: int
+    # Feed visibility: the upload kept in flight, and how long each phase (without, with) lasts.
+    feed_upload_bytes: int
+    feed_seconds: float
 
     @property
     def main_rows(self) -> int:
@@ -83,6 +96,8 @@ _KNOBS = {
     "memory_reps": (3, 1),
     "big_file_bytes": (99 * 1024 * 1024, 3 * 1024 * 1024),
     "big_file_reps": (5, 2),
+    "feed_upload_bytes": (100_000_000, 8_000_000),
+    "feed_seconds": (20.0, 3.0),
 }
 
 FULL = Scale(name="full", **{knob: full for knob, (full, _) in _KNOBS.items()})

@@ -6,16 +6,23 @@ sides of each API : raw ratio are measured the same way.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import shutil
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+
+if TYPE_CHECKING:
+    from bench.database import BenchDatabases
 
 BOUNDARY = "molecule-bench-boundary"
 
@@ -95,6 +102,28 @@ def drive(
         thread.join()
     load.seconds = time.perf_counter() - started
     return load
+
+
+@contextlib.contextmanager
+def served(db: BenchDatabases, name: str, web_workers: int = 2) -> Iterator[int]:
+    """gunicorn alone (no qcluster) on a fresh working database; yields its port. Its logs and
+    metrics live in a scratch directory that goes with it."""
+    from devtools.processes import ServiceStack
+
+    db.fresh()
+    scratch = Path(tempfile.mkdtemp(prefix=f"molecule-bench-{name}."))
+    stack = ServiceStack(
+        database_url=db.url,
+        metrics_dir=scratch / "metrics",
+        web_workers=web_workers,
+        log_dir=scratch,
+    )
+    stack.start(web=True, qcluster=False)
+    try:
+        yield stack.port
+    finally:
+        stack.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class HttpError(Exception):

@@ -128,6 +128,27 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
             rows.append(_one("  growth : file size", memory["growth_ratio"], "x"))
     if "slow_clients" in figures:
         rows += slow_report.slow_rows(figures["slow_clients"])
+    if "feed" in figures:
+        rows += _feed_rows(figures["feed"])
+    return rows
+
+
+def _feed_rows(feed: dict[str, Any]) -> list[Row]:
+    """The visibility waits as p50 / p99 / max in the median / min / max columns."""
+    mb = feed["setup"]["upload_bytes"] / 1e6
+    rows: list[Row] = []
+    for name, title in (("quiet", "no upload"), ("upload_in_flight", f"{mb:g} MB upload")):
+        phase = feed[name]
+        for key, label in (
+            ("visible_after_commit", f"Feed, {title}: row visible after commit (p50, p99, max)"),
+            ("write", "  activity insert + commit (p50, p99, max)"),
+        ):
+            wait = phase[key]
+            rows.append((label, wait["p50_ms"], wait["p99_ms"], wait["max_ms"], "ms"))
+        oldest = phase["oldest_write_transaction_ms"]
+        rows.append(_one("  oldest open write transaction seen", oldest, "ms"))
+        lost = f"{phase['rows_missed']} / {phase['rows_delivered_twice']}"
+        rows.append(_one("  rows missed / delivered twice", lost))
     return rows
 
 

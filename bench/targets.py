@@ -68,6 +68,20 @@ def _api_targets(api: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def _feed_targets(feed: dict[str, Any]) -> list[dict[str, Any]]:
+    busy = feed["upload_in_flight"]
+    mb = feed["setup"]["upload_bytes"] / 1e6
+    return [
+        _goal(
+            f"feed: row visible after commit, {mb:g} MB upload in flight (p99)",
+            "<= 100 ms, every row exactly once",
+            busy["visible_after_commit"]["p99_ms"],
+            lambda ms: ms <= 100,
+            also=busy["rows_missed"] == 0 and busy["rows_delivered_twice"] == 0,
+        )
+    ]
+
+
 # One figure each: (figure, target, goal, where its value is, the test, a flag it also needs).
 _FIGURE_TARGETS: tuple[tuple[str, str, str, tuple[str, ...], Callable[[Any], bool], str], ...] = (
     (
@@ -107,6 +121,8 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
         found += _memory_targets(figures["memory"])
     if "api" in figures:
         found += _api_targets(figures["api"])
+    if "feed" in figures:
+        found += _feed_targets(figures["feed"])
     if "slow_clients" in figures:
         found += [_target(*item) for item in slow_report.slow_targets(figures["slow_clients"])]
     return found

@@ -29,11 +29,19 @@ ACTIVITY_MAX_SINCE_SECONDS = 30 * 24 * 3600
 # The operator bearer token accepted on every /workspaces/<id>/ route; '' disables it.
 admin_token = setting("ADMIN_TOKEN", "")
 
-# The same horizon as the activity feed's since_secs cap.
+# The platform whose /registry/discover/<id> serves agent cards, for the feed's
+# agent_card_url; '' (the default) leaves agent_card_url out, as this service serves none.
+external_platform_url = setting("EXTERNAL_PLATFORM_URL", "")
+
+# The hard horizon: every activity row goes after it, acknowledged or not. The same as the
+# feed's since_secs cap.
 DEFAULT_ACTIVITY_RETENTION = timedelta(seconds=ACTIVITY_MAX_SINCE_SECONDS)
+# The soft horizon (upstream's 7 days): rows the workspace's poller has acknowledged go after it.
+DEFAULT_ACTIVITY_SOFT_RETENTION = timedelta(days=7)
 DEFAULT_ACTIVITY_SWEEP_INTERVAL = timedelta(hours=1)
 DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE = 5000
 
 activity_retention = setting("ACTIVITY_RETENTION", DEFAULT_ACTIVITY_RETENTION)
+activity_soft_retention = setting("ACTIVITY_SOFT_RETENTION", DEFAULT_ACTIVITY_SOFT_RETENTION)
 activity_sweep_interval = setting("ACTIVITY_SWEEP_INTERVAL", DEFAULT_ACTIVITY_SWEEP_INTERVAL)
 activity_sweep_batch_size = setting("ACTIVITY_SWEEP_BATCH_SIZE", DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE)

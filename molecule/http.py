@@ -8,6 +8,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -194,6 +195,31 @@ def query_positive_int(request: HttpRequest, name: str) -> int | None:
     if not _DIGITS.fullmatch(raw) or not raw.strip("0"):
         raise ApiError(400, f"{name} must be a positive integer")
     return _HUGE if len(raw.lstrip("0")) > 18 else int(raw)
+
+
+# RFC 3339 as Go's time.RFC3339 parses it: a 'T', seconds, an optional fraction, and a zone.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+
+
+def query_timestamp(request: HttpRequest, name: str) -> datetime | None:
+    """``?name=`` as an RFC 3339 timestamp (None when absent or empty); anything else is 400."""
+    raw = request.GET.get(name)
+    if not raw:
+        return None
+    try:
+        if not _RFC3339.fullmatch(raw):
+            raise ValueError(raw)
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(
+            400, f"{name} must be an RFC3339 timestamp (e.g. 2026-05-01T00:00:00Z)"
+        ) from None
+
+
+def query_uuid(request: HttpRequest, name: str) -> uuid.UUID | None:
+    """``?name=`` as a UUID (None when absent or empty); anything else is 400."""
+    raw = request.GET.get(name)
+    return parse_uuid(raw, name) if raw else None
 
 
 def query_limit(request: HttpRequest, *, default: int = 100, maximum: int = 500) -> int:

@@ -53,6 +53,19 @@ SELECT w.id, w.name
 """  # noqa: S608 - composed of constants; every value is a bound parameter
 
 
+# Raw for upstream's upsert in one statement: the first ack inserts, later ones move the mark
+# forward only (GREATEST, so a late or repeated ack never moves it back), and RETURNING gives
+# the value stored, which may be above the one sent.
+INBOX_ACK_SQL = """
+INSERT INTO inbox_delivery_state (workspace_id, last_acked_seq, updated_at)
+VALUES (%(workspace_id)s, %(acked_seq)s, now())
+ON CONFLICT (workspace_id) DO UPDATE
+   SET last_acked_seq = GREATEST(inbox_delivery_state.last_acked_seq, EXCLUDED.last_acked_seq),
+       updated_at = now()
+RETURNING last_acked_seq
+"""
+
+
 class WorkspaceRef(NamedTuple):
     id: uuid.UUID
     name: str
@@ -113,21 +126,15 @@ class CursorGone(Exception):
 
 
 class ActivityLogManager(ActivityRetentionMixin, models.Manager):
-    def cursor_position(self, workspace_id: uuid.UUID, since_id: str) -> tuple[datetime, int]:
-        """The (created_at, seq) of this workspace's row ``since_id``, or raise CursorGone."""
+    def cursor_id(self, workspace_id: uuid.UUID, since_id: str) -> int:
+        """The id ``since_id`` names when it is a row of this workspace, or raise CursorGone."""
         # Ids are bigints; anything else cannot name a row, so it is as gone as a pruned one.
         if not since_id.isascii() or not since_id.isdigit() or len(since_id) > 19:
             raise CursorGone
-        found = (
-            self.filter(workspace_id=workspace_id, id=int(since_id))
-            .values_list("created_at", "id")
-            .first()
-            if int(since_id) < 2**63
-            else None
-        )
-        if found is None:
+        row_id = int(since_id)
+        if row_id >= 2**63 or not self.filter(workspace_id=workspace_id, id=row_id).exists():
             raise CursorGone
-        return found
+        return row_id
 
     def feed(
         self,
@@ -135,27 +142,49 @@ class ActivityLogManager(ActivityRetentionMixin, models.Manager):
         *,
         activity_type: str | None = None,
         source: str | None = None,
-        after: tuple[datetime, int] | None = None,
+        peer_id: uuid.UUID | None = None,
+        before: datetime | None = None,
+        after_id: int | None = None,
         since_seconds: int | None = None,
         limit: int = 100,
+        peer_info: bool = False,
     ) -> list:
-        """One page of the feed: oldest first strictly after ``after``, else newest first.
+        """One page of the feed: oldest first strictly after ``after_id``, else newest first.
 
-        ``source`` is "canvas" (source_id IS NULL) or "agent"; every filter ANDs.
+        The feed's order is the id, which the database assigns in commit order per workspace
+        (see ActivityLog), so "after the cursor" is just a larger id. ``source`` is "canvas"
+        (source_id IS NULL) or "agent"; ``peer_id`` matches the sender or the recipient;
+        ``before`` and ``since_seconds`` bound created_at. Every filter ANDs. With
+        ``peer_info``, each row carries ``peer_name``: its source workspace's name, or None.
         """
         rows = self.filter(workspace_id=workspace_id)
         if activity_type:
             rows = rows.filter(activity_type=activity_type)
         if source is not None:
             rows = rows.filter(source_id__isnull=source == "canvas")
+        if peer_id is not None:
+            rows = rows.filter(models.Q(source_id=peer_id) | models.Q(target_id=peer_id))
+        if before is not None:
+            rows = rows.filter(created_at__lt=before)
         if since_seconds is not None:
             rows = rows.filter(created_at__gte=Now() - timedelta(seconds=since_seconds))
-        if after is None:
-            return list(rows.order_by("-created_at", "-id")[:limit])
-        at, seq = after
-        # (created_at, id) > (at, seq), spelled so the index range starts at ``at``: the
-        # created_at >= bound is the index condition, the OR only filters the first microsecond.
-        rows = rows.filter(created_at__gte=at).filter(
-            models.Q(created_at__gt=at) | models.Q(id__gt=seq)
-        )
-        return list(rows.order_by("created_at", "id")[:limit])
+        if peer_info:
+            # Through the app registry: models.py imports this module, so it cannot import back.
+            workspaces = self.model._meta.apps.get_model("molecule", "Workspace").objects
+            # order_by(): the primary key finds at most one; Workspace's default ordering
+            # would add a sort to every row's lookup.
+            name = workspaces.filter(pk=models.OuterRef("source_id")).order_by().values("name")
+            rows = rows.annotate(peer_name=models.Subquery(name[:1]))
+        if after_id is None:
+            return list(rows.order_by("-id")[:limit])
+        return list(rows.filter(id__gt=after_id).order_by("id")[:limit])
+
+
+class InboxDeliveryStateManager(models.Manager):
+    def ack(self, workspace_id: uuid.UUID, acked_seq: int) -> int:
+        """Record that the workspace's poller has every row up to ``acked_seq``; return the
+        stored mark (the larger of it and any earlier ack)."""
+        connection = connections[router.db_for_write(self.model)]
+        with connection.cursor() as cursor:
+            cursor.execute(INBOX_ACK_SQL, {"workspace_id": workspace_id, "acked_seq": acked_seq})
+            return cursor.fetchone()[0]

@@ -91,8 +91,9 @@ ACTIVITY_SWEEP_OUTCOMES = ("deleted", "error")
 
 activity_logs_swept = stored_metric(
     "molecule_activity_logs_swept",
-    "activity_logs rows deleted by the retention sweep (deleted: older than ACTIVITY_RETENTION; "
-    "error counts failed sweep runs). A rising error rate means the table grows unbounded. "
+    "activity_logs rows deleted by the retention sweep (deleted: acknowledged and older than "
+    "ACTIVITY_SOFT_RETENTION, or older than ACTIVITY_RETENTION; error counts failed sweep "
+    "runs). A rising error rate means the table grows unbounded. "
     "Stored in the database: every target exports the same total, aggregate with max.",
     "counter",
     label="outcome",

@@ -5,7 +5,7 @@ import uuid
 from django.contrib.postgres.functions import TransactionNow
 from django.db import models
 
-from molecule.managers import ActivityLogManager, WorkspaceManager
+from molecule.managers import ActivityLogManager, InboxDeliveryStateManager, WorkspaceManager
 from molecule.totals import MetricTotalManager
 
 
@@ -71,7 +71,10 @@ class ActivityLog(models.Model):
         MEMORY_WRITE = "memory_write"
         ERROR = "error"
 
-    # Also the row's ``seq``: a bigint identity only grows, so it breaks created_at ties.
+    # Also the row's ``seq`` and the feed's order. A trigger (migration 0003) assigns it from
+    # the identity's sequence under a per-workspace lock held until commit, so within one
+    # workspace ids are handed out in commit order and the committed ids are always a
+    # prefix: a row can never appear behind a cursor. An id passed by the caller is replaced.
     id = models.BigAutoField(primary_key=True)
     # ON DELETE CASCADE is also declared in the database (migration 0002), for plain-SQL deletes.
     workspace = models.ForeignKey(
@@ -97,9 +100,11 @@ class ActivityLog(models.Model):
         db_table = "activity_logs"
         ordering = ["-id"]
         indexes = [
-            # The feed's order, (created_at, seq), after the workspace: the cursor page and the
-            # newest-first page are both one range scan. It also serves every query the older
-            # (workspace_id, created_at) index served, which it replaces.
+            # The feed's order after the workspace: the cursor page and the newest-first page
+            # are both one range scan.
+            models.Index(fields=["workspace", "id"], name="activity_logs_ws_id_idx"),
+            # A workspace's rows by time: phantom-busy's NOT EXISTS probe and the admin's last
+            # activity read the newest one.
             models.Index(
                 fields=["workspace", "created_at", "id"], name="activity_logs_ws_created_idx"
             ),
@@ -113,6 +118,34 @@ class ActivityLog(models.Model):
     @property
     def seq(self) -> int:
         return self.id
+
+
+class InboxDeliveryState(models.Model):
+    """How far a workspace's poller has acknowledged its feed: every row up to last_acked_seq.
+
+    Written only by POST /workspaces/<id>/activity/ack, which moves it forward, never back.
+    The retention sweep deletes acknowledged rows after the soft horizon; a workspace without
+    a row counts as 0 (nothing acknowledged).
+    """
+
+    # ON DELETE CASCADE is also declared in the database (migration 0005), for plain-SQL deletes.
+    workspace = models.OneToOneField(
+        Workspace,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="delivery_state",
+        db_column="workspace_id",
+    )
+    last_acked_seq = models.BigIntegerField(default=0, db_default=0)
+    updated_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
+
+    objects = InboxDeliveryStateManager()
+
+    class Meta:
+        db_table = "inbox_delivery_state"
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} acked through {self.last_acked_seq}"
 
 
 class MetricTotal(models.Model):

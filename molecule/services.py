@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -14,8 +15,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 
 from molecule import conf, metrics
 from molecule.errors import first_line
-from molecule.models import ActivityLog, MetricTotal, Workspace
-from molecule.retention import ActivitySweepError, ActivitySweepResult
+from molecule.models import ActivityLog, InboxDeliveryState, MetricTotal, Workspace
+from molecule.retention import ActivityHorizons, ActivitySweepError, ActivitySweepResult
 from molecule.tokens import token_generate, token_hash, token_matches
 
 logger = logging.getLogger(__name__)
@@ -88,16 +89,37 @@ def activity_append(*, workspace_id: uuid.UUID, activity_type: str, **columns: A
     """Append one activity row; ``columns`` are ActivityLog's optional fields (method, summary,
     source_id, request_body, ...). The model holds their defaults; an unknown name is a TypeError.
     """
-    return ActivityLog.objects.create(
-        workspace_id=workspace_id, activity_type=activity_type, **columns
+    return activity_append_many(
+        workspace_id=workspace_id, rows=[{"activity_type": activity_type, **columns}]
+    )[0]
+
+
+def activity_append_many(
+    *, workspace_id: uuid.UUID, rows: Sequence[dict[str, Any]]
+) -> list[ActivityLog]:
+    """Append one workspace's rows in one INSERT, in the order given.
+
+    Inside a larger transaction, call it last: see ActivityLog on the feed's order.
+    """
+    return ActivityLog.objects.bulk_create(
+        ActivityLog(workspace_id=workspace_id, **columns) for columns in rows
     )
+
+
+def inbox_ack(*, workspace_id: uuid.UUID, acked_seq: int) -> int:
+    """Record that the workspace's poller holds every feed row up to ``acked_seq``.
+
+    The mark only moves forward; the stored value is returned. Acknowledged rows become
+    eligible for the retention sweep after ACTIVITY_SOFT_RETENTION.
+    """
+    return InboxDeliveryState.objects.ack(workspace_id, acked_seq)
 
 
 @dataclass(frozen=True)
 class ActivitySweepReport:
     deleted: int
     batches: int
-    retention: timedelta
+    horizons: ActivityHorizons
     # Time spent in the sweep statements themselves.
     duration_ms: float
     dry_run: bool
@@ -106,31 +128,57 @@ class ActivitySweepReport:
         return {"deleted": self.deleted}
 
 
-def activity_sweep_preview(*, retention: timedelta | None = None) -> ActivitySweepReport:
-    """Count the activity rows past retention; delete nothing."""
-    kept = conf.activity_retention() if retention is None else retention
+def activity_horizons(
+    *, retention: timedelta | None = None, soft_retention: timedelta | None = None
+) -> ActivityHorizons:
+    """The sweep's horizons: the arguments, else ACTIVITY_RETENTION (hard) and
+    ACTIVITY_SOFT_RETENTION; a hard horizon below the soft one is raised to it."""
+    return ActivityHorizons.of(
+        soft=conf.activity_soft_retention() if soft_retention is None else soft_retention,
+        hard=conf.activity_retention() if retention is None else retention,
+    )
+
+
+def activity_horizons_clamp_note(horizons: ActivityHorizons) -> str:
+    """'' or, when the hard horizon was raised, the sentence that says so (log and command)."""
+    if horizons.clamped_from is None:
+        return ""
+    return (
+        f"retention {int(horizons.clamped_from.total_seconds())}s is below the soft retention "
+        f"{int(horizons.soft.total_seconds())}s: both are {int(horizons.soft.total_seconds())}s"
+    )
+
+
+def activity_sweep_preview(
+    *, retention: timedelta | None = None, soft_retention: timedelta | None = None
+) -> ActivitySweepReport:
+    """Count the activity rows the sweep would delete now; delete nothing."""
+    horizons = activity_horizons(retention=retention, soft_retention=soft_retention)
     started = time.perf_counter()
     try:
-        count = ActivityLog.objects.sweep_preview(kept)
+        count = ActivityLog.objects.sweep_preview(horizons)
     except DatabaseError as exc:
         logger.error("activity sweep (dry run) failed: %s", first_line(exc))
         raise ActivitySweepError(
             f"activity_logs sweep (dry run) failed: {first_line(exc)}", ActivitySweepResult(0, 0)
         ) from exc
-    return ActivitySweepReport(count, 0, kept, (time.perf_counter() - started) * 1000, True)
+    return ActivitySweepReport(count, 0, horizons, (time.perf_counter() - started) * 1000, True)
 
 
-def activity_sweep(*, retention: timedelta | None = None) -> ActivitySweepReport:
-    """Delete activity rows older than the retention, in batches; log one line.
+def activity_sweep(
+    *, retention: timedelta | None = None, soft_retention: timedelta | None = None
+) -> ActivitySweepReport:
+    """Delete the activity rows past the horizons, in batches; log one line.
 
+    A row goes once it is past the soft horizon and acknowledged, or past the hard one.
     Each batch counts itself in molecule_activity_logs_swept_total as it commits. A failure
     adds the error outcome, is logged and raised as ActivitySweepError.
     """
-    kept = conf.activity_retention() if retention is None else retention
+    horizons = activity_horizons(retention=retention, soft_retention=soft_retention)
     started = time.perf_counter()
     try:
         result = ActivityLog.objects.sweep(
-            kept,
+            horizons,
             counter=metrics.activity_logs_swept.name,
             batch_size=conf.activity_sweep_batch_size(),
         )
@@ -147,14 +195,20 @@ def activity_sweep(*, retention: timedelta | None = None) -> ActivitySweepReport
         MetricTotal.objects.gauges_set({(metrics.activity_last_sweep_timestamp.name, ""): None})
     except DatabaseError:
         logger.exception("could not record the activity sweep's timestamp")
-    logger.info(
-        "activity sweep: %d rows older than %ss deleted in %d batches, %.1f ms",
+    note = activity_horizons_clamp_note(horizons)
+    # One line per run; a warning when the configured horizons contradict each other.
+    logger.log(
+        logging.WARNING if note else logging.INFO,
+        "activity sweep: %d rows acknowledged and older than %ss, or older than %ss, "
+        "deleted in %d batches, %.1f ms%s",
         result.deleted,
-        int(kept.total_seconds()),
+        int(horizons.soft.total_seconds()),
+        int(horizons.hard.total_seconds()),
         result.batches,
         duration_ms,
+        f" ({note})" if note else "",
     )
-    return ActivitySweepReport(result.deleted, result.batches, kept, duration_ms, False)
+    return ActivitySweepReport(result.deleted, result.batches, horizons, duration_ms, False)
 
 
 def activity_count_error() -> None:

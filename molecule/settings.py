@@ -33,6 +33,12 @@ def _integer(text: str) -> int:
         raise ValueError(f"must be an integer, got {text!r}") from None
 
 
+def _http_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http(s) URL, got {text!r}")
+    return text
+
+
 def _env_parsed(name: str, parse, default=None):
     """``parse(os.environ[name])``, or ``default`` when unset; a bad value stops in one line."""
     value = os.environ.get(name)
@@ -229,6 +235,10 @@ if os.environ.get("PHANTOM_BUSY_SWEEP_INTERVAL"):
     PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEP_INTERVAL")
 if os.environ.get("ACTIVITY_RETENTION"):
     ACTIVITY_RETENTION = _env_duration("ACTIVITY_RETENTION")
+if os.environ.get("ACTIVITY_SOFT_RETENTION"):
+    ACTIVITY_SOFT_RETENTION = _env_duration("ACTIVITY_SOFT_RETENTION")
+if os.environ.get("EXTERNAL_PLATFORM_URL"):
+    EXTERNAL_PLATFORM_URL = _env_parsed("EXTERNAL_PLATFORM_URL", _http_url)
 if os.environ.get("ACTIVITY_SWEEP_INTERVAL"):
     ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL")
 if os.environ.get("ACTIVITY_SWEEP_BATCH_SIZE"):
@@ -244,6 +254,7 @@ if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
     PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S")
 if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
     PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
+
 
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # The operator tier (upstream's ADMIN_TOKEN): accepted on every /workspaces/<id>/ route.

@@ -10,6 +10,11 @@ urlpatterns = [
     path("registry/register", views.register, name="registry-register"),
     path("registry/heartbeat", views.heartbeat, name="registry-heartbeat"),
     path("workspaces/<str:workspace_id>/activity", views.activity, name="workspace-activity"),
+    path(
+        "workspaces/<str:workspace_id>/activity/ack",
+        views.activity_ack,
+        name="workspace-activity-ack",
+    ),
     path("workspaces/<str:workspace_id>/", include("pending_uploads.urls")),
     path("uploads/limits", upload_views.limits, name="uploads-limits"),
     path("metrics", views.metrics, name="prometheus-django-metrics"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 
 from molecule import conf, services
+from molecule.attachments import attachments_from_request_body
 from molecule.exposition import metrics_page
 from molecule.http import (
     ApiError,
@@ -20,6 +22,8 @@ from molecule.http import (
     parse_uuid,
     query_limit,
     query_positive_int,
+    query_timestamp,
+    query_uuid,
     workspace_auth,
 )
 from molecule.managers import CursorGone
@@ -94,8 +98,8 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     return ApiResponse({"status": "ok"})
 
 
-def _activity_json(row: ActivityLog) -> dict[str, Any]:
-    return {
+def _activity_json(row: ActivityLog, *, peer_info: bool = False) -> dict[str, Any]:
+    answer = {
         "id": row.id,
         "workspace_id": str(row.workspace_id),
         "activity_type": row.activity_type,
@@ -111,6 +115,24 @@ def _activity_json(row: ActivityLog) -> dict[str, Any]:
         "created_at": row.created_at.isoformat(),
         "seq": row.seq,
     }
+    if peer_info:
+        answer.update(_peer_info(row))
+    return answer
+
+
+def _peer_info(row: ActivityLog) -> dict[str, Any]:
+    """include=peer_info's keys, each left out when it has no value. No peer_role: this
+    service keeps no roles, so upstream's role is never known here."""
+    info: dict[str, Any] = {}
+    if row.peer_name:
+        info["peer_name"] = row.peer_name
+    platform = conf.external_platform_url().rstrip("/")
+    if platform and row.source_id:
+        info["agent_card_url"] = f"{platform}/registry/discover/{row.source_id}"
+    attachments = attachments_from_request_body(row.request_body)
+    if attachments:
+        info["attachments"] = attachments
+    return info
 
 
 def _optional_uuid(body: dict[str, Any], name: str) -> Any:
@@ -123,6 +145,8 @@ def _optional_uuid(body: dict[str, Any], name: str) -> Any:
 def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     if request.method == "POST":
         return _activity_report(request, workspace)
+    peer_id = query_uuid(request, "peer_id")
+    before = query_timestamp(request, "before_ts")
     activity_type = request.GET.get("type") or None
     if activity_type is not None and "\x00" in activity_type:
         raise ApiError(400, "type must not contain NUL")
@@ -133,7 +157,7 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     limit = query_limit(request)
     since_id = request.GET.get("since_id")
     try:
-        after = ActivityLog.objects.cursor_position(workspace.id, since_id) if since_id else None
+        after_id = ActivityLog.objects.cursor_id(workspace.id, since_id) if since_id else None
     except CursorGone:
         # 410, not 400: the poller resets its cursor on 410 and would retry a 400 forever.
         raise ApiError(
@@ -141,17 +165,55 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
             "since_id cursor not found (pruned, another workspace's, or not an activity id); "
             "omit since_id to reset",
         ) from None
+    # Comma-separated flags, as upstream reads them; unknown ones are ignored.
+    peer_info = "peer_info" in {flag.strip() for flag in request.GET.get("include", "").split(",")}
     rows = ActivityLog.objects.feed(
         workspace.id,
         activity_type=activity_type,
         source=source,
-        after=after,
+        peer_id=peer_id,
+        before=before,
+        after_id=after_id,
         since_seconds=None
         if since_secs is None
         else min(since_secs, conf.ACTIVITY_MAX_SINCE_SECONDS),
         limit=limit,
+        peer_info=peer_info,
     )
-    return ApiResponse([_activity_json(row) for row in rows])
+    return ApiResponse([_activity_json(row, peer_info=peer_info) for row in rows])
+
+
+# acked_seq is stored as a bigint; like upstream's int64, anything outside is not an integer.
+_BIGINT = range(-(2**63), 2**63)
+
+
+@api_view("POST")
+@workspace_auth
+def activity_ack(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """Upstream's ack: {"acked_seq": n} moves the workspace's mark forward, never back.
+
+    The workspace is the authenticated one from the path; a workspace_id in the body is
+    ignored, as upstream ignores it.
+    """
+    try:
+        body = json_object(request)
+    except ApiError as exc:
+        if exc.status != 400:
+            raise
+        # Upstream answers every body it cannot bind with the same message.
+        body = {}
+    acked_seq = body.get("acked_seq")
+    # bool is an int in Python; neither it nor a float (5.0 included) is an integer here.
+    if type(acked_seq) is not int or acked_seq not in _BIGINT:
+        raise ApiError(400, "acked_seq is required")
+    if acked_seq < 0:
+        raise ApiError(400, "acked_seq must be >= 0")
+    try:
+        stored = services.inbox_ack(workspace_id=workspace.id, acked_seq=acked_seq)
+    except IntegrityError:
+        # The workspace was deleted after it authenticated.
+        raise ApiError(500, "failed to record ack") from None
+    return ApiResponse({"last_acked_seq": stored})
 
 
 def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse:

@@ -10,11 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, IntegrityError, transaction
 
 from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
-from molecule.services import activity_append
+from molecule.services import activity_append_many
 from pending_uploads import conf, metrics
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
 from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
@@ -54,8 +54,22 @@ def upload_json(row: PendingUpload) -> dict[str, Any]:
     return {"uri": row.uri, "name": row.filename, "mimeType": row.mimetype, "size": row.size_bytes}
 
 
+def _upload_activity(row: PendingUpload) -> dict[str, Any]:
+    """The activity row announcing one stored file, in upstream's shape: a canvas (user) row
+    addressed to the workspace, whose request_body is the file's manifest."""
+    return {
+        "activity_type": ActivityLog.Type.A2A_RECEIVE,
+        "source_id": None,
+        "target_id": row.workspace_id,
+        "status": "ok",
+        "method": "chat_upload_receive",
+        "summary": f"chat_upload_receive: {row.filename}",
+        "request_body": {"file_id": str(row.file_id), **upload_json(row)},
+    }
+
+
 def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> list[PendingUpload]:
-    """Store every file and its activity_logs row in one transaction, or nothing.
+    """Store every file, then its activity_logs row, in one transaction, or nothing.
 
     Raise an UploadRefused, or FileTooLarge, for an upload refused as a whole.
     """
@@ -72,27 +86,17 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
             raise EmptyFile(name)
         uploads.append(NewUpload(name, sanitize_mimetype(part.content_type), part.size, part.file))
 
-    def log_activity(row: PendingUpload) -> None:
-        activity_append(
-            workspace_id=workspace.id,
-            activity_type=ActivityLog.Type.A2A_RECEIVE,
-            # Upstream's shape: a canvas (user) row, addressed to the workspace.
-            source_id=None,
-            target_id=workspace.id,
-            status="ok",
-            method="chat_upload_receive",
-            summary=f"chat_upload_receive: {row.filename}",
-            request_body={"file_id": str(row.file_id), **upload_json(row)},
-        )
-
     try:
-        rows = PendingUpload.objects.put_batch(
-            workspace.id,
-            uploads,
-            ttl=conf.ttl(),
-            max_bytes=conf.max_file_bytes(),
-            on_row=log_activity,
-        )
+        with transaction.atomic():
+            rows = PendingUpload.objects.put_batch(
+                workspace.id, uploads, ttl=conf.ttl(), max_bytes=conf.max_file_bytes()
+            )
+            # Last, after every byte, in one INSERT: the activity insert waits for the
+            # workspace's earlier writers to commit and holds its later ones until this commit
+            # (the feed's order, see ActivityLog.id), so nothing slow may follow it.
+            activity_append_many(
+                workspace_id=workspace.id, rows=[_upload_activity(row) for row in rows]
+            )
     except IntegrityError:
         # A PENDING_UPLOADS_MAX_FILE_BYTES above the database CHECK (which carries the default
         # cap) lets through a file PostgreSQL refuses; the batch rolled back, nothing is stored.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -137,12 +137,10 @@ class PendingUploadManager(
         *,
         ttl: timedelta,
         max_bytes: int,
-        on_row: Callable[[PendingUpload], None] | None = None,
     ) -> list[PendingUpload]:
         """Insert every upload or none; every size is checked before the first write.
 
-        ``on_row`` runs inside the transaction after each insert, for writes that must
-        commit with the rows (the activity log).
+        Call it inside a transaction to commit other writes (the activity rows) with the files.
         """
         uploads = list(uploads)
         for upload in uploads:
@@ -159,8 +157,6 @@ class PendingUploadManager(
                     mimetype=upload.mimetype,
                 )
                 self.put_from_file(row, upload.source, ttl=ttl)
-                if on_row is not None:
-                    on_row(row)
                 stored.append(row)
         return stored
 

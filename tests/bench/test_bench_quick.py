@@ -74,11 +74,24 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "before",
     },
     "slow_clients": {"scale", "gunicorn", "nginx", "setup"},
+    "feed": {"quiet", "upload_in_flight", "setup"},
 }
-EXPECTED_TARGETS = 14
+FEED_PHASE = {
+    "rows_committed",
+    "rows_missed",
+    "rows_delivered_twice",
+    "visible_after_commit",
+    "write",
+    "poll",
+    "oldest_write_transaction_ms",
+}
+EXPECTED_TARGETS = 15
 # The sections build their own data, so `--only` runs of two halves of them, side by side,
 # report what one run of all does, in the time of the longer half (about 40 s, not 60 s).
-HALVES = (("sweep", "toast", "empty"), ("interference", "phantom", "api", "memory", "slow"))
+HALVES = (
+    ("sweep", "toast", "empty", "feed"),
+    ("interference", "phantom", "api", "memory", "slow"),
+)
 
 
 def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
@@ -159,6 +172,11 @@ def test_quick_run_reports_every_figure(quick_results: dict[str, Any], figure: s
             assert not missing(data["big_file"][operation], {"api_mib_s", "raw_mib_s", "ratio"})
     if figure == "memory":
         assert len(data["curve"]) >= 2
+    if figure == "feed":
+        for phase in ("quiet", "upload_in_flight"):
+            assert not missing(data[phase], FEED_PHASE)
+            assert data[phase]["rows_missed"] == data[phase]["rows_delivered_twice"] == 0
+        assert data["upload_in_flight"]["uploads"] >= 1
     if figure == "slow_clients":
         for run in (data["gunicorn"], data["nginx"]):
             if "skipped" not in run:

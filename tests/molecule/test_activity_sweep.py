@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from molecule import tasks
 from molecule.managers import ActivityLogManager
-from molecule.models import MetricTotal, Workspace
+from molecule.models import InboxDeliveryState, MetricTotal, Workspace
 from molecule.services import activity_count_error, activity_sweep, activity_sweep_preview
 from tests.helpers import (
     assert_metric_delta,
@@ -64,18 +64,23 @@ def test_sweep_deletes_past_the_default_retention_counts_and_logs_one_line(table
 
     report = activity_sweep()
 
-    assert (report.deleted, report.batches, report.dry_run) == (7, 3, False)
-    assert report.retention == timedelta(days=30)
+    # Windows of 3 over the 10 rows past the soft horizon: 3 + 3 + 3 + 1, the last one short.
+    assert (report.deleted, report.batches, report.dry_run) == (7, 4, False)
+    assert report.horizons == (timedelta(days=7), timedelta(days=30), None)
     assert rows_left() == 3
     assert_metric_delta(before, 7, SWEPT, outcome="deleted")
     stamp = metric_value("molecule_activity_logs_last_sweep_timestamp_seconds")
     assert stamp == pytest.approx(float(run_sql("SELECT EXTRACT(EPOCH FROM now())")[0][0]))
     lines = [r.getMessage() for r in caplog.records if r.name == "molecule.services"]
     assert len(lines) == 1
-    assert lines[0].startswith("activity sweep: 7 rows older than 2592000s deleted in 3 batches")
+    assert lines[0].startswith(
+        "activity sweep: 7 rows acknowledged and older than 604800s, or older than 2592000s, "
+        "deleted in 4 batches"
+    )
+    assert caplog.records[-1].levelno == logging.INFO
 
 
-@override_settings(ACTIVITY_RETENTION=timedelta(days=1))
+@override_settings(ACTIVITY_RETENTION=timedelta(days=1), ACTIVITY_SOFT_RETENTION=timedelta(hours=1))
 def test_preview_counts_without_deleting_or_counting(table) -> None:
     before = metrics_saved()
 
@@ -153,7 +158,9 @@ def test_failing_job_never_raises_and_counts_one_error(
 def test_command_prints_one_summary_line(table) -> None:
     out = sweep_activity()
 
-    assert out.startswith("swept 7 activity rows older than 2592000s in ")
+    assert out.startswith(
+        "swept 7 activity rows acknowledged and older than 604800s, or older than 2592000s, in "
+    )
     assert out.endswith(" ms\n")
     assert rows_left() == 3
 
@@ -163,19 +170,82 @@ def test_command_json_is_one_line_with_the_documented_keys(table) -> None:
 
     assert out.count("\n") == 1
     payload = json.loads(out)
-    assert set(payload) == {"deleted", "batches", "retention_seconds", "duration_ms", "dry_run"}
+    assert set(payload) == {
+        "deleted",
+        "batches",
+        "retention_seconds",
+        "soft_retention_seconds",
+        "retention_clamped",
+        "duration_ms",
+        "dry_run",
+    }
     assert (payload["deleted"], payload["retention_seconds"], payload["dry_run"]) == (
         7,
         30 * DAY,
         False,
     )
+    assert (payload["soft_retention_seconds"], payload["retention_clamped"]) == (7 * DAY, False)
     assert payload["duration_ms"] >= 0
 
 
 def test_command_dry_run_changes_nothing(table) -> None:
-    out = sweep_activity("--dry-run", "--retention", "1d")
+    out = sweep_activity("--dry-run", "--retention", "1d", "--soft-retention", "1h")
 
-    assert out.startswith("would sweep 10 activity rows older than 86400s in ")
+    assert out.startswith(
+        "would sweep 10 activity rows acknowledged and older than 3600s, or older than 86400s, in "
+    )
     assert out.endswith(" ms (dry run)\n")
     assert json.loads(sweep_activity("--dry-run", "--json"))["dry_run"] is True
     assert rows_left() == 10
+
+
+# --- the two horizons ----------------------------------------------------------------------
+
+
+def acknowledge_all() -> None:
+    for workspace_id, last in run_sql(
+        "SELECT workspace_id, max(id) + 1 FROM activity_logs GROUP BY workspace_id"
+    ):
+        InboxDeliveryState.objects.ack(workspace_id, last)
+
+
+def test_acknowledged_rows_go_after_the_soft_horizon(table) -> None:
+    acknowledge_all()
+
+    assert activity_sweep_preview().deleted == 10
+    assert activity_sweep().deleted == 10
+    assert rows_left() == 0
+
+
+@override_settings(ACTIVITY_SOFT_RETENTION=timedelta(days=40))
+def test_a_soft_horizon_beyond_the_hard_one_raises_it_and_says_so(table, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="molecule.services")
+
+    out = sweep_activity()
+    report = activity_sweep()
+
+    first, second = out.splitlines()
+    assert first.startswith(
+        "swept 0 activity rows acknowledged and older than 3456000s, or older than 3456000s, in "
+    )
+    assert second == "retention 2592000s is below the soft retention 3456000s: both are 3456000s"
+    assert report.horizons.clamped_from == timedelta(days=30)
+    assert json.loads(sweep_activity("--json"))["retention_clamped"] is True
+    [record, *_] = [r for r in caplog.records if r.name == "molecule.services"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().endswith(
+        "(retention 2592000s is below the soft retention 3456000s: both are 3456000s)"
+    )
+    assert rows_left() == 10
+
+
+def test_the_soft_retention_option_overrides_the_setting(table) -> None:
+    acknowledge_all()
+
+    out = sweep_activity("--soft-retention", "30d", "--retention", "60d")
+
+    # Acknowledged, but the 29-day-old rows are inside the 30-day soft horizon.
+    assert out.startswith(
+        "swept 7 activity rows acknowledged and older than 2592000s, or older than 5184000s, in "
+    )
+    assert rows_left() == 3

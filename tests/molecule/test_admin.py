@@ -7,12 +7,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from molecule.admin_utils import compact_time, human_duration
-from molecule.models import ActivityLog, Workspace
+from molecule.models import ActivityLog, InboxDeliveryState, Workspace
 from molecule.services import activity_append
 from tests.helpers import RegisteredWorkspace, assert_metric_delta, metrics_saved
 
@@ -86,6 +88,41 @@ def test_workspace_list_sorts_by_last_activity(
     column = admin_client.get(WORKSPACES).context["cl"].list_display.index("last_activity")
     response = admin_client.get(WORKSPACES, {"o": f"{direction}{column}"})
     assert [workspace.name for workspace in response.context["cl"].result_list] == expected
+
+
+def test_workspace_list_and_page_show_the_last_acked_seq(
+    admin_client: Client, register: Register
+) -> None:
+    acking, silent = register("acking").workspace, register("silent").workspace
+    InboxDeliveryState.objects.ack(acking.id, 4242)
+
+    html = admin_client.get(WORKSPACES).content.decode()
+    page = admin_client.get(reverse("admin:molecule_workspace_change", args=[acking.id]))
+
+    assert "column-last_acked_seq" in html
+    assert row_cells(html, str(acking.id))["last_acked_seq"] == "4242"
+    assert row_cells(html, str(silent.id))["last_acked_seq"] == "0"
+    assert re.search(r"field-last_acked_seq.*?4242", page.content.decode(), re.S)
+
+
+def test_workspace_list_costs_the_same_queries_for_2_or_20_workspaces(
+    admin_client: Client, register: Register
+) -> None:
+    def list_queries() -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(WORKSPACES).status_code == 200
+        return [query["sql"] for query in captured.captured_queries]
+
+    for n in range(2):
+        InboxDeliveryState.objects.ack(register(f"few-{n}").id, n)
+    few = list_queries()
+    for n in range(18):
+        InboxDeliveryState.objects.ack(register(f"many-{n}").id, n)
+    many = list_queries()
+
+    assert len(many) == len(few)
+    [listing] = [sql for sql in many if sql.startswith('SELECT "workspaces"."id"')]
+    assert 'LEFT OUTER JOIN "inbox_delivery_state"' in listing
 
 
 def test_token_hash_never_appears(admin_client: Client, register: Register) -> None:

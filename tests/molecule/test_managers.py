@@ -16,7 +16,7 @@ from molecule.managers import (
     CursorGone,
     WorkspaceRef,
 )
-from molecule.models import ActivityLog, Workspace
+from molecule.models import ActivityLog, InboxDeliveryState, Workspace
 from molecule.services import activity_append
 from scheduler.metrics import phantom_busy_resets
 from tests.helpers import run_sql
@@ -223,10 +223,8 @@ def test_activity_feed_filters_newest_first_and_after_a_cursor_oldest_first(regi
     activity_append(workspace_id=other.id, activity_type="a2a_receive")
 
     def listed(since_id: int | None = None, **kwargs: Any) -> list[int]:
-        after = (
-            None if since_id is None else ActivityLog.objects.cursor_position(ws.id, str(since_id))
-        )
-        return [row.id for row in ActivityLog.objects.feed(ws.id, after=after, **kwargs)]
+        after = None if since_id is None else ActivityLog.objects.cursor_id(ws.id, str(since_id))
+        return [row.id for row in ActivityLog.objects.feed(ws.id, after_id=after, **kwargs)]
 
     assert listed() == ids[::-1]
     assert listed(activity_type="a2a_receive") == [ids[3], ids[2], ids[0]]
@@ -236,19 +234,32 @@ def test_activity_feed_filters_newest_first_and_after_a_cursor_oldest_first(regi
 
 
 @pytest.mark.django_db
-def test_rows_of_one_transaction_page_by_seq_and_none_is_skipped(register):
-    # One transaction: every row has the same created_at, so only seq orders them.
+def test_rows_of_one_transaction_page_by_id_and_none_is_skipped(register):
+    # One transaction: every row has the same created_at; the id alone orders them.
     ws = register("agent")
     with transaction.atomic():
         ids = [activity_append(workspace_id=ws.id, activity_type="agent_log").id for _ in range(5)]
     assert len(set(ActivityLog.objects.filter(pk__in=ids).values_list("created_at"))) == 1
 
-    seen, after = [], ActivityLog.objects.cursor_position(ws.id, str(ids[0]))
-    while page := ActivityLog.objects.feed(ws.id, after=after, limit=2):
+    seen, after = [], ActivityLog.objects.cursor_id(ws.id, str(ids[0]))
+    while page := ActivityLog.objects.feed(ws.id, after_id=after, limit=2):
         seen += [row.id for row in page]
-        after = ActivityLog.objects.cursor_position(ws.id, str(page[-1].id))
+        after = ActivityLog.objects.cursor_id(ws.id, str(page[-1].id))
 
     assert seen == ids[1:]
+
+
+@pytest.mark.django_db
+def test_the_feed_follows_ids_not_creation_times(register):
+    # A long transaction's row carries its transaction's early start time but commits, and so
+    # takes its id, after a later short one: the feed puts it after, where a cursor finds it.
+    ws = register("agent")
+    short = activity_append(workspace_id=ws.id, activity_type="a2a_receive").id
+    long = activity_append(workspace_id=ws.id, activity_type="a2a_receive").id
+    ActivityLog.objects.filter(pk=long).update(created_at=timezone.now() - timedelta(seconds=2))
+
+    assert [row.id for row in ActivityLog.objects.feed(ws.id, after_id=short)] == [long]
+    assert [row.id for row in ActivityLog.objects.feed(ws.id)] == [long, short]
 
 
 @pytest.mark.django_db
@@ -270,7 +281,7 @@ def test_a_cursor_that_names_no_row_of_this_workspace_is_gone(register, since_id
     }
 
     with pytest.raises(CursorGone):
-        ActivityLog.objects.cursor_position(ws.id, values[since_id])
+        ActivityLog.objects.cursor_id(ws.id, values[since_id])
 
 
 @pytest.mark.django_db
@@ -285,6 +296,22 @@ def test_feed_source_and_since_seconds_filters(register):
         return [row.id for row in ActivityLog.objects.feed(ws.id, **kwargs)]
 
     assert ids(source="canvas") == [canvas]
-    assert ids(source="agent") == [agent, old]
+    # Newest first by id, the feed's order: the backdated row was appended last.
+    assert ids(source="agent") == [old, agent]
     assert ids(since_seconds=3600) == [agent, canvas]
     assert ids(source="agent", since_seconds=3600) == [agent]
+
+
+@pytest.mark.django_db
+def test_inbox_ack_inserts_then_moves_forward_only(register):
+    ws, other = register("agent"), register("other")
+
+    marks = [InboxDeliveryState.objects.ack(ws.id, seq) for seq in (0, 5, 3, 5, 8)]
+
+    assert marks == [0, 5, 5, 5, 8]
+    assert InboxDeliveryState.objects.ack(other.id, 2) == 2
+    assert dict(InboxDeliveryState.objects.values_list("workspace_id", "last_acked_seq")) == {
+        ws.id: 8,
+        other.id: 2,
+    }
+    assert str(InboxDeliveryState.objects.get(pk=ws.id)) == f"{ws.id} acked through 8"

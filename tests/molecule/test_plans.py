@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from molecule.models import ActivityLog
 from tests.helpers import run_sql
@@ -52,21 +54,42 @@ def test_cursor_lookup_and_pages_use_indexes_at_200k_rows():
     )[0]
 
     with CaptureQueriesContext(connection) as queries:
-        after = ActivityLog.objects.cursor_position(workspace_id, str(cursor_id))
-        page = ActivityLog.objects.feed(workspace_id, activity_type="a2a_receive", after=after)
+        after_id = ActivityLog.objects.cursor_id(workspace_id, str(cursor_id))
+        page = ActivityLog.objects.feed(
+            workspace_id, activity_type="a2a_receive", after_id=after_id
+        )
         newest = ActivityLog.objects.feed(workspace_id, since_seconds=3600)
-    lookup_sql, page_sql, newest_sql = (query["sql"] for query in queries.captured_queries)
+        first_page = ActivityLog.objects.feed(workspace_id)
+        # The runtime's own poll, with upstream's other filters on top.
+        runtime = ActivityLog.objects.feed(
+            workspace_id,
+            activity_type="a2a_receive",
+            peer_id=uuid.uuid4(),
+            before=timezone.now(),
+            after_id=after_id,
+            peer_info=True,
+        )
+    lookup_sql, page_sql, newest_sql, first_sql, runtime_sql = (
+        q["sql"] for q in queries.captured_queries
+    )
 
-    assert page and newest
-    for sql in (lookup_sql, page_sql, newest_sql):
+    assert page and newest and first_page and runtime == []
+    for sql in (lookup_sql, page_sql, newest_sql, first_sql, runtime_sql):
         nodes = list(plan_nodes(sql))
         assert all(node["Node Type"] != "Seq Scan" for node in nodes), sql
     lookup_indexes = {node.get("Index Name") for node in plan_nodes(lookup_sql)}
-    assert lookup_indexes & {"activity_logs_pkey", "activity_logs_ws_created_idx"}
-    for sql in (page_sql, newest_sql):
+    assert lookup_indexes & {"activity_logs_pkey", "activity_logs_ws_id_idx"}
+    # The cursor page and the plain newest-first page read (workspace_id, id) in the feed's
+    # order, from the cursor (or the newest row) on, and stop at the limit: nothing to sort.
+    for sql, bound in ((page_sql, "id >"), (first_sql, None), (runtime_sql, "id >")):
         nodes = list(plan_nodes(sql))
-        [scan] = [n for n in nodes if n.get("Index Name") == "activity_logs_ws_created_idx"]
-        # The range starts at the cursor (or the since_secs bound): the index is not read from
-        # the workspace's first row. A Sort above it, if any, sorts only that range.
+        [scan] = [n for n in nodes if n.get("Index Name") == "activity_logs_ws_id_idx"]
         assert "workspace_id" in scan["Index Cond"], scan
-        assert "created_at" in scan["Index Cond"], scan
+        assert bound is None or bound in scan["Index Cond"], scan
+        # With filters it expects to match little, the planner may gather the range after the
+        # cursor and sort what matched; without, it reads in order and stops at the limit.
+        assert sql == runtime_sql or all(node["Node Type"] != "Sort" for node in nodes), sql
+    # since_secs: the workspace's recent rows by time, then sorted by id (only that range).
+    [scan] = [n for n in plan_nodes(newest_sql) if n.get("Index Name", "").startswith("activity")]
+    assert scan["Index Name"] == "activity_logs_ws_created_idx", scan
+    assert "created_at" in scan["Index Cond"], scan

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import OperationalError, connection
 
 from molecule.conf import DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE
-from molecule.models import ActivityLog, Workspace
+from molecule.models import ActivityLog, InboxDeliveryState, Workspace
 from molecule.retention import (
     ACTIVITY_SWEEP_BATCH_SQL,
     ACTIVITY_SWEEP_PREVIEW_SQL,
+    ActivityHorizons,
     ActivitySweepError,
     ActivitySweepResult,
 )
 from tests.helpers import assert_metric_delta, metrics_saved, run_sql
 
 DAY = 86400.0
-RETENTION = timedelta(days=30)
+SOFT = timedelta(days=7)
+HARD = timedelta(days=30)
+HORIZONS = ActivityHorizons.of(soft=SOFT, hard=HARD)
 COUNTER = "molecule_activity_logs_swept"
 
 # Rows aged ``age_base + g`` seconds (g = 1..count) for one workspace; existing columns only.
@@ -41,35 +46,78 @@ def add_rows(workspace_id: uuid.UUID, kind: str, count: int, age_base: float) ->
     )
 
 
+def acknowledge(workspace_id: uuid.UUID, seq: int) -> None:
+    InboxDeliveryState.objects.ack(workspace_id, seq)
+
+
 def kinds_left() -> dict[str, int]:
     return dict(run_sql("SELECT activity_type, count(*) FROM activity_logs GROUP BY 1"))
 
 
-# (case, age in seconds, deleted?)
+def sweep(horizons: ActivityHorizons = HORIZONS, **options: Any) -> ActivitySweepResult:
+    options.setdefault("batch_size", DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE)
+    return ActivityLog.objects.sweep(horizons, counter=COUNTER, **options)
+
+
+# (case, age in seconds, the workspace's acknowledged mark relative to the row, deleted?)
+# The mark is "later" (a later row was acknowledged), "self" (this row was the last one
+# acknowledged: the poller's cursor), "earlier", or None (the workspace never acknowledged).
 RETENTION_CASES = [
-    ("a day old", DAY, False),
-    ("one second inside retention", 30 * DAY - 1, False),
-    ("one second past retention", 30 * DAY + 1, True),
-    ("a year old", 365 * DAY, True),
+    ("a day old, acknowledged", DAY, "later", False),
+    ("one second inside the soft horizon, acknowledged", 7 * DAY - 1, "later", False),
+    ("one second past the soft horizon, acknowledged", 7 * DAY + 1, "later", True),
+    ("past the soft horizon, the acknowledged mark itself", 8 * DAY, "self", False),
+    ("past the soft horizon, not yet acknowledged", 8 * DAY, "earlier", False),
+    ("past the soft horizon, never acknowledged", 8 * DAY, None, False),
+    ("one second inside the hard horizon, never acknowledged", 30 * DAY - 1, None, False),
+    ("one second past the hard horizon, never acknowledged", 30 * DAY + 1, None, True),
+    ("past the hard horizon, the acknowledged mark itself", 31 * DAY, "self", True),
+    ("a year old, acknowledged", 365 * DAY, "later", True),
 ]
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("age", "deleted"),
+    ("age", "mark", "deleted"),
     [case[1:] for case in RETENTION_CASES],
     ids=[case[0] for case in RETENTION_CASES],
 )
-def test_sweep_deletes_exactly_the_rows_past_retention(age: float, deleted: bool) -> None:
-    add_rows(workspace(), "row", 1, age - 1)  # generate_series adds the 1
+def test_sweep_deletes_exactly_the_rows_past_their_horizon(
+    age: float, mark: str | None, deleted: bool
+) -> None:
+    ws = workspace()
+    add_rows(ws, "row", 1, age - 1)  # generate_series adds the 1
+    ((row_id,),) = run_sql("SELECT id FROM activity_logs")
+    if mark is not None:
+        acknowledge(ws, {"later": row_id + 1000, "self": row_id, "earlier": row_id - 1}[mark])
 
-    assert ActivityLog.objects.sweep_preview(RETENTION) == int(deleted)
-    result = ActivityLog.objects.sweep(
-        RETENTION, counter=COUNTER, batch_size=DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE
-    )
-
-    assert result.deleted == int(deleted)
+    assert ActivityLog.objects.sweep_preview(HORIZONS) == int(deleted)
+    assert sweep().deleted == int(deleted)
     assert kinds_left() == ({} if deleted else {"row": 1})
+
+
+@pytest.mark.django_db
+def test_each_workspace_is_judged_by_its_own_acknowledged_mark() -> None:
+    ahead, behind, silent = workspace(), workspace(), workspace()
+    for ws, kind in ((ahead, "ahead"), (behind, "behind"), (silent, "silent")):
+        add_rows(ws, kind, 4, 10 * DAY)
+    ids = {
+        kind: [
+            i
+            for (i,) in run_sql(
+                "SELECT id FROM activity_logs WHERE activity_type = %s ORDER BY id", [kind]
+            )
+        ]
+        for kind in ("ahead", "behind")
+    }
+    acknowledge(ahead, ids["ahead"][-1])
+    acknowledge(behind, ids["behind"][1])
+
+    result = sweep()
+
+    # ahead keeps only its mark; behind keeps its mark and what follows; silent keeps all.
+    assert result.deleted == 3 + 1
+    assert kinds_left() == {"ahead": 1, "behind": 3, "silent": 4}
 
 
 @pytest.mark.django_db
@@ -80,11 +128,9 @@ def test_sweep_works_in_batches_and_counts_each_in_the_totals() -> None:
     before = metrics_saved()
     seen: list[ActivitySweepResult] = []
 
-    result = ActivityLog.objects.sweep(
-        RETENTION, counter=COUNTER, batch_size=10, on_batch=seen.append
-    )
+    result = sweep(batch_size=10, on_batch=seen.append)
 
-    # 10 + 10 + 5: the short third batch ends the sweep.
+    # 10 + 10 + 5: the short third window ends the sweep.
     assert result == ActivitySweepResult(deleted=25, batches=3)
     assert [batch.deleted for batch in seen] == [10, 20, 25]
     assert kinds_left() == {"new": 7}
@@ -92,28 +138,67 @@ def test_sweep_works_in_batches_and_counts_each_in_the_totals() -> None:
 
 
 @pytest.mark.django_db
+def test_unacknowledged_rows_between_the_horizons_are_read_a_window_at_a_time() -> None:
+    # 5 acknowledged rows behind 25 that nobody acknowledged yet: each batch reads a window
+    # of at most 10 index entries, so the last statement does not scan all 25 to find none.
+    ws = workspace()
+    add_rows(ws, "acked", 5, 12 * DAY)
+    add_rows(ws, "waiting", 25, 8 * DAY)
+    ((mark,),) = run_sql("SELECT max(id) FROM activity_logs WHERE activity_type = 'acked'")
+    acknowledge(ws, mark + 1)  # a later row, already gone from this table
+
+    result = sweep(batch_size=10)
+
+    assert result == ActivitySweepResult(deleted=5, batches=4)
+    assert kinds_left() == {"waiting": 25}
+
+
+@pytest.mark.django_db
 def test_rows_sharing_one_created_at_across_batches_are_all_deleted() -> None:
     ws = workspace()
-    # One transaction's rows share created_at: a batch boundary falls inside them.
+    # One transaction's rows share created_at: a window boundary falls inside them.
     run_sql(
         "INSERT INTO activity_logs (workspace_id, activity_type, created_at) "
         "SELECT %s, 'same', now() - interval '40 days' FROM generate_series(1, 12)",
         [ws],
     )
 
-    result = ActivityLog.objects.sweep(RETENTION, counter=COUNTER, batch_size=5)
+    result = sweep(batch_size=5)
 
     assert result.deleted == 12
     assert kinds_left() == {}
 
 
+# (case, soft, hard, the horizons used, the hard horizon asked for when it was raised)
+HORIZON_CASES = [
+    ("hard above soft", SOFT, HARD, (SOFT, HARD), None),
+    ("hard equal to soft", SOFT, SOFT, (SOFT, SOFT), None),
+    ("hard below soft is raised to it", SOFT, timedelta(days=1), (SOFT, SOFT), timedelta(days=1)),
+    ("negative soft counts as zero", -SOFT, HARD, (timedelta(0), HARD), None),
+    ("both negative", -SOFT, -HARD, (timedelta(0), timedelta(0)), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "used", "clamped_from"),
+    [case[1:] for case in HORIZON_CASES],
+    ids=[case[0] for case in HORIZON_CASES],
+)
+def test_horizons_clamp_the_hard_one_to_the_soft_one(soft, hard, used, clamped_from) -> None:
+    horizons = ActivityHorizons.of(soft=soft, hard=hard)
+
+    assert (horizons.soft, horizons.hard) == used
+    assert horizons.clamped_from == clamped_from
+
+
 @pytest.mark.django_db
-def test_negative_retention_counts_as_zero() -> None:
+def test_zero_horizons_delete_every_row_already_written() -> None:
     ws = workspace()
     add_rows(ws, "old", 3, 60)
+    zero = ActivityHorizons.of(soft=-SOFT, hard=-HARD)
 
-    assert ActivityLog.objects.sweep_preview(-RETENTION) == 3
-    assert ActivityLog.objects.sweep(-RETENTION, counter=COUNTER, batch_size=0).deleted == 3
+    assert ActivityLog.objects.sweep_preview(zero) == 3
+    assert sweep(zero, batch_size=0).deleted == 3
 
 
 @pytest.mark.django_db
@@ -126,9 +211,7 @@ def test_a_failing_batch_keeps_what_earlier_batches_committed_and_counted() -> N
         raise OperationalError("connection lost")
 
     with pytest.raises(ActivitySweepError, match="connection lost") as caught:
-        ActivityLog.objects.sweep(
-            RETENTION, counter=COUNTER, batch_size=4, on_batch=fail_after_first
-        )
+        sweep(batch_size=4, on_batch=fail_after_first)
 
     assert caught.value.partial == ActivitySweepResult(4, 1)
     assert kinds_left() == {"old": 2}
@@ -142,8 +225,9 @@ def explain(sql: str, params: dict[str, object]) -> str:
 
 
 @pytest.mark.django_db
-def test_plans_on_a_million_rows_walk_the_created_at_index() -> None:
-    # 1,000,000 rows over 100 workspaces and 29 days, 2 % past retention: no sequential scan.
+def test_plans_on_a_million_rows_walk_the_created_at_index_a_window_at_a_time() -> None:
+    # 1,000,000 rows over 100 workspaces and 29 days, 2 % past the hard horizon, most past the
+    # soft one: no sequential scan, and no statement reads beyond its window.
     # Built fast: a temporary activity_logs (it shadows the real one in this session) with the
     # real table's columns, filled before its indexes are built from the real table's own
     # definitions, so the statements plan against exactly the production indexes.
@@ -171,19 +255,22 @@ def test_plans_on_a_million_rows_walk_the_created_at_index() -> None:
     batch_plan = explain(
         ACTIVITY_SWEEP_BATCH_SQL,
         {
-            "retention_seconds": RETENTION.total_seconds(),
-            "created_from": datetime(1, 1, 1, tzinfo=UTC),
+            **HORIZONS.params(),
+            "created_after": datetime(1, 1, 1, tzinfo=UTC),
             "batch_size": 5000,
             "counter": COUNTER,
         },
     )
-    preview_plan = explain(
-        ACTIVITY_SWEEP_PREVIEW_SQL, {"retention_seconds": RETENTION.total_seconds()}
-    )
+    preview_plan = explain(ACTIVITY_SWEEP_PREVIEW_SQL, HORIZONS.params())
 
     for plan in (batch_plan, preview_plan):
         assert "activity_logs_created_idx" in plan, plan
         assert "Seq Scan on activity_logs" not in plan, plan
-    assert "Index Scan using activity_logs_created_idx" in batch_plan, batch_plan
-    assert "Sort" not in batch_plan, batch_plan
+        assert "Sort" not in plan, plan
+    # The window: the next batch_size entries of the index, read in order up to the limit.
+    assert "Index Only Scan using activity_logs_created_idx" in batch_plan, batch_plan
+    # The rows picked lie within the window's range of the index, never beyond it.
+    picked = batch_plan[batch_plan.index("CTE picked") : batch_plan.index("CTE deleted")]
+    assert re.search(r"Index Cond: .*created_at <= \$\d", picked), picked
+    assert "inbox_delivery_state_pkey" in picked, picked
     assert "Tid Scan on activity_logs" in batch_plan, batch_plan

@@ -40,6 +40,7 @@ def indexdef(name: str) -> str:
             "activity_logs_ws_created_idx",
             "ON public.activity_logs USING btree (workspace_id, created_at, id)",
         ),
+        ("activity_logs_ws_id_idx", "ON public.activity_logs USING btree (workspace_id, id)"),
     ],
 )
 def test_named_indexes_with_their_predicates(name, definition):
@@ -74,6 +75,8 @@ NOW = r"(now\(\)|CURRENT_TIMESTAMP)"
         ("workspaces", "current_task", r"''::text"),
         ("workspaces", "delivery_mode", r"'push'::text"),
         ("activity_logs", "created_at", NOW),
+        ("inbox_delivery_state", "last_acked_seq", r"0"),
+        ("inbox_delivery_state", "updated_at", NOW),
     ],
 )
 def test_column_defaults_live_in_the_database(table, column, pattern):
@@ -195,6 +198,19 @@ def test_activity_logs_cascade_is_declared_in_the_database(register):
     assert counts == {stays.id: 2}
 
 
+def test_inbox_delivery_state_goes_with_its_workspace_in_plain_sql(register):
+    ((target, on_delete, definition),) = foreign_keys("inbox_delivery_state")
+    assert (target, on_delete) == ("workspaces", "c")
+    assert definition.startswith("FOREIGN KEY (workspace_id) REFERENCES workspaces(id)")
+    gone, stays = register("gone"), register("stays")
+    for ws in (gone, stays):
+        # Plain SQL with the database's defaults, as an operator's script would write it.
+        run_sql("INSERT INTO inbox_delivery_state (workspace_id) VALUES (%s)", [ws.id])
+    assert run_sql("SELECT DISTINCT last_acked_seq FROM inbox_delivery_state") == [(0,)]
+    run_sql("DELETE FROM workspaces WHERE id = %s", [gone.id])
+    assert run_sql("SELECT workspace_id FROM inbox_delivery_state") == [(stays.id,)]
+
+
 def test_pending_uploads_has_no_foreign_key(register):
     assert foreign_keys("pending_uploads") == []
     # Rows outlive their workspace: a plain delete of the workspace leaves them alone.
@@ -207,3 +223,40 @@ def test_pending_uploads_has_no_foreign_key(register):
     )
     run_sql("DELETE FROM workspaces WHERE id = %s", [ws.id])
     assert run_sql("SELECT count(*) FROM pending_uploads")[0][0] == 2
+
+
+# The first key of the feed's advisory lock ('actl'); the second is hashtext(workspace_id).
+FEED_LOCK_CLASS = 0x6163746C
+
+
+def test_activity_ids_come_from_the_sequence_whatever_the_insert_names(register):
+    ws = register("agent")
+    ((first,),) = run_sql(
+        "INSERT INTO activity_logs (workspace_id, activity_type) VALUES (%s, 'x') RETURNING id",
+        [ws.id],
+    )
+    # An explicit id, even a free one, is replaced: only the trigger hands out ids.
+    ((second,),) = run_sql(
+        "INSERT INTO activity_logs (id, workspace_id, activity_type) VALUES (%s, %s, 'y') "
+        "RETURNING id",
+        [first + 1000, ws.id],
+    )
+    assert first < second < first + 1000
+    assert run_sql("SELECT max(id) FROM activity_logs") == [(second,)]
+
+
+def test_an_activity_insert_holds_its_workspaces_feed_lock_until_the_transaction_ends(register):
+    ws, other = register("agent"), register("other")
+    run_sql("INSERT INTO activity_logs (workspace_id, activity_type) VALUES (%s, 'x')", [ws.id])
+
+    held = run_sql(
+        """
+        SELECT objid::int FROM pg_locks
+         WHERE locktype = 'advisory' AND classid::int = %s AND objsubid = 2
+           AND pid = pg_backend_pid() AND granted
+        """,
+        [FEED_LOCK_CLASS],
+    )
+    expected = run_sql("SELECT hashtext(%s::text)", [ws.id])
+    assert held == expected
+    assert held != run_sql("SELECT hashtext(%s::text)", [other.id])

@@ -83,6 +83,14 @@ CONFIGURATION_ERRORS = {
     "database-url-malformed": ({"DATABASE_URL": "postgres://[::1"}, "DATABASE_URL is malformed"),
     "database-url-sqlite": ({"DATABASE_URL": "sqlite:///molecule.sqlite3"}, "PostgreSQL"),
     "database-url-mysql": ({"DATABASE_URL": "mysql://root@127.0.0.1/molecule"}, "PostgreSQL"),
+    "external-platform-url-no-scheme": (
+        {"EXTERNAL_PLATFORM_URL": "platform.example"},
+        "EXTERNAL_PLATFORM_URL: must be an http(s) URL, got 'platform.example'",
+    ),
+    "soft-retention-not-a-duration": (
+        {"ACTIVITY_SOFT_RETENTION": "a week"},
+        "ACTIVITY_SOFT_RETENTION: invalid duration 'a week'",
+    ),
 }
 
 
@@ -175,6 +183,20 @@ PRINT_UPSTREAM_ALIASES = (
 )
 
 
+def printed_by(code: str, **env: str | None) -> str:
+    """What ``python -c code`` prints in a production environment with ``env``."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=production_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 @pytest.mark.parametrize(
     ("env", "printed"),
     [
@@ -201,27 +223,43 @@ PRINT_UPSTREAM_ALIASES = (
     ids=["defaults", "upstream-names", "ours-win", "ms"],
 )
 def test_statement_timeout_and_upstream_phantom_busy_names(env, printed):
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_UPSTREAM_ALIASES],
-        env=production_env(
-            **{
-                "DB_STATEMENT_TIMEOUT": None,
-                "PHANTOM_BUSY_SWEEP_INTERVAL": None,
-                "PHANTOM_BUSY_SWEEPER_INTERVAL_S": None,
-                "PHANTOM_BUSY_SWEEPER_DISABLED": None,
-                **env,
-            }
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    unset = (
+        "DB_STATEMENT_TIMEOUT",
+        "PHANTOM_BUSY_SWEEP_INTERVAL",
+        "PHANTOM_BUSY_SWEEPER_INTERVAL_S",
+        "PHANTOM_BUSY_SWEEPER_DISABLED",
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    assert printed_by(PRINT_UPSTREAM_ALIASES, **{**dict.fromkeys(unset), **env}) == printed
 
 
 def test_a_bad_statement_timeout_is_a_one_line_error():
     result = run_manage("check", env=production_env(DB_STATEMENT_TIMEOUT="soon"))
     assert result.returncode != 0
     assert "DB_STATEMENT_TIMEOUT: invalid duration 'soon'" in result.stderr
+
+
+PRINT_FEED_SETTINGS = (
+    "import django; django.setup(); from molecule import conf; "
+    "print(conf.activity_soft_retention(), conf.activity_retention(), "
+    "repr(conf.external_platform_url()))"
+)
+FEED_SETTINGS = ("ACTIVITY_SOFT_RETENTION", "ACTIVITY_RETENTION", "EXTERNAL_PLATFORM_URL")
+
+
+@pytest.mark.parametrize(
+    ("env", "printed"),
+    [
+        ({}, "7 days, 0:00:00 30 days, 0:00:00 ''"),
+        (
+            {
+                "ACTIVITY_SOFT_RETENTION": "2d",
+                "ACTIVITY_RETENTION": "10d",
+                "EXTERNAL_PLATFORM_URL": "https://platform.example/",
+            },
+            "2 days, 0:00:00 10 days, 0:00:00 'https://platform.example/'",
+        ),
+    ],
+    ids=["defaults", "from-the-environment"],
+)
+def test_the_feed_settings_come_from_the_environment_or_conf(env, printed):
+    assert printed_by(PRINT_FEED_SETTINGS, **{**dict.fromkeys(FEED_SETTINGS), **env}) == printed

@@ -14,7 +14,6 @@ import pytest
 from django.contrib.postgres.functions import TransactionNow
 from django.db import DatabaseError, connection, transaction
 
-from molecule.models import ActivityLog
 from pending_uploads import managers
 from pending_uploads.managers import (
     SWEEP_BATCH_SQL,
@@ -373,46 +372,30 @@ def test_batches_walk_each_index_in_key_order_when_many_rows_are_eligible():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("failure", ["filename_check", "on_row_sql_error"])
-def test_put_batch_is_atomic_on_a_database_error(poll_workspace, failure):
-    ws_id = poll_workspace.id
-    names = ["a.txt", "b.txt", "x" * 101 if failure == "filename_check" else "c.txt", "d.txt"]
-    seen: list[str] = []
-
-    def on_row(row: PendingUpload) -> None:
-        seen.append(row.filename)
-        ActivityLog.objects.create(workspace_id=ws_id, activity_type="a2a_receive")
-        if failure == "on_row_sql_error" and len(seen) == 3:
-            run_sql("SELECT 1 / 0")
+def test_put_batch_is_atomic_on_a_database_error(poll_workspace):
+    names = ["a.txt", "b.txt", "x" * 101, "d.txt"]
 
     with pytest.raises(DatabaseError) as caught:
         PendingUpload.objects.put_batch(
-            ws_id, [upload(name) for name in names], ttl=TTL, max_bytes=MAX_BYTES, on_row=on_row
+            poll_workspace.id, [upload(name) for name in names], ttl=TTL, max_bytes=MAX_BYTES
         )
-    expected_state = {"filename_check": "23514", "on_row_sql_error": "22012"}[failure]
-    assert caught.value.__cause__.sqlstate == expected_state
-    assert seen == names[: len(seen)]
-    assert len(seen) == (2 if failure == "filename_check" else 3)
+
+    assert caught.value.__cause__.sqlstate == "23514"
     assert PendingUpload.objects.count() == 0
-    assert ActivityLog.objects.count() == 0
 
 
 @pytest.mark.django_db
-def test_put_batch_commits_rows_with_their_on_row_writes(poll_workspace):
+def test_put_batch_stores_every_file_with_the_ttl(poll_workspace):
     ws_id = poll_workspace.id
     rows = PendingUpload.objects.put_batch(
         ws_id,
         [upload("a.txt", b"alpha"), upload("b.bin", b"\x00\xff")],
         ttl=TTL,
         max_bytes=MAX_BYTES,
-        on_row=lambda row: ActivityLog.objects.create(
-            workspace_id=ws_id, activity_type="a2a_receive", summary=row.filename
-        ),
     )
     assert [row.filename for row in rows] == ["a.txt", "b.bin"]
     stored = {row.filename: bytes(row.content) for row in PendingUpload.objects.all()}
     assert stored == {"a.txt": b"alpha", "b.bin": b"\x00\xff"}
-    assert sorted(ActivityLog.objects.values_list("summary", flat=True)) == ["a.txt", "b.bin"]
     (delta,) = run_sql(
         "SELECT DISTINCT expires_at - created_at FROM pending_uploads WHERE workspace_id = %s",
         [ws_id],
@@ -425,17 +408,13 @@ def test_put_batch_commits_rows_with_their_on_row_writes(poll_workspace):
 def test_put_batch_checks_every_size_before_any_write(poll_workspace, oversized_index):
     uploads = [upload("a.txt"), upload("b.txt"), upload("c.txt")]
     uploads[oversized_index] = upload("big.bin", b"x", size=MAX_BYTES + 1)
-    calls: list[PendingUpload] = []
     with pytest.raises(FileTooLarge) as caught:
-        PendingUpload.objects.put_batch(
-            poll_workspace.id, uploads, ttl=TTL, max_bytes=MAX_BYTES, on_row=calls.append
-        )
+        PendingUpload.objects.put_batch(poll_workspace.id, uploads, ttl=TTL, max_bytes=MAX_BYTES)
     assert (caught.value.filename, caught.value.size, caught.value.limit) == (
         "big.bin",
         MAX_BYTES + 1,
         MAX_BYTES,
     )
-    assert calls == []
     assert PendingUpload.objects.count() == 0
 
 

@@ -18,6 +18,7 @@ from django.test import override_settings
 from molecule.models import ActivityLog, MetricTotal
 from pending_uploads import metrics, tasks
 from pending_uploads.managers import (
+    CHUNK_BYTES,
     FileTooLarge,
     NewUpload,
     PendingUploadManager,
@@ -414,6 +415,37 @@ def test_received_files_are_stored_with_their_activity_rows(register, db) -> Non
         }
         for row in rows
     ]
+
+
+# Instrumentation, rolled back with the test: every INSERT statement on either table, in order.
+STATEMENT_LOG_SETUP = (
+    "CREATE TEMP TABLE insert_statements (n serial, tbl text)",
+    """
+    CREATE FUNCTION pg_temp.log_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO insert_statements (tbl) VALUES (TG_TABLE_NAME);
+        RETURN NULL;
+    END
+    $$
+    """,
+    "CREATE TRIGGER log_insert AFTER INSERT ON pending_uploads "
+    "FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.log_insert()",
+    "CREATE TRIGGER log_insert AFTER INSERT ON activity_logs "
+    "FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.log_insert()",
+)
+
+
+def test_every_file_is_written_before_the_activity_rows_in_one_insert(register, db) -> None:
+    workspace = register("uploader", "poll").workspace
+    for statement in STATEMENT_LOG_SETUP:
+        run_sql(statement)
+    big = SimpleUploadedFile("big.bin", b"b" * (CHUNK_BYTES + 1), "application/octet-stream")
+
+    uploads_receive(workspace=workspace, files=[upload_file("a.txt"), big, upload_file("c.txt")])
+
+    order = [tbl for (tbl,) in run_sql("SELECT tbl FROM insert_statements ORDER BY n")]
+    assert order == ["pending_uploads"] * 3 + ["activity_logs"]
+    assert stored_for(workspace.id) == (3, 3)
 
 
 @pytest.mark.django_db
