@@ -143,28 +143,7 @@ def test_url_target_keeps_the_path_and_defaults_the_port() -> None:
     assert url_target("http://[::1]:8080") == ("http", "::1", 8080, "")
 
 
-# --- resolution, through a resolver the tests control --------------------------------------
-
-
-@pytest.fixture
-def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[list[str]]]]:
-    """Names to answers: each lookup of a name takes its next answer (the last one repeats)."""
-    answers: dict[str, list[list[str]]] = {}
-    real = socket.getaddrinfo
-
-    def lookup(host: str, port: int, *args: object, **kwargs: object) -> list:
-        if host not in answers:
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
-            return real(host, port, *args, **kwargs)
-        queue = answers[host]
-        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
-        return [real(address, port, type=socket.SOCK_STREAM)[0] for address in addresses]
-
-    monkeypatch.setattr(socket, "getaddrinfo", lookup)
-    yield answers
+# --- resolution, through the resolver fixture: names the tests control ----------------------
 
 
 def test_a_name_is_refused_when_any_address_it_resolves_to_is(resolver) -> None:
