@@ -119,6 +119,9 @@ class Target(NamedTuple):
 
 def url_target(url: str) -> Target:
     """Split an http(s) URL into what a connection needs, or raise AddressRefused."""
+    if any(char <= " " or char == "\x7f" for char in url):
+        # No HTTP request line can carry them; urlsplit would pass some through.
+        raise AddressRefused("url must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
