@@ -124,6 +124,12 @@ def test_the_policy_comes_from_the_settings(settings: dict, expected: AddressPol
         ("http://example.com:99999/", "url is not valid: Port out of range 0-65535"),
         ("http://user:pass@example.com/", "url must not carry a user name or password"),
         ("http://93.184.215.14@169.254.169.254/", "url must not carry a user name or password"),
+        ("http://example.com/a b", "url must not contain spaces or control characters"),
+        (
+            "http://example.com/\r\nX-Injected: 1",
+            "url must not contain spaces or control characters",
+        ),
+        ("http://example.com/\x7f", "url must not contain spaces or control characters"),
     ],
 )
 def test_url_target_refuses_what_is_not_an_http_url(url: str, message: str) -> None:
