@@ -218,12 +218,20 @@ def _exchange(
         # The workspace may have answered before it read everything (a 401 or a 413) and
         # closed: its answer is worth more than the broken pipe.
         try:
-            timeout_set(connection, deadline)
-            return connection.getresponse(), chunks.sent
+            return _answer_head(connection, deadline), chunks.sent
         except (OSError, http.client.HTTPException):
             raise exc from None
+    return _answer_head(connection, deadline), chunks.sent
+
+
+def _answer_head(connection: WorkspaceConnection, deadline: float) -> http.client.HTTPResponse:
     timeout_set(connection, deadline)
-    return connection.getresponse(), chunks.sent
+    response = connection.getresponse()
+    if response.status < 200:
+        # http.client passes on any 1xx but 100 as if it were the answer; relayed, it would
+        # break the client's connection (101) or end its request without an answer.
+        raise http.client.HTTPException(f"a {response.status} where the answer should be")
+    return response
 
 
 def _count(outcome: str, started: float | None = None) -> None:

@@ -531,3 +531,12 @@ def test_more_bytes_than_declared_stop_the_forward(pusher, stand_in) -> None:
 
     assert response.status_code == 413
     assert not only(stand_in).complete
+
+
+def test_an_informational_status_in_place_of_the_answer_is_502(api, pusher, stand_in) -> None:
+    stand_in.reply = lambda received: (103, [("Link", "</a.css>; rel=preload")], b"")
+
+    response = post(api, pusher, multipart(b"x"))
+
+    assert response.status_code == 502
+    assert response.json() == {"error": "workspace unreachable"}
