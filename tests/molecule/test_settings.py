@@ -214,24 +214,28 @@ PRINT_UPSTREAM_ALIASES = (
     ids=["defaults", "upstream-names", "ours-win", "ms"],
 )
 def test_statement_timeout_and_upstream_phantom_busy_names(env, printed):
+    variables = (
+        "DB_STATEMENT_TIMEOUT",
+        "PHANTOM_BUSY_SWEEP_INTERVAL",
+        "PHANTOM_BUSY_SWEEPER_INTERVAL_S",
+        "PHANTOM_BUSY_SWEEPER_DISABLED",
+    )
+    assert printed_in_production(PRINT_UPSTREAM_ALIASES, variables, env) == printed
+
+
+def printed_in_production(code: str, variables: tuple[str, ...], env: dict[str, str]) -> str:
+    """What ``python -c code`` prints in a production environment where of ``variables``
+    only those in ``env`` are set."""
     result = subprocess.run(
-        [sys.executable, "-c", PRINT_UPSTREAM_ALIASES],
-        env=production_env(
-            **{
-                "DB_STATEMENT_TIMEOUT": None,
-                "PHANTOM_BUSY_SWEEP_INTERVAL": None,
-                "PHANTOM_BUSY_SWEEPER_INTERVAL_S": None,
-                "PHANTOM_BUSY_SWEEPER_DISABLED": None,
-                **env,
-            }
-        ),
+        [sys.executable, "-c", code],
+        env=production_env(**{**dict.fromkeys(variables), **env}),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    return result.stdout.strip()
 
 
 def test_a_bad_statement_timeout_is_a_one_line_error():
@@ -296,13 +300,4 @@ PUSH_VARIABLES = (
     ids=["defaults", "development", "debug", "saas", "org-id", "self-hosted-wins"],
 )
 def test_push_settings_come_from_the_environment(env, printed):
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_PUSH_SETTINGS],
-        env=production_env(**{**dict.fromkeys(PUSH_VARIABLES), **env}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    assert printed_in_production(PRINT_PUSH_SETTINGS, PUSH_VARIABLES, env) == printed

@@ -311,10 +311,7 @@ def test_a_stored_url_the_guard_refuses_is_400_and_never_dialled(
     with override_settings(**settings):
         response = post(api, pusher, multipart(b"x"))
 
-    assert response.status_code == 400
-    assert response.json() == {"error": "workspace URL not allowed"}
-    assert stand_in.received == []
-    assert_metric_deltas(saved, FORWARDS, "outcome", outcomes(refused=1))
+    assert_refused_undialled(response, 400, "workspace URL not allowed", stand_in, saved)
 
 
 def test_a_name_that_rebinds_to_a_refused_address_is_never_dialled(
@@ -327,8 +324,15 @@ def test_a_name_that_rebinds_to_a_refused_address_is_never_dialled(
 
     response = post(api, pusher, multipart(b"x"))
 
-    assert response.status_code == 502
-    assert response.json() == {"error": "workspace unreachable"}
+    assert_refused_undialled(response, 502, "workspace unreachable", stand_in, saved)
+
+
+def assert_refused_undialled(
+    response: Any, status: int, error: str, stand_in: StandInWorkspace, saved: list
+) -> None:
+    """The address guard refused the forward: nothing reached the workspace, and it counted."""
+    assert response.status_code == status
+    assert response.json() == {"error": error}
     assert stand_in.received == []
     assert_metric_deltas(saved, FORWARDS, "outcome", outcomes(refused=1))
 
