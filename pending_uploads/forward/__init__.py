@@ -88,6 +88,10 @@ class Relay:
         try:
             timeout_set(self.connection, self.deadline)
             chunk = self.response.read(CHUNK_BYTES)
+            if not chunk and self.response.length:
+                # http.client ends a Content-Length body cut short without a word.
+                missing = self.response.length
+                raise http.client.IncompleteRead(b"", missing)
         except (OSError, http.client.HTTPException) as exc:
             self.failure = first_line(exc) or type(exc).__name__
             # Raised, not a quiet end: the client must see a broken answer, not a short one.

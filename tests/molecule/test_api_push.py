@@ -319,3 +319,15 @@ def test_of_two_mints_at_once_both_present_the_one_stored(api) -> None:
 
     assert lost == stored
     assert unseal(stored_sealed(body["id"])) == stored
+
+
+def test_no_secret_is_minted_for_a_workspace_removed_meanwhile(api) -> None:
+    body = push_body(url=PUBLIC_URL)
+    register(api, body)
+    Workspace.objects.filter(pk=body["id"]).update(platform_inbound_secret_sealed=None)
+    # A heartbeat authenticated it, then an operator removed it.
+    authenticated = Workspace.objects.get(pk=body["id"])
+    Workspace.objects.filter(pk=body["id"]).update(status="removed")
+
+    assert inbound_secret_ensure(authenticated) is None
+    assert stored_sealed(body["id"]) is None

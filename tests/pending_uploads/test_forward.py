@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from devtools.processes.nginx import self_signed_certificate
 from devtools.processes.workspace import Received, StandInWorkspace
 from molecule.models import Workspace
 from pending_uploads import views
-from pending_uploads.forward import INGEST_PATH, SLOTS
+from pending_uploads.forward import INGEST_PATH, SLOTS, WorkspaceUnreachable
 from pending_uploads.metrics import FORWARD_OUTCOMES
 from tests.helpers import (
     RegisteredWorkspace,
@@ -544,3 +545,26 @@ def test_an_informational_status_in_place_of_the_answer_is_502(api, pusher, stan
 
     assert response.status_code == 502
     assert response.json() == {"error": "workspace unreachable"}
+
+
+def test_an_answer_that_breaks_off_is_never_passed_off_as_whole(api, pusher) -> None:
+    # A workspace that promises 100 bytes, sends 5 and closes.
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        Workspace.objects.filter(pk=pusher.id).update(
+            url=f"http://127.0.0.1:{server.getsockname()[1]}"
+        )
+
+        def answer_short() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+
+        threading.Thread(target=answer_short, daemon=True).start()
+        saved = metrics_saved()
+        response = post(api, pusher, multipart(b"x"))
+
+        assert response.status_code == 200
+        with pytest.raises(WorkspaceUnreachable, match="answer broke off"):
+            body_of(response)
+    assert_metric_deltas(saved, FORWARDS, "outcome", outcomes(unreachable=1))
