@@ -52,6 +52,22 @@ def when_ready(server) -> None:  # server: gunicorn's Arbiter
         server.cfg.threads,
         server.cfg.workers * server.cfg.threads,
     )
+    # Read through the app's conf, after on_starting checked the settings.
+    from pending_uploads import conf
+
+    cap = conf.forward_max_concurrent()
+    server.log.info(
+        "push forwards: up to %d per worker, %d from this server; more get 503",
+        cap,
+        cap * server.cfg.workers,
+    )
+    if cap >= server.cfg.threads:
+        server.log.warning(
+            "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT (%d) is not below the %d threads per "
+            "worker: forwards to slow workspaces can hold every thread and stall polls",
+            cap,
+            server.cfg.threads,
+        )
 
 
 def on_starting(server: object) -> None:

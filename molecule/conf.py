@@ -45,3 +45,11 @@ activity_retention = setting("ACTIVITY_RETENTION", DEFAULT_ACTIVITY_RETENTION)
 activity_soft_retention = setting("ACTIVITY_SOFT_RETENTION", DEFAULT_ACTIVITY_SOFT_RETENTION)
 activity_sweep_interval = setting("ACTIVITY_SWEEP_INTERVAL", DEFAULT_ACTIVITY_SWEEP_INTERVAL)
 activity_sweep_batch_size = setting("ACTIVITY_SWEEP_BATCH_SIZE", DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE)
+
+# The address guard's switches, upstream's names and meanings (molecule/addresses.py).
+# MOLECULE_ENV "development" or "dev" (any case) allows loopback and private workspace URLs;
+# it is its own switch, never DEBUG. MOLECULE_DEPLOY_MODE "saas" (or, when it is unset, a
+# non-empty MOLECULE_ORG_ID) allows private ones: RFC 1918 and fd00::/8.
+molecule_env = setting("MOLECULE_ENV", "")
+deploy_mode = setting("MOLECULE_DEPLOY_MODE", "")
+org_id = setting("MOLECULE_ORG_ID", "")

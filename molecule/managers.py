@@ -93,6 +93,20 @@ class WorkspaceManager(models.Manager["Workspace"]):
             return workspace
         return None
 
+    def inbound_secret_replace(
+        self, workspace_id: uuid.UUID, *, expected: str | None, sealed: str
+    ) -> bool:
+        """Store ``sealed`` if the stored value is still ``expected``; False if it changed.
+
+        Compare-and-set: of two requests minting at once, one secret is stored and the other
+        request learns it lost, so no workspace is handed a secret that was overwritten.
+        """
+        return bool(
+            self.filter(pk=workspace_id, platform_inbound_secret_sealed=expected)
+            .exclude(status="removed")
+            .update(platform_inbound_secret_sealed=sealed)
+        )
+
     def with_last_activity(self) -> models.QuerySet:
         # Through the app registry: models.py imports this module, so it cannot import back.
         activity = self.model._meta.apps.get_model("molecule", "ActivityLog")

@@ -56,6 +56,12 @@ class JsonNotFoundMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code == 404 and response.get("Content-Type", "").startswith("text/html"):
+        # Django's pages are never streamed; a streamed 404 is a workspace's answer, relayed
+        # as it came (push mode), and replacing it would also leave it unclosed.
+        if (
+            response.status_code == 404
+            and not response.streaming
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
             return json_error(404, "not found")
         return response

@@ -31,6 +31,10 @@ class Workspace(models.Model):
     current_task = models.TextField(default="", db_default="", blank=True)
     # SHA-256 of the bearer token; the token itself is shown once at registration.
     token_hash = models.CharField(max_length=64, editable=False)
+    # The platform_inbound_secret, which the platform presents to the workspace on a forward.
+    # It must be sent again, so it cannot be a hash: it is sealed (molecule/sealing.py) with
+    # keys derived from SECRET_KEY. NULL until minted. The admin never shows it.
+    platform_inbound_secret_sealed = models.TextField(null=True, editable=False)  # noqa: DJ001
     created_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
     updated_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
 

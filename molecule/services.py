@@ -6,17 +6,19 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import DatabaseError, IntegrityError, transaction
 
 from molecule import conf, metrics
+from molecule.addresses import url_check
 from molecule.errors import first_line
 from molecule.models import ActivityLog, InboxDeliveryState, MetricTotal, Workspace
 from molecule.retention import ActivityHorizons, ActivitySweepError, ActivitySweepResult
+from molecule.sealing import seal, unseal
 from molecule.tokens import token_generate, token_hash, token_matches
 
 logger = logging.getLogger(__name__)
@@ -30,10 +32,18 @@ class WorkspaceRemovedError(WorkspaceAuthError):
     """Re-registration, with the right token, of a workspace that was removed: it stays removed."""
 
 
-class Registration(NamedTuple):
+class PushUrlMissing(Exception):
+    def __init__(self) -> None:
+        super().__init__("url is required for push-mode workspaces")
+
+
+@dataclass(frozen=True)
+class Registration:
     workspace: Workspace
-    # The plain token, present only on first registration.
-    auth_token: str | None
+    # The plain token, present only on first registration; never in a repr (or a log line).
+    auth_token: str | None = field(repr=False)
+    # What the platform presents to the workspace on a forward; in every answer, as upstream.
+    platform_inbound_secret: str = field(repr=False)
 
 
 def workspace_register(
@@ -44,16 +54,34 @@ def workspace_register(
     url: str | None,
     bearer_token: str | None,
 ) -> Registration:
-    """Create the workspace and mint its token, or update it when the caller proves ownership."""
+    """Create the workspace and mint its token, or update it when the caller proves ownership.
+
+    A push-mode workspace needs a URL the address guard allows (PushUrlMissing,
+    AddressRefused). Every registration returns the platform_inbound_secret, minted on the
+    first one and again whenever the stored one is missing or no key opens it.
+    """
+    existing = Workspace.objects.filter(pk=workspace_id).first()
+    if existing is not None:
+        # Ownership first, as upstream checks it: a stranger learns nothing about the URL rules.
+        _owner_check(existing, bearer_token)
+    if delivery_mode == Workspace.DeliveryMode.PUSH:
+        if not url:
+            raise PushUrlMissing
+        # Outside the row lock, which heartbeats wait on: a lookup can take seconds.
+        url_check(url)
     fields = {"name": name, "delivery_mode": delivery_mode, "url": url}
     with transaction.atomic():
         workspace = Workspace.objects.select_for_update().filter(pk=workspace_id).first()
         if workspace is None:
             token = token_generate()
+            secret = token_generate()
             try:
                 with transaction.atomic():
                     workspace = Workspace.objects.create(
-                        id=workspace_id, token_hash=token_hash(token), **fields
+                        id=workspace_id,
+                        token_hash=token_hash(token),
+                        platform_inbound_secret_sealed=seal(secret),
+                        **fields,
                     )
             except IntegrityError:
                 # A concurrent first registration won; this caller holds no token for it.
@@ -61,27 +89,92 @@ def workspace_register(
             logger.info(
                 "workspace registered id=%s name=%s mode=%s", workspace_id, name, delivery_mode
             )
-            return Registration(workspace, token)
-        if bearer_token is None or not token_matches(bearer_token, workspace.token_hash):
-            raise WorkspaceAuthError
-        if workspace.status == Workspace.Status.REMOVED:
-            # Removed is terminal, as upstream's guard makes it: a late register never revives.
-            raise WorkspaceRemovedError
+            return Registration(workspace, token, secret)
+        _owner_check(workspace, bearer_token)
+        secret = inbound_secret_open(workspace)
+        if secret is None:
+            secret = token_generate()
+            _log_minted(workspace_id, workspace.platform_inbound_secret_sealed)
         Workspace.objects.filter(pk=workspace_id).update(
-            **fields, status=Workspace.Status.ONLINE, updated_at=Now()
+            **fields,
+            status=Workspace.Status.ONLINE,
+            updated_at=Now(),
+            # Sealed afresh with the current key: a secret sealed with a key that has since
+            # moved to SECRET_KEY_FALLBACKS no longer depends on it.
+            platform_inbound_secret_sealed=seal(secret),
         )
         workspace.refresh_from_db()
     logger.info("workspace re-registered id=%s name=%s mode=%s", workspace_id, name, delivery_mode)
-    return Registration(workspace, None)
+    return Registration(workspace, None, secret)
 
 
-def workspace_heartbeat(*, workspace: Workspace, active_tasks: int, current_task: str) -> None:
+def _owner_check(workspace: Workspace, bearer_token: str | None) -> None:
+    if bearer_token is None or not token_matches(bearer_token, workspace.token_hash):
+        raise WorkspaceAuthError
+    if workspace.status == Workspace.Status.REMOVED:
+        # Removed is terminal, as upstream's guard makes it: a late register never revives.
+        raise WorkspaceRemovedError
+
+
+def workspace_heartbeat(
+    *, workspace: Workspace, active_tasks: int, current_task: str
+) -> str | None:
+    """Record the beat; return the platform_inbound_secret, minting one if none is usable.
+
+    Upstream hands the secret down on every beat, so a workspace whose secret was just
+    minted here or by a rotation learns it without restarting. None if the workspace was
+    removed meanwhile.
+    """
     # exclude(): a workspace removed since it authenticated stays removed.
     Workspace.objects.filter(pk=workspace.pk).exclude(status=Workspace.Status.REMOVED).update(
         active_tasks=active_tasks,
         current_task=current_task,
         status=Workspace.Status.ONLINE,
         updated_at=Now(),
+    )
+    return inbound_secret_ensure(workspace)
+
+
+def inbound_secret_open(workspace: Workspace) -> str | None:
+    """The workspace's platform_inbound_secret, or None when there is none or no key opens it."""
+    sealed = workspace.platform_inbound_secret_sealed
+    if sealed is None:
+        return None
+    secret = unseal(sealed)
+    if secret is None:
+        logger.warning(
+            "platform_inbound_secret of workspace %s opens with no key of SECRET_KEY or "
+            "SECRET_KEY_FALLBACKS; it counts as missing until a new one is minted",
+            workspace.pk,
+        )
+    return secret
+
+
+def inbound_secret_ensure(workspace: Workspace) -> str | None:
+    """The usable secret, or a new one stored in its place; None if the workspace is removed."""
+    secret = inbound_secret_open(workspace)
+    if secret is not None:
+        return secret
+    minted = token_generate()
+    expected = workspace.platform_inbound_secret_sealed
+    sealed = seal(minted)
+    if Workspace.objects.inbound_secret_replace(workspace.pk, expected=expected, sealed=sealed):
+        workspace.platform_inbound_secret_sealed = sealed
+        _log_minted(workspace.pk, expected)
+        return minted
+    # Another request stored one first (or the workspace was removed): present that one.
+    workspace.refresh_from_db(fields=["platform_inbound_secret_sealed", "status"])
+    if workspace.status == Workspace.Status.REMOVED:
+        return None
+    return inbound_secret_open(workspace)
+
+
+def _log_minted(workspace_id: uuid.UUID, previous: str | None) -> None:
+    # The id and why, never the value (upstream logs its lazy heal the same way).
+    logger.info(
+        "platform_inbound_secret minted for workspace %s (%s)",
+        workspace_id,
+        "none was stored" if previous is None else "the stored one could not be opened",
     )
 
 

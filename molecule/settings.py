@@ -58,6 +58,18 @@ def _env_duration(name: str):
     return _env_parsed(name, parse_duration)
 
 
+# Upstream's values; it logs a warning for any other and runs self-hosted, where a typo here
+# stops startup instead, since it switches what the address guard allows.
+_DEPLOY_MODES = ("saas", "self-hosted", "selfhosted", "standalone")
+
+
+def _deploy_mode(text: str) -> str:
+    mode = text.strip().lower()
+    if mode and mode not in _DEPLOY_MODES:
+        raise ValueError(f"must be one of {', '.join(_DEPLOY_MODES)}, got {text!r}")
+    return mode
+
+
 DEBUG = _env_bool("DEBUG", False)
 
 # Settings never start a server: a process that lost its URL must stop, DEBUG or not, rather
@@ -81,6 +93,10 @@ if not DEBUG:
 else:
     SECRET_KEY = SECRET_KEY or "django-insecure-development-only-key-never-use-in-production"
     ALLOWED_HOSTS = ALLOWED_HOSTS or ["localhost", "127.0.0.1", "[::1]"]
+# Rotation the Django way: the old key moves here, so sessions and sealed secrets
+# (molecule/sealing.py) made with it stay readable. Comma-separated.
+if os.environ.get("SECRET_KEY_FALLBACKS"):
+    SECRET_KEY_FALLBACKS = _env_list("SECRET_KEY_FALLBACKS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -243,6 +259,22 @@ if os.environ.get("ACTIVITY_SWEEP_INTERVAL"):
     ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL")
 if os.environ.get("ACTIVITY_SWEEP_BATCH_SIZE"):
     ACTIVITY_SWEEP_BATCH_SIZE = _env_int("ACTIVITY_SWEEP_BATCH_SIZE")
+if os.environ.get("PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT"):
+    PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT = _env_duration(
+        "PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT"
+    )
+if os.environ.get("PENDING_UPLOADS_FORWARD_TIMEOUT"):
+    PENDING_UPLOADS_FORWARD_TIMEOUT = _env_duration("PENDING_UPLOADS_FORWARD_TIMEOUT")
+if os.environ.get("PENDING_UPLOADS_FORWARD_MAX_CONCURRENT"):
+    PENDING_UPLOADS_FORWARD_MAX_CONCURRENT = _env_int("PENDING_UPLOADS_FORWARD_MAX_CONCURRENT")
+# The address guard's switches (molecule/addresses.py), upstream's names. MOLECULE_ENV is its
+# own switch, never DEBUG: a production box with DEBUG on still refuses loopback URLs.
+if os.environ.get("MOLECULE_ENV"):
+    MOLECULE_ENV = os.environ["MOLECULE_ENV"]
+if os.environ.get("MOLECULE_DEPLOY_MODE"):
+    MOLECULE_DEPLOY_MODE = _env_parsed("MOLECULE_DEPLOY_MODE", _deploy_mode)
+if os.environ.get("MOLECULE_ORG_ID"):
+    MOLECULE_ORG_ID = os.environ["MOLECULE_ORG_ID"]
 # One more than the per-request file cap, so that Django's own limit never answers first.
 DATA_UPLOAD_MAX_NUMBER_FILES = (
     _env_int("PENDING_UPLOADS_MAX_FILES", pending_uploads_conf.DEFAULT_MAX_FILES) + 1

@@ -9,6 +9,7 @@ from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 
 from molecule import conf, services
+from molecule.addresses import AddressRefused
 from molecule.attachments import attachments_from_request_body
 from molecule.exposition import metrics_page
 from molecule.http import (
@@ -40,6 +41,12 @@ def _text(body: dict[str, Any], name: str, default: Any = "", limit: int = MAX_T
     return value
 
 
+def _url(value: Any, name: str) -> str | None:
+    if value is not None and (len(value) > 2048 or not value.startswith(("http://", "https://"))):
+        raise ApiError(400, f"{name} must be an http(s) URL of at most 2048 characters")
+    return value or None
+
+
 @api_view("POST")
 def register(request: HttpRequest) -> HttpResponse:
     body = json_object(request)
@@ -47,11 +54,12 @@ def register(request: HttpRequest) -> HttpResponse:
     delivery_mode = json_field(body, "delivery_mode", str, Workspace.DeliveryMode.PUSH)
     if delivery_mode not in Workspace.DeliveryMode.values:
         raise ApiError(400, "delivery_mode must be 'poll' or 'push'")
-    url = json_field(body, "url", str, None)
-    if url is not None and (len(url) > 2048 or not url.startswith(("http://", "https://"))):
-        raise ApiError(400, "url must be an http(s) URL of at most 2048 characters")
+    url = _url(json_field(body, "url", str, None), "url")
     agent_card = json_field(body, "agent_card", dict, {})
     name = _text(agent_card, "name", "", limit=200)
+    if url is None and delivery_mode == Workspace.DeliveryMode.PUSH:
+        # Upstream's fallback: a push workspace may name its URL in its agent card only.
+        url = _url(json_field(agent_card, "url", str, None), "agent_card.url")
     try:
         registration = services.workspace_register(
             workspace_id=workspace_id,
@@ -60,6 +68,8 @@ def register(request: HttpRequest) -> HttpResponse:
             url=url,
             bearer_token=bearer_token(request),
         )
+    except (services.PushUrlMissing, AddressRefused) as exc:
+        raise ApiError(400, str(exc)) from None
     except services.WorkspaceRemovedError:
         raise ApiError(401, "this workspace was removed; it cannot register again") from None
     except services.WorkspaceAuthError:
@@ -73,8 +83,14 @@ def register(request: HttpRequest) -> HttpResponse:
     }
     if registration.auth_token is not None:
         answer["auth_token"] = registration.auth_token
+    answer["platform_inbound_secret"] = registration.platform_inbound_secret
+    return _secret_answer(answer)
+
+
+def _secret_answer(answer: dict[str, Any]) -> ApiResponse:
     response = ApiResponse(answer)
-    # The first answer carries the token; no cache between us and the agent may keep it.
+    # The answer carries a token or the inbound secret: no cache between us and the agent may
+    # keep it.
     response["Cache-Control"] = "no-store"
     return response
 
@@ -92,10 +108,13 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     workspace = Workspace.objects.authenticate(workspace_id, token) if token else None
     if workspace is None:
         raise ApiError(401, "missing or invalid bearer token for this workspace")
-    services.workspace_heartbeat(
+    secret = services.workspace_heartbeat(
         workspace=workspace, active_tasks=active_tasks, current_task=current_task
     )
-    return ApiResponse({"status": "ok"})
+    answer: dict[str, Any] = {"status": "ok"}
+    if secret is not None:
+        answer["platform_inbound_secret"] = secret
+    return _secret_answer(answer)
 
 
 def _activity_json(row: ActivityLog, *, peer_info: bool = False) -> dict[str, Any]:

@@ -26,3 +26,19 @@ ack_retention = setting("PENDING_UPLOADS_ACK_RETENTION", DEFAULT_ACK_RETENTION)
 sweep_interval = setting("PENDING_UPLOADS_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL)
 sweep_batch_size = setting("PENDING_UPLOADS_SWEEP_BATCH_SIZE", DEFAULT_SWEEP_BATCH_SIZE)
 sweep_batch_bytes = setting("PENDING_UPLOADS_SWEEP_BATCH_BYTES", DEFAULT_SWEEP_BATCH_BYTES)
+
+# Push mode (pending_uploads/forward.py): upstream's dial timeout, and its bound on a whole
+# forward, body both ways included.
+DEFAULT_FORWARD_CONNECT_TIMEOUT = timedelta(seconds=10)
+DEFAULT_FORWARD_TIMEOUT = timedelta(seconds=1200)
+# Forwards in flight per worker process. Each holds a gunicorn thread for its whole transfer;
+# half of gunicorn.conf.py's 16 threads leaves the other half to polls whatever workspaces do.
+DEFAULT_FORWARD_MAX_CONCURRENT = 8
+
+forward_connect_timeout = setting(
+    "PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT", DEFAULT_FORWARD_CONNECT_TIMEOUT
+)
+forward_timeout = setting("PENDING_UPLOADS_FORWARD_TIMEOUT", DEFAULT_FORWARD_TIMEOUT)
+forward_max_concurrent = setting(
+    "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT", DEFAULT_FORWARD_MAX_CONCURRENT
+)

@@ -1,4 +1,6 @@
-"""Metrics of the pending-uploads sweeper, stored in metric_totals (see molecule.metrics)."""
+"""Metrics of the pending-uploads sweeper (stored in metric_totals) and of push-mode forwards."""
+
+from prometheus_client import Counter, Histogram
 
 from molecule.metrics import stored_metric
 
@@ -47,4 +49,35 @@ sweep_duration = stored_metric(
     "or a slow database.",
     "histogram",
     buckets=SWEEP_DURATION_BUCKETS,
+)
+
+
+# --- Push mode: forwards to the workspace, counted in the web process that made them --------
+# prometheus_client objects, not metric_totals rows: a forward is a request's work, like
+# django-prometheus' request metrics, and /metrics sums them over gunicorn's workers through
+# PROMETHEUS_MULTIPROC_DIR. apps.ready() imports this module, so every serving process
+# creates each outcome's series at 0 when it starts.
+
+FORWARD_OUTCOMES = ("ok", "workspace_error", "unreachable", "refused", "busy", "cancelled")
+FORWARD_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200)
+
+chat_upload_forwards = Counter(
+    "molecule_chat_upload_forwards_total",
+    "Chat uploads to push-mode workspaces, by outcome: ok (the workspace answered 2xx), "
+    "workspace_error (it answered otherwise; relayed as is), unreachable (no connection, a "
+    "reset or the timeout), refused (the address guard refused its URL), busy (this worker's "
+    "forwards were at PENDING_UPLOADS_FORWARD_MAX_CONCURRENT; 503), cancelled (the client went "
+    "away or sent a bad body). A rising unreachable or busy share means users' files do not "
+    "reach their workspaces.",
+    ["outcome"],
+)
+for _outcome in FORWARD_OUTCOMES:
+    chat_upload_forwards.labels(_outcome)
+
+chat_upload_forward_duration = Histogram(
+    "molecule_chat_upload_forward_duration_seconds",
+    "Time of each forward that got a connection slot, from the request to the last byte of "
+    "the workspace's answer (or the failure); a rise means slow workspaces are holding "
+    "gunicorn threads.",
+    buckets=FORWARD_DURATION_BUCKETS,
 )

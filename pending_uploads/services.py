@@ -28,11 +28,6 @@ class UploadRefused(Exception):
     """An upload refused as a whole; nothing of it is stored. The view picks the status."""
 
 
-class NotPollMode(UploadRefused):
-    def __init__(self) -> None:
-        super().__init__("workspace is not in poll mode")
-
-
 class NoFiles(UploadRefused):
     def __init__(self) -> None:
         super().__init__("no files part in the request")
@@ -73,8 +68,6 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
 
     Raise an UploadRefused, or FileTooLarge, for an upload refused as a whole.
     """
-    if workspace.delivery_mode != Workspace.DeliveryMode.POLL:
-        raise NotPollMode
     if not files:
         raise NoFiles
     if len(files) > conf.max_files():

@@ -1,4 +1,4 @@
-"""The poll-mode upload API: receive, list, fetch and ack pending uploads."""
+"""The upload API: receive (stored in poll mode, forwarded in push mode), list, fetch, ack."""
 
 from __future__ import annotations
 
@@ -10,26 +10,40 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 
-from molecule.http import ApiError, ApiResponse, api_view, parse_uuid, query_limit, workspace_auth
+from molecule.http import (
+    ApiError,
+    ApiResponse,
+    api_view,
+    json_error,
+    parse_uuid,
+    query_limit,
+    workspace_auth,
+)
 from molecule.models import Workspace
-from pending_uploads import conf, services
+from pending_uploads import conf, forward, services
 from pending_uploads.managers import AckOutcome, FileTooLarge, OpenedContent
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import FALLBACK_MIMETYPE
 
 # Uploaded bytes are the user's, not ours: never let a browser render them in our origin.
 ATTACHMENT_CSP = "default-src 'none'; sandbox"
+# Seconds a client waits after a 503 because this worker's forwards are all in flight.
+FORWARD_BUSY_RETRY_AFTER = 5
 
 
 @api_view("POST")
 @workspace_auth
-def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+def upload(request: HttpRequest, workspace: Workspace) -> HttpResponseBase:
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        declared = (
+            int(request.META["CONTENT_LENGTH"]) if request.META.get("CONTENT_LENGTH") else None
+        )
     except ValueError:
         raise ApiError(400, "invalid Content-Length") from None
-    if declared > conf.max_request_bytes():
+    if declared is not None and declared > conf.max_request_bytes():
         raise ApiError(413, "request body too large", max=conf.max_request_bytes())
+    if workspace.delivery_mode == Workspace.DeliveryMode.PUSH:
+        return _upload_forward(request, workspace, declared)
     if request.content_type != "multipart/form-data":
         raise ApiError(400, "expected a multipart/form-data body with parts named files")
     watch = CloseDelimiterWatch.install(request)
@@ -48,8 +62,6 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         raise ApiError(400, "malformed multipart body: it ends before the closing boundary")
     try:
         rows = services.uploads_receive(workspace=workspace, files=files)
-    except services.NotPollMode as exc:
-        raise ApiError(422, str(exc)) from None
     except (services.NoFiles, services.TooManyFiles) as exc:
         raise ApiError(400, str(exc)) from None
     except services.EmptyFile as exc:
@@ -62,6 +74,55 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         for part in files:
             part.close()
     return ApiResponse({"files": [services.upload_json(row) for row in rows]})
+
+
+def _upload_forward(
+    request: HttpRequest, workspace: Workspace, declared: int | None
+) -> HttpResponseBase:
+    """Push mode: the body goes to the workspace unparsed, and its answer comes back as is."""
+    stream: Any = request
+    if declared is None:
+        # Django reads no body without a Content-Length; a server that de-chunks (gunicorn)
+        # says so in wsgi.input_terminated, and its input then ends where the body does.
+        terminated = request.META.get("wsgi.input_terminated")
+        stream = request.META["wsgi.input"] if terminated else request
+        declared = None if terminated else 0
+    body = forward.IncomingBody(stream, request.META.get("CONTENT_TYPE", ""), declared)
+    try:
+        relay = forward.upload_forward(workspace=workspace, body=body)
+    except forward.WorkspaceUrlMissing:
+        raise ApiError(503, "workspace url not registered yet") from None
+    except forward.InboundSecretMissing:
+        raise ApiError(
+            503,
+            "workspace has no usable platform_inbound_secret; its next registration or "
+            "heartbeat mints one",
+        ) from None
+    except forward.WorkspaceUrlNotAllowed:
+        raise ApiError(400, "workspace URL not allowed") from None
+    except forward.ForwardBusy:
+        response = json_error(
+            503,
+            "too many uploads to workspaces in flight, retry later",
+            retry_after_seconds=FORWARD_BUSY_RETRY_AFTER,
+        )
+        response["Retry-After"] = str(FORWARD_BUSY_RETRY_AFTER)
+        return response
+    except forward.WorkspaceUnreachable:
+        raise ApiError(502, "workspace unreachable") from None
+    except forward.RequestBodyTooLarge:
+        raise ApiError(413, "request body too large", max=conf.max_request_bytes()) from None
+    except forward.RequestBodyIncomplete:
+        # Nobody reads this: the client has gone. The status is for the access log.
+        raise ApiError(400, "request body ended before its Content-Length") from None
+    response = StreamingHttpResponse(relay, status=relay.status)
+    # The workspace's Content-Type only, or none: Django's text/html default would be ours.
+    del response["Content-Type"]
+    if relay.content_type:
+        response["Content-Type"] = relay.content_type
+    # The workspace's bytes in our origin: no browser may run them.
+    response["Content-Security-Policy"] = ATTACHMENT_CSP
+    return response
 
 
 @api_view("GET")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,26 +26,62 @@ def quick_password_hashing() -> Iterator[None]:
         yield
 
 
+# Where the register fixture's push workspaces point unless a test names a URL: the discard
+# port on loopback, where nothing listens. Loopback passes the address guard only with
+# MOLECULE_ENV=development, so outside it an upload to them is refused before any connect.
+PUSH_URL = "http://127.0.0.1:9"
+
+
 @pytest.fixture
 def register() -> Callable[..., RegisteredWorkspace]:
     def make(
-        name: str = "agent", delivery_mode: str = "poll", **fields: Any
+        name: str = "agent", delivery_mode: str = "poll", url: str | None = None, **fields: Any
     ) -> RegisteredWorkspace:
-        registration = workspace_register(
-            workspace_id=uuid.uuid4(),
-            name=name,
-            delivery_mode=delivery_mode,
-            url=None,
-            bearer_token=None,
-        )
+        if delivery_mode == "push" and url is None:
+            url = PUSH_URL
+        with override_settings(MOLECULE_ENV="development"):
+            registration = workspace_register(
+                workspace_id=uuid.uuid4(),
+                name=name,
+                delivery_mode=delivery_mode,
+                url=url,
+                bearer_token=None,
+            )
         workspace = registration.workspace
         if fields:
             Workspace.objects.filter(pk=workspace.pk).update(**fields)
             workspace.refresh_from_db()
         assert registration.auth_token is not None
-        return RegisteredWorkspace(workspace, registration.auth_token)
+        return RegisteredWorkspace(
+            workspace, registration.auth_token, registration.platform_inbound_secret
+        )
 
     return make
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[list[str]]]]:
+    """Names the test controls, mapped to their answers; no lookup reaches the network.
+
+    Each lookup of a name takes its next answer (the last one repeats); literal addresses
+    resolve as themselves, and every other name, localhost included, does not resolve.
+    """
+    answers: dict[str, list[list[str]]] = {}
+    real = socket.getaddrinfo
+
+    def lookup(host: str, port: int, *args: object, **kwargs: object) -> list:
+        if host not in answers:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+            return real(host, port, *args, **kwargs)
+        queue = answers[host]
+        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [real(address, port, type=socket.SOCK_STREAM)[0] for address in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    yield answers
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ class QuickPBKDF2PasswordHasher(PBKDF2PasswordHasher):
 class RegisteredWorkspace:
     workspace: Workspace
     token: str
+    # What the platform presents to the workspace when it forwards (push mode).
+    inbound_secret: str = field(default="", repr=False)
 
     @property
     def id(self) -> uuid.UUID:

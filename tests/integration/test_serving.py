@@ -53,6 +53,8 @@ def test_gunicorn_reads_the_shipped_config_by_default(stack: ServiceStack) -> No
     log = stack.log_text()
     assert "Using worker: gthread" in log
     assert "gthread: 2 workers x 16 threads; up to 32 database connections" in log
+    assert "push forwards: up to 8 per worker, 16 from this server; more get 503" in log
+    assert "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT" not in log
     assert len(stack.pids()["gunicorn_workers"]) == 2
 
 
@@ -112,3 +114,15 @@ def test_unknown_url_answers_json_with_debug_off(stack: ServiceStack) -> None:
         "application/json",
         b'{"error":"not found"}',
     )
+
+
+def test_gunicorn_warns_when_the_forward_cap_could_take_every_thread(tmp_path) -> None:
+    workers = service_stack(tmp_path, web_workers=1, extra_env={"GUNICORN_THREADS": "4"}).start(
+        qcluster=False
+    )
+    try:
+        log = workers.log_text()
+    finally:
+        workers.stop()
+    assert "push forwards: up to 8 per worker, 8 from this server; more get 503" in log
+    assert "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT (8) is not below the 4 threads per worker" in log

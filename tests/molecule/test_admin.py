@@ -125,16 +125,26 @@ def test_workspace_list_costs_the_same_queries_for_2_or_20_workspaces(
     assert 'LEFT OUTER JOIN "inbox_delivery_state"' in listing
 
 
-def test_token_hash_never_appears(admin_client: Client, register: Register) -> None:
-    workspace = register("secretive").workspace
+def test_token_hash_and_inbound_secret_never_appear(
+    admin_client: Client, register: Register
+) -> None:
+    registered = register("secretive", "push")
+    workspace = registered.workspace
     assert len(workspace.token_hash) == 64
+    assert workspace.platform_inbound_secret_sealed
     for url in (
         WORKSPACES,
         reverse("admin:molecule_workspace_change", args=[workspace.id]),
     ):
         html = admin_client.get(url).content.decode()
-        assert workspace.token_hash not in html
-        assert "token_hash" not in html
+        for hidden in (
+            workspace.token_hash,
+            "token_hash",
+            registered.inbound_secret,
+            workspace.platform_inbound_secret_sealed,
+            "inbound_secret",
+        ):
+            assert hidden not in html
 
 
 def test_workspaces_cannot_be_added_in_the_admin(admin_client: Client) -> None:
@@ -295,6 +305,7 @@ def test_machine_written_fields_are_read_only(admin_client: Client, register: Re
             "active_tasks": "0",
             "current_task": "",
             "token_hash": "0" * 64,
+            "platform_inbound_secret_sealed": "forged",
         },
     )
 
@@ -304,6 +315,7 @@ def test_machine_written_fields_are_read_only(admin_client: Client, register: Re
     assert (after.name, after.delivery_mode, after.url) == ("agent-7", "poll", None)
     assert (after.active_tasks, after.current_task) == (2, "indexing")
     assert after.token_hash == workspace.token_hash
+    assert after.platform_inbound_secret_sealed == workspace.platform_inbound_secret_sealed
 
 
 @pytest.mark.parametrize(

@@ -157,7 +157,8 @@ def test_reregistering_with_its_own_token_updates_and_mints_nothing(api):
         register_body(
             workspace_id,
             delivery_mode="push",
-            url="https://new.example/hook",
+            # A literal address: registration checks it without a lookup or a connection.
+            url="https://93.184.215.14/hook",
             agent_card={"name": "renamed"},
         ),
         **bearer(token),
@@ -172,7 +173,7 @@ def test_reregistering_with_its_own_token_updates_and_mints_nothing(api):
     assert (workspace.name, workspace.delivery_mode, workspace.url, workspace.status) == (
         "renamed",
         "push",
-        "https://new.example/hook",
+        "https://93.184.215.14/hook",
         "online",
     )
     assert workspace.token_hash == stored_hash
@@ -261,7 +262,7 @@ def test_heartbeat_updates_the_workspace(api, poll_workspace):
     )
 
     assert response.status_code == 200, response.content
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "platform_inbound_secret": ws.inbound_secret}
     workspace = Workspace.objects.get(pk=ws.id)
     assert (workspace.active_tasks, workspace.current_task, workspace.status) == (
         3,
@@ -329,7 +330,9 @@ def test_heartbeat_without_active_tasks_means_0_and_unknown_fields_are_ignored(
     response = post_json(api, "/registry/heartbeat", body, **ws.auth)
 
     assert response.status_code == 200, response.content
-    assert response.content == b'{"status":"ok"}'
+    assert response.content == b'{"status":"ok","platform_inbound_secret":"%s"}' % (
+        ws.inbound_secret.encode()
+    )
     assert Workspace.objects.get(pk=ws.id).active_tasks == 0
 
 
@@ -829,12 +832,15 @@ def test_register_answers_compactly_with_delivery_mode_and_no_store(api):
     token = first.json()["auth_token"]
     again = post_json(api, "/registry/register", register_body(workspace_id), **bearer(token))
 
+    secret = first.json()["platform_inbound_secret"]
     assert first.content == (
-        b'{"status":"registered","id":"%s","delivery_mode":"poll","auth_token":"%s"}'
-        % (str(workspace_id).encode(), token.encode())
+        b'{"status":"registered","id":"%s","delivery_mode":"poll","auth_token":"%s",'
+        b'"platform_inbound_secret":"%s"}'
+        % (str(workspace_id).encode(), token.encode(), secret.encode())
     )
     assert again.content == (
-        b'{"status":"registered","id":"%s","delivery_mode":"poll"}' % str(workspace_id).encode()
+        b'{"status":"registered","id":"%s","delivery_mode":"poll","platform_inbound_secret":"%s"}'
+        % (str(workspace_id).encode(), secret.encode())
     )
     assert first["Cache-Control"] == again["Cache-Control"] == "no-store"
 

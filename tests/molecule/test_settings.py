@@ -91,6 +91,19 @@ CONFIGURATION_ERRORS = {
         {"ACTIVITY_SOFT_RETENTION": "a week"},
         "ACTIVITY_SOFT_RETENTION: invalid duration 'a week'",
     ),
+    "deploy-mode-unknown": (
+        {"MOLECULE_DEPLOY_MODE": "cloud"},
+        "MOLECULE_DEPLOY_MODE: must be one of saas, self-hosted, selfhosted, standalone, "
+        "got 'cloud'",
+    ),
+    "forward-timeout-bad": (
+        {"PENDING_UPLOADS_FORWARD_TIMEOUT": "soon"},
+        "PENDING_UPLOADS_FORWARD_TIMEOUT: invalid duration 'soon'",
+    ),
+    "forward-cap-bad": (
+        {"PENDING_UPLOADS_FORWARD_MAX_CONCURRENT": "many"},
+        "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT: must be an integer, got 'many'",
+    ),
 }
 
 
@@ -246,6 +259,23 @@ PRINT_FEED_SETTINGS = (
 FEED_SETTINGS = ("ACTIVITY_SOFT_RETENTION", "ACTIVITY_RETENTION", "EXTERNAL_PLATFORM_URL")
 
 
+PRINT_PUSH_SETTINGS = (
+    "import django; django.setup(); from django.conf import settings; "
+    "from molecule.addresses import AddressPolicy; from pending_uploads import conf; "
+    "print(AddressPolicy.current(), conf.forward_connect_timeout(), conf.forward_timeout(), "
+    "conf.forward_max_concurrent(), settings.SECRET_KEY_FALLBACKS)"
+)
+PUSH_VARIABLES = (
+    "MOLECULE_ENV",
+    "MOLECULE_DEPLOY_MODE",
+    "MOLECULE_ORG_ID",
+    "PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT",
+    "PENDING_UPLOADS_FORWARD_TIMEOUT",
+    "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT",
+    "SECRET_KEY_FALLBACKS",
+)
+
+
 @pytest.mark.parametrize(
     ("env", "printed"),
     [
@@ -263,3 +293,45 @@ FEED_SETTINGS = ("ACTIVITY_SOFT_RETENTION", "ACTIVITY_RETENTION", "EXTERNAL_PLAT
 )
 def test_the_feed_settings_come_from_the_environment_or_conf(env, printed):
     assert printed_by(PRINT_FEED_SETTINGS, **{**dict.fromkeys(FEED_SETTINGS), **env}) == printed
+
+
+@pytest.mark.parametrize(
+    ("env", "printed"),
+    [
+        (
+            {},
+            "AddressPolicy(loopback=False, private=False) 0:00:10 0:20:00 8 []",
+        ),
+        (
+            {
+                "MOLECULE_ENV": "Development",
+                "PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT": "3",
+                "PENDING_UPLOADS_FORWARD_TIMEOUT": "5m",
+                "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT": "4",
+                "SECRET_KEY_FALLBACKS": "old-key-1, old-key-2",
+            },
+            "AddressPolicy(loopback=True, private=True) 0:00:03 0:05:00 4 "
+            "['old-key-1', 'old-key-2']",
+        ),
+        (
+            # DEBUG is not the address guard's switch.
+            {"DEBUG": "1"},
+            "AddressPolicy(loopback=False, private=False) 0:00:10 0:20:00 8 []",
+        ),
+        (
+            {"MOLECULE_DEPLOY_MODE": " SAAS "},
+            "AddressPolicy(loopback=False, private=True) 0:00:10 0:20:00 8 []",
+        ),
+        (
+            {"MOLECULE_ORG_ID": "org-1"},
+            "AddressPolicy(loopback=False, private=True) 0:00:10 0:20:00 8 []",
+        ),
+        (
+            {"MOLECULE_ORG_ID": "org-1", "MOLECULE_DEPLOY_MODE": "self-hosted"},
+            "AddressPolicy(loopback=False, private=False) 0:00:10 0:20:00 8 []",
+        ),
+    ],
+    ids=["defaults", "development", "debug", "saas", "org-id", "self-hosted-wins"],
+)
+def test_push_settings_come_from_the_environment(env, printed):
+    assert printed_by(PRINT_PUSH_SETTINGS, **{**dict.fromkeys(PUSH_VARIABLES), **env}) == printed

@@ -450,17 +450,6 @@ def test_unknown_workspace_is_401(api, poll_workspace):
     assert table_counts() == (0, 0)
 
 
-def test_push_mode_workspace_is_422(api, register):
-    ws = register("pusher", "push")
-    before = table_counts()
-
-    response = upload(api, ws, [text_file("a.txt", b"x")])
-
-    assert response.status_code == 422
-    assert response.json() == {"error": "workspace is not in poll mode"}
-    assert table_counts() == before
-
-
 BAD_IDS = [
     "not-a-uuid",
     "1",

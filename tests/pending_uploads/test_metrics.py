@@ -10,6 +10,7 @@ import pytest
 from django.contrib.postgres.functions import TransactionNow
 
 from pending_uploads.managers import NewUpload
+from pending_uploads.metrics import FORWARD_OUTCOMES
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
 from tests.helpers import (
@@ -71,3 +72,13 @@ def test_metrics_page_shows_what_a_sweep_counted(api) -> None:
     assert_metric_deltas(page_before, SWEPT, "outcome", counted, exposition=scrape(api))
     # The page and the registry agree.
     assert_metric_deltas(before, SWEPT, "outcome", counted)
+
+
+def test_metrics_page_shows_every_forward_outcome_and_the_duration_histogram(api, db) -> None:
+    text = scrape(api)
+
+    assert "# TYPE molecule_chat_upload_forwards_total counter" in text
+    series = metric_series("molecule_chat_upload_forwards_total", exposition=text)
+    assert set(series) == {(("outcome", outcome),) for outcome in FORWARD_OUTCOMES}
+    assert "# TYPE molecule_chat_upload_forward_duration_seconds histogram" in text
+    assert 'molecule_chat_upload_forward_duration_seconds_bucket{le="1200.0"}' in text

@@ -29,7 +29,6 @@ from pending_uploads.models import PendingUpload
 from pending_uploads.services import (
     EmptyFile,
     NoFiles,
-    NotPollMode,
     TooManyFiles,
     uploads_count_error,
     uploads_receive,
@@ -345,7 +344,6 @@ def upload_file(name: str = "a.txt", data: bytes = b"hello") -> SimpleUploadedFi
 @pytest.mark.parametrize(
     ("mode", "files", "error", "message"),
     [
-        ("push", [upload_file()], NotPollMode, "workspace is not in poll mode"),
         ("poll", [], NoFiles, "no files part in the request"),
         (
             "poll",
@@ -361,7 +359,7 @@ def upload_file(name: str = "a.txt", data: bytes = b"hello") -> SimpleUploadedFi
             "over the 8-byte cap",
         ),
     ],
-    ids=["push-mode", "no-files", "too-many", "empty", "over-cap"],
+    ids=["no-files", "too-many", "empty", "over-cap"],
 )
 @override_settings(PENDING_UPLOADS_MAX_FILES=2, PENDING_UPLOADS_MAX_FILE_BYTES=8)
 def test_rejected_uploads_store_nothing(
