@@ -29,6 +29,15 @@ ACTIVITY_MAX_SINCE_SECONDS = 30 * 24 * 3600
 # The operator bearer token accepted on every /workspaces/<id>/ route; '' disables it.
 admin_token = setting("ADMIN_TOKEN", "")
 
+# Peers whose X-Forwarded-For is believed: the shipped nginx, on the same host as gunicorn.
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
+trusted_proxies = setting("TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES)
+
+# Admin logins (django-axes, which reads its settings once at import: settings.py sets them
+# from these). Wrong passwords per username and address before a lockout, and how long it lasts.
+DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT = 5
+DEFAULT_ADMIN_LOGIN_COOLOFF = timedelta(minutes=15)
+
 # The same horizon as the activity feed's since_secs cap.
 DEFAULT_ACTIVITY_RETENTION = timedelta(seconds=ACTIVITY_MAX_SINCE_SECONDS)
 DEFAULT_ACTIVITY_SWEEP_INTERVAL = timedelta(hours=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import math
 import re
@@ -106,6 +107,24 @@ def bearer_token(request: HttpRequest) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP address: REMOTE_ADDR, or the proxy's word for it when the peer is one.
+
+    Only a peer in TRUSTED_PROXIES (the shipped nginx on loopback) is believed, and only the
+    last X-Forwarded-For entry: nginx appends the address it saw ($proxy_add_x_forwarded_for),
+    so every entry before it came from the client and can be forged. django-axes locks admin
+    logins out by this address (AXES_CLIENT_IP_CALLABLE).
+    """
+    peer = request.META.get("REMOTE_ADDR", "")
+    if peer not in conf.trusted_proxies():
+        return peer
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return peer
 
 
 def json_object(request: HttpRequest) -> dict[str, Any]:

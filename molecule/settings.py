@@ -8,7 +8,11 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from molecule.conf import DEFAULT_STATEMENT_TIMEOUT
+from molecule.conf import (
+    DEFAULT_ADMIN_LOGIN_COOLOFF,
+    DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT,
+    DEFAULT_STATEMENT_TIMEOUT,
+)
 from molecule.durations import parse_duration
 from pending_uploads import conf as pending_uploads_conf
 
@@ -84,6 +88,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_prometheus",
+    # Admin login throttling: failed attempts and lockouts, listed in the admin.
+    "axes",
     # Listed before django_q so that its qcluster command wraps django_q's.
     "scheduler",
     "django_q",
@@ -106,6 +112,8 @@ MIDDLEWARE = [
     "molecule.middleware.JsonNotFoundMiddleware",
     "molecule.middleware.DatabaseUnavailableMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "molecule.urls"
@@ -164,6 +172,21 @@ DATABASES["default"]["OPTIONS"].setdefault(
 )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Admin logins: django-axes refuses a username from an address after AXES_FAILURE_LIMIT
+# wrong passwords, for AXES_COOLOFF_TIME (its backend first, so a locked-out login never
+# reaches the password check). axes reads these once at import, so they are set here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _env_int("AXES_FAILURE_LIMIT", DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT)
+AXES_COOLOFF_TIME = _env_parsed("AXES_COOLOFF_TIME", parse_duration, DEFAULT_ADMIN_LOGIN_COOLOFF)
+# Per username and address together: an attacker cannot lock the real admin out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client address as the shipped nginx reports it (TRUSTED_PROXIES), not the proxy's own.
+AXES_CLIENT_IP_CALLABLE = "molecule.http.client_address"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -243,6 +266,9 @@ if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
     PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S")
 if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
     PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
+
+if os.environ.get("TRUSTED_PROXIES"):
+    TRUSTED_PROXIES = tuple(_env_list("TRUSTED_PROXIES"))
 
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # The operator tier (upstream's ADMIN_TOKEN): accepted on every /workspaces/<id>/ route.
