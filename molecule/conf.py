@@ -23,6 +23,17 @@ def setting(name: str, default: T) -> Callable[[], T]:
 # A statement running longer than this is cancelled by PostgreSQL (sqlstate 57014).
 DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=30)
 
+# libpq's TCP settings (settings.py): a peer silent for idle + interval x count seconds, or data
+# unacknowledged for tcp_user_timeout, is a dead connection (a partition), found in about 8 s.
+DEFAULT_DB_KEEPALIVES_IDLE = 4
+DEFAULT_DB_KEEPALIVES_INTERVAL = 2
+DEFAULT_DB_KEEPALIVES_COUNT = 2
+DEFAULT_DB_TCP_USER_TIMEOUT = timedelta(seconds=8)
+# A web process cuts a connection whose operation waited this long for PostgreSQL
+# (molecule.dbdeadline): with the 2 s health check and the 5 s connect_timeout, a frozen
+# database answers every request with a 503 within 10 s. 0 disables it.
+db_client_timeout = setting("DB_CLIENT_TIMEOUT", timedelta(seconds=8))
+
 # Upstream's since_secs ceiling: older activity has typically been pruned anyway.
 ACTIVITY_MAX_SINCE_SECONDS = 30 * 24 * 3600
 

@@ -11,6 +11,10 @@ from django.core.exceptions import ImproperlyConfigured
 from molecule.conf import (
     DEFAULT_ADMIN_LOGIN_COOLOFF,
     DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT,
+    DEFAULT_DB_KEEPALIVES_COUNT,
+    DEFAULT_DB_KEEPALIVES_IDLE,
+    DEFAULT_DB_KEEPALIVES_INTERVAL,
+    DEFAULT_DB_TCP_USER_TIMEOUT,
     DEFAULT_STATEMENT_TIMEOUT,
 )
 from molecule.durations import parse_duration
@@ -148,6 +152,19 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", _env_int("DB_CONNECT_TIMEOUT", 5))
 DATABASES["default"]["OPTIONS"].setdefault("application_name", "molecule-uploads")
+# TCP keepalives and tcp_user_timeout: a connection to a partitioned server fails in seconds
+# instead of the kernel's two hours (libpq ignores them on Unix sockets). A frozen server's
+# kernel still answers the probes: molecule.dbdeadline (DB_CLIENT_TIMEOUT) covers that case.
+DATABASES["default"]["OPTIONS"].setdefault("keepalives", 1)
+DATABASES["default"]["OPTIONS"].setdefault(
+    "keepalives_idle", _env_int("DB_KEEPALIVES_IDLE", DEFAULT_DB_KEEPALIVES_IDLE)
+)
+DATABASES["default"]["OPTIONS"].setdefault(
+    "keepalives_interval", _env_int("DB_KEEPALIVES_INTERVAL", DEFAULT_DB_KEEPALIVES_INTERVAL)
+)
+DATABASES["default"]["OPTIONS"].setdefault(
+    "keepalives_count", _env_int("DB_KEEPALIVES_COUNT", DEFAULT_DB_KEEPALIVES_COUNT)
+)
 
 
 def _milliseconds(text: str) -> int:
@@ -170,6 +187,16 @@ DB_STATEMENT_TIMEOUT_MS = _env_parsed(
 DATABASES["default"]["OPTIONS"].setdefault(
     "options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
 )
+DATABASES["default"]["OPTIONS"].setdefault(
+    "tcp_user_timeout",
+    _env_parsed(
+        "DB_TCP_USER_TIMEOUT",
+        _milliseconds,
+        round(DEFAULT_DB_TCP_USER_TIMEOUT.total_seconds() * 1000),
+    ),
+)
+if os.environ.get("DB_CLIENT_TIMEOUT"):
+    DB_CLIENT_TIMEOUT = _env_duration("DB_CLIENT_TIMEOUT")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
