@@ -57,3 +57,15 @@ DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE = 5000
 activity_retention = setting("ACTIVITY_RETENTION", DEFAULT_ACTIVITY_RETENTION)
 activity_sweep_interval = setting("ACTIVITY_SWEEP_INTERVAL", DEFAULT_ACTIVITY_SWEEP_INTERVAL)
 activity_sweep_batch_size = setting("ACTIVITY_SWEEP_BATCH_SIZE", DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE)
+
+# Per-workspace quotas (molecule.quotas), far above what a working agent does (README: quotas);
+# 0 switches one off. Uploads and activity are counted in fixed windows of QUOTA_WINDOW.
+DEFAULT_QUOTA_PENDING_BYTES = 5 * 1024**3
+DEFAULT_QUOTA_ACTIVITY_BYTES = 256 * 1024**2
+DEFAULT_QUOTA_UPLOADS = 1000
+DEFAULT_QUOTA_WINDOW = timedelta(hours=1)
+
+quota_pending_bytes = setting("QUOTA_PENDING_BYTES", DEFAULT_QUOTA_PENDING_BYTES)
+quota_activity_bytes = setting("QUOTA_ACTIVITY_BYTES", DEFAULT_QUOTA_ACTIVITY_BYTES)
+quota_uploads = setting("QUOTA_UPLOADS", DEFAULT_QUOTA_UPLOADS)
+quota_window = setting("QUOTA_WINDOW", DEFAULT_QUOTA_WINDOW)

@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from molecule import conf
 from molecule.models import Workspace
+from molecule.quotas import QuotaExceeded
 
 View = Callable[..., HttpResponse]
 
@@ -54,12 +55,15 @@ class ApiResponse(JsonResponse):
 
 
 class ApiError(Exception):
-    """An expected client error, answered as ``{"error": message, **extra}``."""
+    """An expected client error, answered as ``{"error": message, **extra}``, with ``headers``."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -85,11 +89,27 @@ def api_view(*methods: str) -> Callable[[View], View]:
             try:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
-                return json_error(exc.status, exc.message, **exc.extra)
+                response = json_error(exc.status, exc.message, **exc.extra)
+                for header, value in exc.headers.items():
+                    response[header] = value
+                return response
 
         return wrapper
 
     return decorate
+
+
+def quota_refused(exc: QuotaExceeded) -> ApiError:
+    """429 naming the quota and its limit, with Retry-After: the answer to every QuotaExceeded."""
+    return ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}, **exc.details())
+
+
+def declared_length(request: HttpRequest) -> int:
+    """The request's Content-Length (0 when absent); 400 when it is not a number."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise ApiError(400, "invalid Content-Length") from None
 
 
 def parse_uuid(value: Any, what: str) -> uuid.UUID:

@@ -123,3 +123,15 @@ db_client_timeouts = Counter(
     "PostgreSQL; any rise means the database froze or the network to it dropped packets. "
     "Counted per web process: aggregate with sum.",
 )
+
+QUOTAS = ("pending_bytes", "activity_bytes", "uploads")
+
+quota_refusals = Counter(
+    "molecule_quota_refusals_total",
+    "Requests refused with 429 because a workspace reached a quota (pending_bytes: uploads "
+    "stored; activity_bytes, uploads: per QUOTA_WINDOW). A rise means a workspace writes far "
+    "more than agents do: abuse, or a runaway agent. Counted per web process: aggregate with sum.",
+    ["quota"],
+)
+for _quota in QUOTAS:
+    quota_refusals.labels(_quota)

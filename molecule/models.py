@@ -7,6 +7,7 @@ from django.db import models
 
 from molecule.managers import ActivityLogManager, WorkspaceManager
 from molecule.totals import MetricTotalManager
+from molecule.usage import WorkspaceUsageManager
 
 
 class Workspace(models.Model):
@@ -141,3 +142,34 @@ class MetricTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric}{{{self.label}}} = {self.value:g}"
+
+
+class WorkspaceUsage(models.Model):
+    """One workspace's use of one windowed quota in one fixed window (molecule.quotas)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # No foreign key: a counter is deleted with its window, whatever became of the workspace.
+    workspace_id = models.UUIDField()
+    # molecule.quotas names: "activity_bytes", "uploads".
+    quota = models.TextField()
+    window_start = models.DateTimeField()
+    amount = models.BigIntegerField(default=0, db_default=0)
+
+    objects = WorkspaceUsageManager()
+
+    class Meta:
+        db_table = "workspace_usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace_id", "quota", "window_start"], name="workspace_usage_key"
+            )
+        ]
+        indexes = [
+            # The prune deletes ended windows.
+            models.Index(fields=["window_start"], name="workspace_usage_window_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.workspace_id} {self.quota} @ {self.window_start:%Y-%m-%d %H:%M} = {self.amount}"
+        )

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import DatabaseError, IntegrityError, transaction
 
-from molecule import conf, metrics
+from molecule import conf, metrics, quotas
 from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.retention import ActivitySweepError, ActivitySweepResult
@@ -91,6 +91,19 @@ def activity_append(*, workspace_id: uuid.UUID, activity_type: str, **columns: A
     return ActivityLog.objects.create(
         workspace_id=workspace_id, activity_type=activity_type, **columns
     )
+
+
+def activity_report(
+    *, workspace_id: uuid.UUID, body_bytes: int, activity_type: str, **columns: Any
+) -> ActivityLog:
+    """Append a row a client reported, charging its ``body_bytes`` to the activity_bytes quota
+    in the same transaction: QuotaExceeded leaves nothing stored."""
+    with transaction.atomic():
+        row = activity_append(workspace_id=workspace_id, activity_type=activity_type, **columns)
+        quotas.quota_charge(
+            workspace_id=workspace_id, quota=quotas.ACTIVITY_BYTES, amount=body_bytes
+        )
+    return row
 
 
 @dataclass(frozen=True)

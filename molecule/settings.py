@@ -294,6 +294,14 @@ if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
 if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
     PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
 
+if os.environ.get("QUOTA_PENDING_BYTES"):
+    QUOTA_PENDING_BYTES = _env_int("QUOTA_PENDING_BYTES")
+if os.environ.get("QUOTA_ACTIVITY_BYTES"):
+    QUOTA_ACTIVITY_BYTES = _env_int("QUOTA_ACTIVITY_BYTES")
+if os.environ.get("QUOTA_UPLOADS"):
+    QUOTA_UPLOADS = _env_int("QUOTA_UPLOADS")
+if os.environ.get("QUOTA_WINDOW"):
+    QUOTA_WINDOW = _env_duration("QUOTA_WINDOW")
 if os.environ.get("TRUSTED_PROXIES"):
     TRUSTED_PROXIES = tuple(_env_list("TRUSTED_PROXIES"))
 

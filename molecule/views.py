@@ -7,19 +7,21 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from molecule import conf, services
+from molecule import conf, quotas, services
 from molecule.exposition import metrics_page
 from molecule.http import (
     ApiError,
     ApiResponse,
     api_view,
     bearer_token,
+    declared_length,
     json_error,
     json_field,
     json_object,
     parse_uuid,
     query_limit,
     query_positive_int,
+    quota_refused,
     workspace_auth,
 )
 from molecule.managers import CursorGone
@@ -155,6 +157,15 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    try:
+        # Before the body is read: what it would add cannot fit this window.
+        quotas.quota_precheck(
+            workspace_id=workspace.id,
+            quota=quotas.ACTIVITY_BYTES,
+            amount=declared_length(request),
+        )
+    except quotas.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     body = json_object(request)
     activity_type = json_field(body, "activity_type", str)
     if activity_type not in ActivityLog.Type.values:
@@ -171,20 +182,24 @@ def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse
     if duration_ms is not None and not 0 <= duration_ms <= 2**31 - 1:
         raise ApiError(400, "duration_ms must be a non-negative 32-bit integer")
     error_detail = _text(body, "error_detail", None)
-    services.activity_append(
-        workspace_id=workspace.id,
-        activity_type=activity_type,
-        method=_text(body, "method", limit=200),
-        summary=_text(body, "summary"),
-        source_id=source_id,
-        target_id=_optional_uuid(body, "target_id"),
-        # Upstream falls back to "metadata" when there is no request_body.
-        request_body=body.get("request_body", body.get("metadata")),
-        response_body=body.get("response_body"),
-        duration_ms=duration_ms,
-        status=_text(body, "status", "ok", limit=200) or "ok",
-        error_detail=error_detail or None,
-    )
+    try:
+        services.activity_report(
+            workspace_id=workspace.id,
+            body_bytes=len(request.body),
+            activity_type=activity_type,
+            method=_text(body, "method", limit=200),
+            summary=_text(body, "summary"),
+            source_id=source_id,
+            target_id=_optional_uuid(body, "target_id"),
+            # Upstream falls back to "metadata" when there is no request_body.
+            request_body=body.get("request_body", body.get("metadata")),
+            response_body=body.get("response_body"),
+            duration_ms=duration_ms,
+            status=_text(body, "status", "ok", limit=200) or "ok",
+            error_detail=error_detail or None,
+        )
+    except quotas.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     return ApiResponse({"status": "logged"})
 
 

@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import DatabaseError, IntegrityError
+from django.db import DatabaseError, IntegrityError, transaction
 
 from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.services import activity_append
-from pending_uploads import conf, metrics
+from pending_uploads import conf, metrics, quotas
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
 from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
@@ -57,7 +57,7 @@ def upload_json(row: PendingUpload) -> dict[str, Any]:
 def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> list[PendingUpload]:
     """Store every file and its activity_logs row in one transaction, or nothing.
 
-    Raise an UploadRefused, or FileTooLarge, for an upload refused as a whole.
+    Raise an UploadRefused, FileTooLarge or QuotaExceeded for an upload refused as a whole.
     """
     if workspace.delivery_mode != Workspace.DeliveryMode.POLL:
         raise NotPollMode
@@ -86,13 +86,16 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
         )
 
     try:
-        rows = PendingUpload.objects.put_batch(
-            workspace.id,
-            uploads,
-            ttl=conf.ttl(),
-            max_bytes=conf.max_file_bytes(),
-            on_row=log_activity,
-        )
+        with transaction.atomic():
+            rows = PendingUpload.objects.put_batch(
+                workspace.id,
+                uploads,
+                ttl=conf.ttl(),
+                max_bytes=conf.max_file_bytes(),
+                on_row=log_activity,
+            )
+            # After the bytes, before the commit: QuotaExceeded rolls the whole upload back.
+            quotas.uploads_admit(workspace_id=workspace.id, files=len(rows))
     except IntegrityError:
         # A PENDING_UPLOADS_MAX_FILE_BYTES above the database CHECK (which carries the default
         # cap) lets through a file PostgreSQL refuses; the batch rolled back, nothing is stored.

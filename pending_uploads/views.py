@@ -10,9 +10,19 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 
-from molecule.http import ApiError, ApiResponse, api_view, parse_uuid, query_limit, workspace_auth
+from molecule.http import (
+    ApiError,
+    ApiResponse,
+    api_view,
+    declared_length,
+    parse_uuid,
+    query_limit,
+    quota_refused,
+    workspace_auth,
+)
 from molecule.models import Workspace
-from pending_uploads import conf, services
+from molecule.quotas import QuotaExceeded
+from pending_uploads import conf, quotas, services
 from pending_uploads.managers import AckOutcome, FileTooLarge, OpenedContent
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import FALLBACK_MIMETYPE
@@ -24,14 +34,16 @@ ATTACHMENT_CSP = "default-src 'none'; sandbox"
 @api_view("POST")
 @workspace_auth
 def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise ApiError(400, "invalid Content-Length") from None
+    declared = declared_length(request)
     if declared > conf.max_request_bytes():
         raise ApiError(413, "request body too large", max=conf.max_request_bytes())
     if request.content_type != "multipart/form-data":
         raise ApiError(400, "expected a multipart/form-data body with parts named files")
+    try:
+        # Before a byte of the body is read (spooled to a temporary file).
+        quotas.uploads_precheck(workspace_id=workspace.id, declared_bytes=declared)
+    except QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     watch = CloseDelimiterWatch.install(request)
     try:
         files = request.FILES.getlist("files")
@@ -58,6 +70,8 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         raise ApiError(
             413, "file too large", filename=exc.filename, size=exc.size, max=exc.limit
         ) from None
+    except QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     finally:
         for part in files:
             part.close()
