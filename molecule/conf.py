@@ -69,3 +69,16 @@ quota_pending_bytes = setting("QUOTA_PENDING_BYTES", DEFAULT_QUOTA_PENDING_BYTES
 quota_activity_bytes = setting("QUOTA_ACTIVITY_BYTES", DEFAULT_QUOTA_ACTIVITY_BYTES)
 quota_uploads = setting("QUOTA_UPLOADS", DEFAULT_QUOTA_UPLOADS)
 quota_window = setting("QUOTA_WINDOW", DEFAULT_QUOTA_WINDOW)
+
+# Workspaces that registered and never came back (molecule.pruning): silent this long, with no
+# activity and no pending uploads, they are deleted. The activity retention by default, so
+# a pruned workspace has nothing left in the feed either.
+DEFAULT_WORKSPACE_PRUNE_AFTER = DEFAULT_ACTIVITY_RETENTION
+DEFAULT_WORKSPACE_PRUNE_INTERVAL = timedelta(hours=1)
+DEFAULT_WORKSPACE_PRUNE_BATCH_SIZE = 500
+
+workspace_prune_after = setting("WORKSPACE_PRUNE_AFTER", DEFAULT_WORKSPACE_PRUNE_AFTER)
+workspace_prune_interval = setting("WORKSPACE_PRUNE_INTERVAL", DEFAULT_WORKSPACE_PRUNE_INTERVAL)
+workspace_prune_batch_size = setting(
+    "WORKSPACE_PRUNE_BATCH_SIZE", DEFAULT_WORKSPACE_PRUNE_BATCH_SIZE
+)

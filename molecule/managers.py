@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import connections, models, router
 
+from molecule.pruning import WorkspacePruneMixin
 from molecule.retention import ActivityRetentionMixin
 from molecule.tokens import token_hash, token_matches
 from molecule.totals import ADD_TO_TOTALS
@@ -58,7 +59,7 @@ class WorkspaceRef(NamedTuple):
     name: str
 
 
-class WorkspaceManager(models.Manager["Workspace"]):
+class WorkspaceManager(WorkspacePruneMixin, models.Manager["Workspace"]):
     def authenticate(
         self, workspace_id: uuid.UUID, token: str, *, admin_token: str = ""
     ) -> Workspace | None:

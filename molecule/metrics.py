@@ -115,6 +115,19 @@ activity_last_sweep_timestamp = stored_metric(
 )
 
 
+WORKSPACE_PRUNE_OUTCOMES = ("pruned", "error")
+
+workspaces_pruned = stored_metric(
+    "molecule_workspaces_pruned",
+    "Workspaces deleted by the prune (pruned: registered, then silent for WORKSPACE_PRUNE_AFTER "
+    "with no activity and no pending uploads; error counts failed prune runs). A burst of "
+    "pruned means many registrations never came back, as a registration flood leaves. "
+    "Stored in the database: every target exports the same total, aggregate with max.",
+    "counter",
+    label="outcome",
+    label_values=WORKSPACE_PRUNE_OUTCOMES,
+)
+
 # --- Counted by the web processes (multiprocess files, like the request metrics). ---------
 
 db_client_timeouts = Counter(

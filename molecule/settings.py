@@ -214,6 +214,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # The client address as the shipped nginx reports it (TRUSTED_PROXIES), not the proxy's own.
 AXES_CLIENT_IP_CALLABLE = "molecule.http.client_address"
+# Lockouts are still logged; not a banner at every process start, which would break the
+# commands' one-line errors on stderr.
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -294,6 +297,12 @@ if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
 if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
     PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
 
+if os.environ.get("WORKSPACE_PRUNE_AFTER"):
+    WORKSPACE_PRUNE_AFTER = _env_duration("WORKSPACE_PRUNE_AFTER")
+if os.environ.get("WORKSPACE_PRUNE_INTERVAL"):
+    WORKSPACE_PRUNE_INTERVAL = _env_duration("WORKSPACE_PRUNE_INTERVAL")
+if os.environ.get("WORKSPACE_PRUNE_BATCH_SIZE"):
+    WORKSPACE_PRUNE_BATCH_SIZE = _env_int("WORKSPACE_PRUNE_BATCH_SIZE")
 if os.environ.get("QUOTA_PENDING_BYTES"):
     QUOTA_PENDING_BYTES = _env_int("QUOTA_PENDING_BYTES")
 if os.environ.get("QUOTA_ACTIVITY_BYTES"):

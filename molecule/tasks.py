@@ -5,6 +5,7 @@ from typing import Any
 
 from molecule import services
 from molecule.jobs import job_run
+from molecule.pruning import PruneError
 from molecule.retention import ActivitySweepError
 
 logger = logging.getLogger(__name__)
@@ -13,4 +14,10 @@ logger = logging.getLogger(__name__)
 def sweep_activity() -> dict[str, Any]:
     return job_run(
         services.activity_sweep, ActivitySweepError, services.activity_count_error, logger
+    )
+
+
+def prune_workspaces() -> dict[str, Any]:
+    return job_run(
+        services.workspaces_prune, PruneError, services.workspaces_prune_count_error, logger
     )
