@@ -82,3 +82,8 @@ workspace_prune_interval = setting("WORKSPACE_PRUNE_INTERVAL", DEFAULT_WORKSPACE
 workspace_prune_batch_size = setting(
     "WORKSPACE_PRUNE_BATCH_SIZE", DEFAULT_WORKSPACE_PRUNE_BATCH_SIZE
 )
+
+# After POST /workspaces/<id>/token/rotate, the old token still works until the new one is
+# first used, or for this long at most.
+DEFAULT_TOKEN_ROTATION_OVERLAP = timedelta(minutes=15)
+token_rotation_overlap = setting("TOKEN_ROTATION_OVERLAP", DEFAULT_TOKEN_ROTATION_OVERLAP)

@@ -32,14 +32,19 @@ class Workspace(models.Model):
     current_task = models.TextField(default="", db_default="", blank=True)
     # SHA-256 of the bearer token; the token itself is shown once at registration.
     token_hash = models.CharField(max_length=64, editable=False)
+    # The token before the last rotation, accepted until the new one is first used or this
+    # overlap ends, so a rotation whose answer was lost does not lock the workspace out.
+    previous_token_hash = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
+    previous_token_expires_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
     updated_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
 
     objects = WorkspaceManager()
 
     # Set by WorkspaceManager.authenticate(): the caller is the operator (ADMIN_TOKEN), not the
-    # workspace itself.
+    # workspace itself; or the workspace with its token from before the last rotation.
     by_admin_token = False
+    by_previous_token = False
 
     class Meta:
         db_table = "workspaces"

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
@@ -17,7 +17,7 @@ from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.pruning import PruneError, PruneResult
 from molecule.retention import ActivitySweepError, ActivitySweepResult
-from molecule.tokens import token_generate, token_hash, token_matches
+from molecule.tokens import token_generate, token_hash
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def workspace_register(
     """Create the workspace and mint its token, or update it when the caller proves ownership."""
     fields = {"name": name, "delivery_mode": delivery_mode, "url": url}
     with transaction.atomic():
-        workspace = Workspace.objects.select_for_update().filter(pk=workspace_id).first()
+        workspace = (
+            Workspace.objects.with_token_state().select_for_update().filter(pk=workspace_id).first()
+        )
         if workspace is None:
             token = token_generate()
             try:
@@ -62,17 +64,57 @@ def workspace_register(
                 "workspace registered id=%s name=%s mode=%s", workspace_id, name, delivery_mode
             )
             return Registration(workspace, token)
-        if bearer_token is None or not token_matches(bearer_token, workspace.token_hash):
+        owner = (
+            None if bearer_token is None else Workspace.objects.token_owner(workspace, bearer_token)
+        )
+        if owner is None:
             raise WorkspaceAuthError
         if workspace.status == Workspace.Status.REMOVED:
             # Removed is terminal, as upstream's guard makes it: a late register never revives.
             raise WorkspaceRemovedError
+        if owner == "current" and workspace.previous_token_hash is not None:
+            Workspace.objects.forget_previous_token(workspace)
         Workspace.objects.filter(pk=workspace_id).update(
             **fields, status=Workspace.Status.ONLINE, updated_at=Now()
         )
         workspace.refresh_from_db()
     logger.info("workspace re-registered id=%s name=%s mode=%s", workspace_id, name, delivery_mode)
     return Registration(workspace, None)
+
+
+class TokenRotationRefused(Exception):
+    """Only the workspace's own token rotates it; the operator removes a workspace instead."""
+
+
+class TokenRotationRaced(Exception):
+    """A concurrent rotation or removal changed the workspace first; nothing was rotated."""
+
+
+class TokenRotation(NamedTuple):
+    # The new plain token: returned once, never stored or logged.
+    auth_token: str
+    # Until when the token it replaced still works, unless the new one is used first.
+    previous_expires_at: datetime
+
+
+def workspace_token_rotate(*, workspace: Workspace) -> TokenRotation:
+    """Give the workspace a new token; the old one keeps working until the new one is first
+    used or TOKEN_ROTATION_OVERLAP ends, so a lost answer cannot lock the workspace out."""
+    if workspace.by_admin_token:
+        raise TokenRotationRefused
+    token = token_generate()
+    expires = Workspace.objects.rotate_token(
+        workspace, token_hash(token), overlap=conf.token_rotation_overlap()
+    )
+    if expires is None:
+        raise TokenRotationRaced
+    logger.info(
+        "workspace token rotated id=%s (with the %s token); the old one works until %s",
+        workspace.id,
+        "previous" if workspace.by_previous_token else "current",
+        expires.isoformat(),
+    )
+    return TokenRotation(token, expires)
 
 
 def workspace_heartbeat(*, workspace: Workspace, active_tasks: int, current_task: str) -> None:

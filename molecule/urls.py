@@ -10,6 +10,12 @@ urlpatterns = [
     path("registry/register", views.register, name="registry-register"),
     path("registry/heartbeat", views.heartbeat, name="registry-heartbeat"),
     path("workspaces/<str:workspace_id>/activity", views.activity, name="workspace-activity"),
+    # Ours, not upstream's: rotate the workspace's bearer token.
+    path(
+        "workspaces/<str:workspace_id>/token/rotate",
+        views.token_rotate,
+        name="workspace-token-rotate",
+    ),
     path("workspaces/<str:workspace_id>/", include("pending_uploads.urls")),
     path("uploads/limits", upload_views.limits, name="uploads-limits"),
     path("metrics", views.metrics, name="prometheus-django-metrics"),

@@ -78,6 +78,27 @@ def register(request: HttpRequest) -> HttpResponse:
 
 
 @api_view("POST")
+@workspace_auth
+def token_rotate(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """A new bearer token for the workspace, answered once (an addition: upstream has none)."""
+    try:
+        rotation = services.workspace_token_rotate(workspace=workspace)
+    except services.TokenRotationRefused:
+        raise ApiError(403, "a token is rotated with the workspace's own token") from None
+    except services.TokenRotationRaced:
+        raise ApiError(409, "the workspace changed meanwhile (another rotation?); retry") from None
+    response = ApiResponse(
+        {
+            "auth_token": rotation.auth_token,
+            "previous_token_expires_at": rotation.previous_expires_at.isoformat(),
+        }
+    )
+    # The answer carries a token: no cache between us and the agent may keep it.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@api_view("POST")
 def heartbeat(request: HttpRequest) -> HttpResponse:
     body = json_object(request)
     workspace_id = parse_uuid(json_field(body, "workspace_id", str), "workspace_id")
