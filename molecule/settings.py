@@ -253,7 +253,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 
 # --- Uploads: every file part streams to a temporary file, never into memory. ---
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+# Unnamed temporary files: a worker killed mid-upload leaves none behind.
+FILE_UPLOAD_HANDLERS = ["pending_uploads.uploadhandler.UnnamedTemporaryFileUploadHandler"]
 # JSON bodies (register, heartbeat, activity) are small; anything larger is refused.
 DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("MOLECULE_MAX_JSON_BYTES", 1024 * 1024)
 
