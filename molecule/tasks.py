@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from molecule import services
+from molecule import housekeeping, services
 from molecule.jobs import job_run
 from molecule.pruning import PruneError
 from molecule.retention import ActivitySweepError
@@ -19,5 +19,8 @@ def sweep_activity() -> dict[str, Any]:
 
 def prune_workspaces() -> dict[str, Any]:
     return job_run(
-        services.workspaces_prune, PruneError, services.workspaces_prune_count_error, logger
+        housekeeping.workspaces_prune,
+        PruneError,
+        housekeeping.workspaces_prune_count_error,
+        logger,
     )

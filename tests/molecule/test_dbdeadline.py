@@ -158,3 +158,30 @@ def test_a_forked_child_starts_a_watchdog_of_its_own() -> None:
         assert dbdeadline.WATCHDOG is not parent
     finally:
         dbdeadline.WATCHDOG = parent
+
+
+class ClosedConnection:
+    class pgconn:
+        @property
+        def socket(self) -> int:
+            raise OSError("the connection is closed")
+
+    pgconn = pgconn()
+
+
+@override_settings(DB_CLIENT_TIMEOUT=timedelta(seconds=1))
+def test_a_closed_connection_is_not_watched() -> None:
+    # psycopg raises its own error for it, without waiting.
+    watched = dbdeadline._watched_wait(ClosedConnection(), lambda *args: "raised by psycopg")
+
+    assert watched("gen") == "raised by psycopg"
+
+
+def test_other_databases_are_left_alone() -> None:
+    class Other:
+        vendor = "sqlite"
+
+    other = Other()
+    dbdeadline.connection_watch(None, other)
+
+    assert vars(other) == {}

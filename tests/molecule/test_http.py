@@ -11,7 +11,7 @@ from django.db import OperationalError
 from django.test import Client, RequestFactory, override_settings
 
 from molecule import views
-from molecule.http import ApiResponse
+from molecule.http import ApiError, ApiResponse, declared_length
 from molecule.middleware import DatabaseUnavailableMiddleware
 from tests.helpers import RegisteredWorkspace
 
@@ -102,3 +102,11 @@ def test_every_route_answers_compact_json_errors_included(register):
 
     # The table reaches every status the service answers with JSON.
     assert {200, 400, 401, 403, 404, 405, 410, 422, 500, 503} <= statuses
+
+
+def test_a_content_length_that_is_not_a_number_is_400() -> None:
+    request = RequestFactory().post("/", CONTENT_LENGTH="lots")
+
+    with pytest.raises(ApiError) as refused:
+        declared_length(request)
+    assert refused.value.status == 400

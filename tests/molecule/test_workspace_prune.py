@@ -13,13 +13,13 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 
 from molecule import tasks
-from molecule.models import ActivityLog, Workspace, WorkspaceUsage
-from molecule.pruning import PruneError, PruneResult
-from molecule.services import (
+from molecule.housekeeping import (
     workspaces_prune,
     workspaces_prune_count_error,
     workspaces_prune_preview,
 )
+from molecule.models import ActivityLog, Workspace, WorkspaceUsage
+from molecule.pruning import PruneError, PruneResult
 from tests.helpers import (
     assert_metric_delta,
     assert_uncounted_error_logged,
@@ -125,12 +125,12 @@ def test_a_pruned_workspace_that_comes_back_registers_as_new(fleet, api: Client)
 
 @override_settings(WORKSPACE_PRUNE_BATCH_SIZE=2)
 def test_batches_and_the_setting(fleet, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="molecule.services")
+    caplog.set_level(logging.INFO, logger="molecule.housekeeping")
 
     report = workspaces_prune()
 
     assert (report.pruned, report.batches) == (3, 2)
-    [line] = [r.getMessage() for r in caplog.records if r.name == "molecule.services"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "molecule.housekeeping"]
     assert line.startswith("workspace prune: 3 workspaces idle for 2592000s deleted in 2 batches")
 
 
@@ -175,6 +175,23 @@ def test_a_failing_prune_counts_an_error_and_raises_a_real_lock_timeout(committe
     assert_metric_delta(before, 1, PRUNED, outcome="error")
     assert names_left() == set(committed_fleet)
     assert workspaces_prune().pruned == 3
+
+
+def test_a_prune_failing_at_the_quota_windows_reports_the_workspaces_it_deleted(
+    committed_fleet,
+) -> None:
+    before = metrics_saved()
+
+    with (
+        lock_timeout("50ms"),
+        table_locked_elsewhere("workspace_usage"),
+        pytest.raises(PruneError, match="workspace prune failed: canceling") as caught,
+    ):
+        workspaces_prune()
+
+    assert caught.value.partial == PruneResult(3, 1)
+    assert_metric_delta(before, 3, PRUNED, outcome="pruned")
+    assert_metric_delta(before, 1, PRUNED, outcome="error")
 
 
 def test_an_error_count_that_cannot_be_stored_is_logged(db, monkeypatch, caplog) -> None:

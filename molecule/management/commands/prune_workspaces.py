@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from molecule.housekeeping import workspaces_prune, workspaces_prune_preview
 from molecule.management.base import SweepCommand
 from molecule.pruning import PruneError
-from molecule.services import workspaces_prune, workspaces_prune_preview
 
 
 class Command(SweepCommand):
