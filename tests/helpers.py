@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -124,6 +124,19 @@ def table_locked_elsewhere(
     finally:
         other.rollback()
         other.close()
+
+
+@contextlib.contextmanager
+def sql_installed(setup: Sequence[str], teardown: Sequence[str]) -> Iterator[None]:
+    """Run ``setup`` for the block and ``teardown`` after it; ``teardown`` first as well, in
+    case an interrupted run left its objects in a reused database."""
+    for statement in (*teardown, *setup):
+        run_sql(statement)
+    try:
+        yield
+    finally:
+        for statement in teardown:
+            run_sql(statement)
 
 
 @contextlib.contextmanager

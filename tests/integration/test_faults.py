@@ -103,35 +103,14 @@ def test_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
     before = metrics_saved()
     caplog.set_level(logging.INFO, logger="pending_uploads")
 
-    with override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=500), admin_connection() as admin:
-        sweeper = JobThread(uploads_tasks.sweep_pending_uploads)
-        sweeper.start()
-        assert sweeper.connected.wait(10)
-        assert sweeper.backend_pid is not None
+    with override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=500):
         # Let some batches commit, then hold a SHARE lock: it waits for the batch in flight to
         # commit and then blocks the next one, so the kill lands mid-run, between batches.
-        wait_until(
-            lambda: (
-                admin.execute("SELECT count(*) FROM pending_uploads").fetchone()[0]
-                < sum(start.values())
-            ),
-            timeout=30,
-            interval=0.005,
-            what="the first sweep batch",
+        first = terminate_when_blocked(
+            uploads_tasks.sweep_pending_uploads,
+            "pending_uploads",
+            lambda: sum(uploads_count_by_kind().values()) < sum(start.values()),
         )
-        with admin.transaction():
-            admin.execute("LOCK TABLE pending_uploads IN SHARE MODE")
-            wait_until(
-                lambda: admin.execute(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
-                    [sweeper.backend_pid],
-                ).fetchone()[0],
-                timeout=10,
-                interval=0.01,
-                what="the sweep to block on the next batch",
-            )
-            admin.execute("SELECT pg_terminate_backend(%s)", [sweeper.backend_pid])
-            first = sweeper.outcome()
 
         middle = uploads_count_by_kind()
         deleted_acked = start[ACKED_OLD.name] - middle[ACKED_OLD.name]

@@ -22,6 +22,7 @@ from tests.helpers import (
     metrics_saved,
     run_sql,
     service_stack,
+    sql_installed,
 )
 from tests.integration.conftest import (
     ACKED_OLD,
@@ -148,14 +149,9 @@ TRAP_TEARDOWN = (
 
 @pytest.fixture
 def commit_trap(transactional_db: None) -> Iterator[None]:
-    for statement in (*TRAP_TEARDOWN, *TRAP_SETUP):
-        run_sql(statement)
-    try:
+    with sql_installed(TRAP_SETUP, TRAP_TEARDOWN):
         yield
-    finally:
-        for statement in TRAP_TEARDOWN:
-            run_sql(statement)
-        tables_truncate()
+    tables_truncate()
 
 
 @pytest.mark.slow

@@ -11,7 +11,13 @@ import pytest
 from django.test import Client, override_settings
 
 from molecule.services import activity_sweep
-from tests.helpers import assert_metric_delta, metrics_saved, run_sql, run_together
+from tests.helpers import (
+    assert_metric_delta,
+    metrics_saved,
+    run_sql,
+    run_together,
+    sql_installed,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,13 +50,8 @@ AUDIT_TEARDOWN = (
 
 @pytest.fixture
 def deletion_audit() -> Iterator[None]:
-    for statement in (*AUDIT_TEARDOWN, *AUDIT_SETUP):
-        run_sql(statement)
-    try:
+    with sql_installed(AUDIT_SETUP, AUDIT_TEARDOWN):
         yield
-    finally:
-        for statement in AUDIT_TEARDOWN:
-            run_sql(statement)
 
 
 @override_settings(ACTIVITY_SWEEP_BATCH_SIZE=200)

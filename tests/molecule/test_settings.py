@@ -201,24 +201,27 @@ PRINT_UPSTREAM_ALIASES = (
     ids=["defaults", "upstream-names", "ours-win", "ms"],
 )
 def test_statement_timeout_and_upstream_phantom_busy_names(env, printed):
+    names = (
+        "DB_STATEMENT_TIMEOUT",
+        "PHANTOM_BUSY_SWEEP_INTERVAL",
+        "PHANTOM_BUSY_SWEEPER_INTERVAL_S",
+        "PHANTOM_BUSY_SWEEPER_DISABLED",
+    )
+    assert printed_in_child(PRINT_UPSTREAM_ALIASES, names, env) == printed
+
+
+def printed_in_child(code: str, names: tuple[str, ...], env: dict[str, str]) -> str:
+    """What ``code`` prints in a production process where of ``names`` only ``env`` is set."""
     result = subprocess.run(
-        [sys.executable, "-c", PRINT_UPSTREAM_ALIASES],
-        env=production_env(
-            **{
-                "DB_STATEMENT_TIMEOUT": None,
-                "PHANTOM_BUSY_SWEEP_INTERVAL": None,
-                "PHANTOM_BUSY_SWEEPER_INTERVAL_S": None,
-                "PHANTOM_BUSY_SWEEPER_DISABLED": None,
-                **env,
-            }
-        ),
+        [sys.executable, "-c", code],
+        env=production_env(**{**dict.fromkeys(names), **env}),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    return result.stdout.strip()
 
 
 def test_a_bad_statement_timeout_is_a_one_line_error():
@@ -288,16 +291,7 @@ ABUSE_NAMES = (
     ids=["defaults", "from-the-environment"],
 )
 def test_abuse_settings_from_the_environment(env: dict[str, str], printed: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_ABUSE_SETTINGS],
-        env=production_env(**{**dict.fromkeys(ABUSE_NAMES), **env}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    assert printed_in_child(PRINT_ABUSE_SETTINGS, ABUSE_NAMES, env) == printed
 
 
 def test_a_bad_quota_is_a_one_line_error() -> None:

@@ -58,14 +58,21 @@ def non_staff_client(django_user_model) -> Client:
     return client
 
 
-@pytest.fixture
-def staff_without_view_client(django_user_model) -> Client:
-    """Staff may enter the admin, but holds no permission on pending uploads."""
-    user = django_user_model.objects.create_user("clerk", password="clerk-pw-123", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_workspace"))
+def staff_client(django_user_model, username: str, codename: str) -> Client:
+    """A logged-in staff user who holds the one permission ``codename``."""
+    user = django_user_model.objects.create_user(
+        username, password=f"{username}-pw-123", is_staff=True
+    )
+    user.user_permissions.add(Permission.objects.get(codename=codename))
     client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def staff_without_view_client(django_user_model) -> Client:
+    """Staff may enter the admin, but holds no permission on pending uploads."""
+    return staff_client(django_user_model, "clerk", "view_workspace")
 
 
 def is_login_redirect(response) -> bool:
@@ -638,11 +645,7 @@ def test_sweep_now_refused_to_anonymous_and_non_staff(non_staff_client: Client) 
 @pytest.fixture
 def viewer_client(django_user_model) -> Client:
     """Staff that may view pending uploads, and nothing more."""
-    user = django_user_model.objects.create_user("viewer", password="viewer-pw-123", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_pendingupload"))
-    client = Client()
-    client.force_login(user)
-    return client
+    return staff_client(django_user_model, "viewer", "view_pendingupload")
 
 
 def test_sweep_now_needs_the_delete_permission(viewer_client: Client, django_user_model) -> None:
