@@ -148,7 +148,9 @@ def test_ended_windows_are_pruned() -> None:
 
     assert quotas.quota_windows_prune() == 2
     assert quotas.quota_windows_prune() == 0
-    assert sorted(WorkspaceUsage.objects.values_list("quota", "amount")) == [
+    assert sorted(
+        WorkspaceUsage.objects.filter(workspace_id=WS).values_list("quota", "amount")
+    ) == [
         ("activity_bytes", 1),
         ("uploads", 1),
     ]
