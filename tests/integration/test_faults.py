@@ -464,28 +464,31 @@ def test_a_raising_job_is_logged_counted_and_the_next_run_works(
 
 
 def terminate_when_blocked(
-    job: Callable[[], dict[str, Any]], table: str, started: Callable[[], bool]
+    job: Callable[[], dict[str, Any]], table: str, started: Callable[[], bool] | None
 ) -> dict[str, Any]:
-    """Run ``job``; once ``started()``, lock ``table`` so its next statement waits, then
-    pg_terminate_backend its session, as an operator or a failover would. Its outcome."""
-    with admin_connection() as admin:
+    """Run ``job``; once ``started()`` (None: before it starts), lock ``table`` so that its next
+    statement waits, then pg_terminate_backend its session, as an operator or a failover
+    would. Its outcome."""
+    with admin_connection() as admin, admin.transaction():
         runner = JobThread(job)
+        if started is None:
+            admin.execute(f"LOCK TABLE {table} IN SHARE MODE")
         runner.start()
         assert runner.connected.wait(10)
-        wait_until(started, timeout=30, interval=0.005, what=f"{job.__name__} to start")
-        with admin.transaction():
+        if started is not None:
+            wait_until(started, timeout=30, interval=0.005, what=f"{job.__name__} to start")
             admin.execute(f"LOCK TABLE {table} IN SHARE MODE")
-            wait_until(
-                lambda: admin.execute(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
-                    [runner.backend_pid],
-                ).fetchone()[0],
-                timeout=10,
-                interval=0.01,
-                what=f"{job.__name__} to block on the lock",
-            )
-            admin.execute("SELECT pg_terminate_backend(%s)", [runner.backend_pid])
-            return runner.outcome()
+        wait_until(
+            lambda: admin.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                [runner.backend_pid],
+            ).fetchone()[0],
+            timeout=10,
+            interval=0.01,
+            what=f"{job.__name__} to block on the lock",
+        )
+        admin.execute("SELECT pg_terminate_backend(%s)", [runner.backend_pid])
+        return runner.outcome()
 
 
 ACTIVITY_SWEPT = "molecule_activity_logs_swept_total"
@@ -529,7 +532,7 @@ def test_phantom_busy_sweep_killed_mid_statement_resets_nothing_and_counts_one_e
     busy = register("stuck", active_tasks=3, current_task="x").workspace
     before = metrics_saved()
 
-    outcome = terminate_when_blocked(PHANTOM_JOB, "workspaces", lambda: True)
+    outcome = terminate_when_blocked(PHANTOM_JOB, "workspaces", None)
 
     assert "error" in outcome
     busy.refresh_from_db()
