@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 
@@ -102,6 +103,51 @@ def compact_time(value: datetime | None) -> SafeString | str:
         local.strftime("%Y-%m-%d %H:%M:%S %Z"),
         local.strftime("%Y-%m-%d %H:%M"),
     )
+
+
+# A JSON text's tokens: a whole string (escapes included), punctuation, or a bare scalar.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]|[^{}\[\],:"\s]+')
+# Deeper levels are indented no further, so a line never starts with more than 64 spaces.
+MAX_INDENT = 32
+# An activity body can be 1 MiB of JSON; a page shows the first 256 KiB.
+JSON_SHOWN_BYTES = 256 * 1024
+
+
+def json_pretty(text: str, *, limit: int = JSON_SHOWN_BYTES) -> str:
+    """A JSON text (PostgreSQL's jsonb output) indented for reading, two spaces a level.
+
+    Iterative over the tokens, so any depth renders; json.loads of a value nested as deep as
+    the API accepts already overflows the admin's deeper stack. Past ``limit`` characters the
+    text is cut, and says so.
+    """
+    tokens = _JSON_TOKENS.findall(text[:limit])
+    parts: list[str] = []
+    depth = 0
+
+    def newline() -> None:
+        parts.append("\n" + "  " * min(depth, MAX_INDENT))
+
+    for index, item in enumerate(tokens):
+        if item in ("}", "]"):
+            depth -= 1
+            if parts and parts[-1] not in ("{", "["):
+                newline()
+            parts.append(item)
+        elif item in ("{", "["):
+            parts.append(item)
+            depth += 1
+            if index + 1 < len(tokens) and tokens[index + 1] not in ("}", "]"):
+                newline()
+        elif item == ",":
+            parts.append(",")
+            newline()
+        elif item == ":":
+            parts.append(": ")
+        else:
+            parts.append(item)
+    if len(text) > limit:
+        parts.append(f"\n… (truncated: {len(text):,} bytes in all)")
+    return "".join(parts)
 
 
 def human_duration(seconds: float) -> str:

@@ -23,6 +23,17 @@ def setting(name: str, default: T) -> Callable[[], T]:
 # A statement running longer than this is cancelled by PostgreSQL (sqlstate 57014).
 DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=30)
 
+# libpq's TCP settings (settings.py): a peer silent for idle + interval x count seconds, or data
+# unacknowledged for tcp_user_timeout, is a dead connection (a partition), found in about 8 s.
+DEFAULT_DB_KEEPALIVES_IDLE = 4
+DEFAULT_DB_KEEPALIVES_INTERVAL = 2
+DEFAULT_DB_KEEPALIVES_COUNT = 2
+DEFAULT_DB_TCP_USER_TIMEOUT = timedelta(seconds=8)
+# A web process cuts a connection whose operation waited this long for PostgreSQL
+# (molecule.dbdeadline): with the 2 s health check and the 5 s connect_timeout, a frozen
+# database answers every request with a 503 within 10 s. 0 disables it.
+db_client_timeout = setting("DB_CLIENT_TIMEOUT", timedelta(seconds=8))
+
 # Upstream's since_secs ceiling: older activity has typically been pruned anyway.
 ACTIVITY_MAX_SINCE_SECONDS = 30 * 24 * 3600
 
@@ -32,6 +43,15 @@ admin_token = setting("ADMIN_TOKEN", "")
 # The platform whose /registry/discover/<id> serves agent cards, for the feed's
 # agent_card_url; '' (the default) leaves agent_card_url out, as this service serves none.
 external_platform_url = setting("EXTERNAL_PLATFORM_URL", "")
+
+# Peers whose X-Forwarded-For is believed: the shipped nginx, on the same host as gunicorn.
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
+trusted_proxies = setting("TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES)
+
+# Admin logins (django-axes, which reads its settings once at import: settings.py sets them
+# from these). Wrong passwords per username and address before a lockout, and how long it lasts.
+DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT = 5
+DEFAULT_ADMIN_LOGIN_COOLOFF = timedelta(minutes=15)
 
 # The hard horizon: every activity row goes after it, acknowledged or not. The same as the
 # feed's since_secs cap.
@@ -53,3 +73,33 @@ activity_sweep_batch_size = setting("ACTIVITY_SWEEP_BATCH_SIZE", DEFAULT_ACTIVIT
 molecule_env = setting("MOLECULE_ENV", "")
 deploy_mode = setting("MOLECULE_DEPLOY_MODE", "")
 org_id = setting("MOLECULE_ORG_ID", "")
+
+# Per-workspace quotas (molecule.quotas), far above what a working agent does (README: quotas);
+# 0 switches one off. Uploads and activity are counted in fixed windows of QUOTA_WINDOW.
+DEFAULT_QUOTA_PENDING_BYTES = 5 * 1024**3
+DEFAULT_QUOTA_ACTIVITY_BYTES = 256 * 1024**2
+DEFAULT_QUOTA_UPLOADS = 1000
+DEFAULT_QUOTA_WINDOW = timedelta(hours=1)
+
+quota_pending_bytes = setting("QUOTA_PENDING_BYTES", DEFAULT_QUOTA_PENDING_BYTES)
+quota_activity_bytes = setting("QUOTA_ACTIVITY_BYTES", DEFAULT_QUOTA_ACTIVITY_BYTES)
+quota_uploads = setting("QUOTA_UPLOADS", DEFAULT_QUOTA_UPLOADS)
+quota_window = setting("QUOTA_WINDOW", DEFAULT_QUOTA_WINDOW)
+
+# Workspaces that registered and never came back (molecule.pruning): silent this long, with no
+# activity and no pending uploads, they are deleted. The activity retention by default, so
+# a pruned workspace has nothing left in the feed either.
+DEFAULT_WORKSPACE_PRUNE_AFTER = DEFAULT_ACTIVITY_RETENTION
+DEFAULT_WORKSPACE_PRUNE_INTERVAL = timedelta(hours=1)
+DEFAULT_WORKSPACE_PRUNE_BATCH_SIZE = 500
+
+workspace_prune_after = setting("WORKSPACE_PRUNE_AFTER", DEFAULT_WORKSPACE_PRUNE_AFTER)
+workspace_prune_interval = setting("WORKSPACE_PRUNE_INTERVAL", DEFAULT_WORKSPACE_PRUNE_INTERVAL)
+workspace_prune_batch_size = setting(
+    "WORKSPACE_PRUNE_BATCH_SIZE", DEFAULT_WORKSPACE_PRUNE_BATCH_SIZE
+)
+
+# After POST /workspaces/<id>/token/rotate, the old token still works until the new one is
+# first used, or for this long at most.
+DEFAULT_TOKEN_ROTATION_OVERLAP = timedelta(minutes=15)
+token_rotation_overlap = setting("TOKEN_ROTATION_OVERLAP", DEFAULT_TOKEN_ROTATION_OVERLAP)

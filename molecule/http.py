@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import math
 import re
@@ -18,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from molecule import conf
 from molecule.models import Workspace
+from molecule.quotas import QuotaExceeded
 
 View = Callable[..., HttpResponse]
 
@@ -54,12 +56,15 @@ class ApiResponse(JsonResponse):
 
 
 class ApiError(Exception):
-    """An expected client error, answered as ``{"error": message, **extra}``."""
+    """An expected client error, answered as ``{"error": message, **extra}``, with ``headers``."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -85,11 +90,31 @@ def api_view(*methods: str) -> Callable[[View], View]:
             try:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
-                return json_error(exc.status, exc.message, **exc.extra)
+                response = json_error(exc.status, exc.message, **exc.extra)
+                for header, value in exc.headers.items():
+                    response[header] = value
+                return response
 
         return wrapper
 
     return decorate
+
+
+def quota_refused(exc: QuotaExceeded) -> ApiError:
+    """429 naming the quota and its limit, with Retry-After: the answer to every QuotaExceeded."""
+    return ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after)}, **exc.details())
+
+
+def declared_length(request: HttpRequest) -> int | None:
+    """The request's Content-Length (None when absent: a chunked body); 400 when it is not a
+    number."""
+    raw = request.META.get("CONTENT_LENGTH")
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid Content-Length") from None
 
 
 def parse_uuid(value: Any, what: str) -> uuid.UUID:
@@ -107,6 +132,24 @@ def bearer_token(request: HttpRequest) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP address: REMOTE_ADDR, or the proxy's word for it when the peer is one.
+
+    Only a peer in TRUSTED_PROXIES (the shipped nginx on loopback) is believed, and only the
+    last X-Forwarded-For entry: nginx appends the address it saw ($proxy_add_x_forwarded_for),
+    so every entry before it came from the client and can be forged. django-axes locks admin
+    logins out by this address (AXES_CLIENT_IP_CALLABLE).
+    """
+    peer = request.META.get("REMOTE_ADDR", "")
+    if peer not in conf.trusted_proxies():
+        return peer
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return peer
 
 
 def json_object(request: HttpRequest) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The never-raise wrapper every scheduled job runs its service through."""
+"""The never-raise wrapper every scheduled job runs its service through, and failure counts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
+
+from molecule.errors import first_line
 
 
 class JobReport(Protocol):
@@ -34,3 +36,20 @@ def job_run(
         close_old_connections()
         return {"error": str(exc)}
     return report.job_result()
+
+
+def failure_count(metric: str, label: str, what: str) -> None:
+    """Add 1 to ``metric{label}`` in its own statement, for a failed ``what`` run.
+
+    The failed batch rolled back with its own count, so the failure is counted after it. When
+    the database itself is away this cannot be stored either: one line is logged instead (a
+    command that failed because the database is away must print one line).
+    """
+    from molecule.models import MetricTotal
+
+    try:
+        MetricTotal.objects.add(metric, label=label)
+    except DatabaseError as exc:
+        logging.getLogger(__name__).error(
+            "could not count the failed %s: %s", what, first_line(exc)
+        )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import connections, models, router
 
+from molecule.pruning import WorkspacePruneMixin
 from molecule.retention import ActivityRetentionMixin
 from molecule.tokens import token_hash, token_matches
 from molecule.totals import ADD_TO_TOTALS
@@ -71,7 +72,28 @@ class WorkspaceRef(NamedTuple):
     name: str
 
 
-class WorkspaceManager(models.Manager["Workspace"]):
+class WorkspaceManager(WorkspacePruneMixin, models.Manager["Workspace"]):
+    def with_token_state(self) -> models.QuerySet:
+        """Workspaces with ``previous_token_live``: whether the overlap of the last rotation
+        is still running, by the database clock."""
+        return self.annotate(
+            previous_token_live=models.ExpressionWrapper(
+                models.Q(previous_token_expires_at__gt=Now()),
+                output_field=models.BooleanField(),
+            )
+        )
+
+    def token_owner(self, workspace: Workspace, token: str) -> str | None:
+        """ "current" or "previous" (within the overlap): which of the workspace's tokens
+        ``token`` is, else None. Read from a with_token_state() row; both are compared."""
+        previous = workspace.previous_token_hash if workspace.previous_token_live else None
+        current = token_matches(token, workspace.token_hash)
+        # Compared even when there is none, so that timing does not tell.
+        old = token_matches(token, previous)
+        if current:
+            return "current"
+        return "previous" if old else None
+
     def authenticate(
         self, workspace_id: uuid.UUID, token: str, *, admin_token: str = ""
     ) -> Workspace | None:
@@ -79,19 +101,60 @@ class WorkspaceManager(models.Manager["Workspace"]):
 
         A removed workspace's own token never authenticates again; ``admin_token`` ('' when
         disabled) opens every workspace that exists. The workspace returned carries
-        ``by_admin_token``: True when only the operator token matched.
+        ``by_admin_token``: True when only the operator token matched, and
+        ``by_previous_token``: True for the token from before a rotation, within its overlap.
+        The first use of a rotated-to token ends the overlap.
         """
-        workspace = self.filter(pk=workspace_id).first()
+        workspace = self.with_token_state().filter(pk=workspace_id).first()
         usable = workspace is not None and workspace.status != workspace.Status.REMOVED
-        stored = workspace.token_hash if usable and workspace is not None else None
         # Compare even for an unknown id, so timing does not tell which ids exist; compare the
         # admin token too (against a dummy when disabled), so both tiers cost the same.
-        own = token_matches(token, stored)
+        if usable and workspace is not None:
+            owner = self.token_owner(workspace, token)
+        else:
+            owner = None
+            token_matches(token, None)
+            token_matches(token, None)
         admin = token_matches(token, token_hash(admin_token) if admin_token else None)
-        if workspace is not None and (own or admin):
-            workspace.by_admin_token = not own
-            return workspace
-        return None
+        if workspace is None or not (owner or admin):
+            return None
+        workspace.by_admin_token = owner is None
+        workspace.by_previous_token = owner == "previous"
+        if owner == "current" and workspace.previous_token_hash is not None:
+            self.forget_previous_token(workspace)
+        return workspace
+
+    def forget_previous_token(self, workspace: Workspace) -> None:
+        """End a rotation's overlap: the new token has been used."""
+        self.filter(pk=workspace.pk, token_hash=workspace.token_hash).update(
+            previous_token_hash=None, previous_token_expires_at=None
+        )
+        workspace.previous_token_hash = workspace.previous_token_expires_at = None
+
+    def rotate_token(
+        self, workspace: Workspace, new_hash: str, *, overlap: timedelta
+    ) -> datetime | None:
+        """Make ``new_hash`` the workspace's token; the end of the old one's overlap, or None
+        when a concurrent rotation or removal changed the workspace first.
+
+        Rotated with the current token, that token becomes the previous one for ``overlap``.
+        Rotated with the previous one (the answer to the last rotation was lost, its token
+        never used), the unused token is replaced and the overlap is not extended.
+        """
+        rows = self.filter(pk=workspace.pk, token_hash=workspace.token_hash).exclude(
+            status=self.model.Status.REMOVED
+        )
+        if workspace.by_previous_token:
+            changed = rows.filter(previous_token_expires_at__gt=Now()).update(token_hash=new_hash)
+        else:
+            changed = rows.update(
+                token_hash=new_hash,
+                previous_token_hash=workspace.token_hash,
+                previous_token_expires_at=Now() + overlap,
+            )
+        if not changed:
+            return None
+        return self.filter(pk=workspace.pk).values_list("previous_token_expires_at", flat=True)[0]
 
     def inbound_secret_replace(
         self, workspace_id: uuid.UUID, *, expected: str | None, sealed: str

@@ -1,9 +1,16 @@
-"""Metrics whose values live in the metric_totals table, and the collector that serves them.
+"""Metrics whose values live in the metric_totals table, the collector that serves them, and
+the web processes' own counters.
 
 Counters and gauges written by sweeps are kept in PostgreSQL, not in process memory: a sweep
 adds to its counter in the same statement as its DELETE, so the totals are exact whichever
 process did the work (qcluster, cron, the admin), survive restarts and leave no per-process
 files. Every /metrics target exports the same global value; aggregate with max, not sum.
+
+Events of the request path (a quota refusal, a connection the deadline cut) are counted by the
+web process itself, in prometheus_client's multiprocess files like the request metrics: storing
+them would add a write to the hottest row of metric_totals on every refused request, which is
+what an abuser controls, and a cut connection has no database to store it in. These are per
+target: aggregate with sum.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError
+from prometheus_client import Counter
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -106,3 +114,38 @@ activity_last_sweep_timestamp = stored_metric(
     "succeeded; falling hours behind means the sweep is not running.",
     "gauge",
 )
+
+
+WORKSPACE_PRUNE_OUTCOMES = ("pruned", "error")
+
+workspaces_pruned = stored_metric(
+    "molecule_workspaces_pruned",
+    "Workspaces deleted by the prune (pruned: registered, then silent for WORKSPACE_PRUNE_AFTER "
+    "with no activity and no pending uploads; error counts failed prune runs). A burst of "
+    "pruned means many registrations never came back, as a registration flood leaves. "
+    "Stored in the database: every target exports the same total, aggregate with max.",
+    "counter",
+    label="outcome",
+    label_values=WORKSPACE_PRUNE_OUTCOMES,
+)
+
+# --- Counted by the web processes (multiprocess files, like the request metrics). ---------
+
+db_client_timeouts = Counter(
+    "molecule_db_client_timeouts_total",
+    "Database connections cut because an operation waited longer than DB_CLIENT_TIMEOUT for "
+    "PostgreSQL; any rise means the database froze or the network to it dropped packets. "
+    "Counted per web process: aggregate with sum.",
+)
+
+QUOTAS = ("pending_bytes", "activity_bytes", "uploads")
+
+quota_refusals = Counter(
+    "molecule_quota_refusals_total",
+    "Requests refused with 429 because a workspace reached a quota (pending_bytes: uploads "
+    "stored; activity_bytes, uploads: per QUOTA_WINDOW). A rise means a workspace writes far "
+    "more than agents do: abuse, or a runaway agent. Counted per web process: aggregate with sum.",
+    ["quota"],
+)
+for _quota in QUOTAS:
+    quota_refusals.labels(_quota)

@@ -7,6 +7,7 @@ from django.db import models
 
 from molecule.managers import ActivityLogManager, InboxDeliveryStateManager, WorkspaceManager
 from molecule.totals import MetricTotalManager
+from molecule.usage import WorkspaceUsageManager
 
 
 class Workspace(models.Model):
@@ -35,14 +36,19 @@ class Workspace(models.Model):
     # It must be sent again, so it cannot be a hash: it is sealed (molecule/sealing.py) with
     # keys derived from SECRET_KEY. NULL until minted. The admin never shows it.
     platform_inbound_secret_sealed = models.TextField(null=True, editable=False)  # noqa: DJ001
+    # The token before the last rotation, accepted until the new one is first used or this
+    # overlap ends, so a rotation whose answer was lost does not lock the workspace out.
+    previous_token_hash = models.CharField(max_length=64, null=True, editable=False)  # noqa: DJ001
+    previous_token_expires_at = models.DateTimeField(null=True, editable=False)
     created_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
     updated_at = models.DateTimeField(db_default=TransactionNow(), editable=False)
 
     objects = WorkspaceManager()
 
     # Set by WorkspaceManager.authenticate(): the caller is the operator (ADMIN_TOKEN), not the
-    # workspace itself.
+    # workspace itself; or the workspace with its token from before the last rotation.
     by_admin_token = False
+    by_previous_token = False
 
     class Meta:
         db_table = "workspaces"
@@ -178,3 +184,34 @@ class MetricTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.metric}{{{self.label}}} = {self.value:g}"
+
+
+class WorkspaceUsage(models.Model):
+    """One workspace's use of one windowed quota in one fixed window (molecule.quotas)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # No foreign key: a counter is deleted with its window, whatever became of the workspace.
+    workspace_id = models.UUIDField()
+    # molecule.quotas names: "activity_bytes", "uploads".
+    quota = models.TextField()
+    window_start = models.DateTimeField()
+    amount = models.BigIntegerField(default=0, db_default=0)
+
+    objects = WorkspaceUsageManager()
+
+    class Meta:
+        db_table = "workspace_usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace_id", "quota", "window_start"], name="workspace_usage_key"
+            )
+        ]
+        indexes = [
+            # The prune deletes ended windows.
+            models.Index(fields=["window_start"], name="workspace_usage_window_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.workspace_id} {self.quota} @ {self.window_start:%Y-%m-%d %H:%M} = {self.amount}"
+        )

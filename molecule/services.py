@@ -7,19 +7,20 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import DatabaseError, IntegrityError, transaction
 
-from molecule import conf, metrics
+from molecule import conf, metrics, quotas
 from molecule.addresses import url_check
 from molecule.errors import first_line
+from molecule.jobs import failure_count
 from molecule.models import ActivityLog, InboxDeliveryState, MetricTotal, Workspace
 from molecule.retention import ActivityHorizons, ActivitySweepError, ActivitySweepResult
 from molecule.sealing import seal, unseal
-from molecule.tokens import token_generate, token_hash, token_matches
+from molecule.tokens import token_generate, token_hash
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def workspace_register(
     AddressRefused). Every registration returns the platform_inbound_secret, minted on the
     first one and again whenever the stored one is missing or no key opens it.
     """
-    existing = Workspace.objects.filter(pk=workspace_id).first()
+    existing = Workspace.objects.with_token_state().filter(pk=workspace_id).first()
     if existing is not None:
         # Ownership first, as upstream checks it: a stranger learns nothing about the URL rules.
         _owner_check(existing, bearer_token)
@@ -71,7 +72,9 @@ def workspace_register(
         url_check(url)
     fields = {"name": name, "delivery_mode": delivery_mode, "url": url}
     with transaction.atomic():
-        workspace = Workspace.objects.select_for_update().filter(pk=workspace_id).first()
+        workspace = (
+            Workspace.objects.with_token_state().select_for_update().filter(pk=workspace_id).first()
+        )
         if workspace is None:
             token = token_generate()
             secret = token_generate()
@@ -109,11 +112,54 @@ def workspace_register(
 
 
 def _owner_check(workspace: Workspace, bearer_token: str | None) -> None:
-    if bearer_token is None or not token_matches(bearer_token, workspace.token_hash):
+    """Raise unless ``bearer_token`` is one of the workspace's tokens (the previous one within a
+    rotation's overlap) and the workspace is not removed; the current one ends the overlap.
+    ``workspace`` comes from Workspace.objects.with_token_state()."""
+    owner = (
+        None if bearer_token is None else Workspace.objects.token_owner(workspace, bearer_token)
+    )
+    if owner is None:
         raise WorkspaceAuthError
     if workspace.status == Workspace.Status.REMOVED:
         # Removed is terminal, as upstream's guard makes it: a late register never revives.
         raise WorkspaceRemovedError
+    if owner == "current" and workspace.previous_token_hash is not None:
+        Workspace.objects.forget_previous_token(workspace)
+
+
+class TokenRotationRefused(Exception):
+    """Only the workspace's own token rotates it; the operator removes a workspace instead."""
+
+
+class TokenRotationRaced(Exception):
+    """A concurrent rotation or removal changed the workspace first; nothing was rotated."""
+
+
+class TokenRotation(NamedTuple):
+    # The new plain token: returned once, never stored or logged.
+    auth_token: str
+    # Until when the token it replaced still works, unless the new one is used first.
+    previous_expires_at: datetime
+
+
+def workspace_token_rotate(*, workspace: Workspace) -> TokenRotation:
+    """Give the workspace a new token; the old one keeps working until the new one is first
+    used or TOKEN_ROTATION_OVERLAP ends, so a lost answer cannot lock the workspace out."""
+    if workspace.by_admin_token:
+        raise TokenRotationRefused
+    token = token_generate()
+    expires = Workspace.objects.rotate_token(
+        workspace, token_hash(token), overlap=conf.token_rotation_overlap()
+    )
+    if expires is None:
+        raise TokenRotationRaced
+    logger.info(
+        "workspace token rotated id=%s (with the %s token); the old one works until %s",
+        workspace.id,
+        "previous" if workspace.by_previous_token else "current",
+        expires.isoformat(),
+    )
+    return TokenRotation(token, expires)
 
 
 def workspace_heartbeat(
@@ -206,6 +252,19 @@ def inbox_ack(*, workspace_id: uuid.UUID, acked_seq: int) -> int:
     eligible for the retention sweep after ACTIVITY_SOFT_RETENTION.
     """
     return InboxDeliveryState.objects.ack(workspace_id, acked_seq)
+
+
+def activity_report(
+    *, workspace_id: uuid.UUID, body_bytes: int, activity_type: str, **columns: Any
+) -> ActivityLog:
+    """Append a row a client reported, charging its ``body_bytes`` to the activity_bytes quota
+    in the same transaction: QuotaExceeded leaves nothing stored. The charge comes first, so the
+    row is the transaction's last write (the feed's lock is held from it to the commit)."""
+    with transaction.atomic():
+        quotas.quota_charge(
+            workspace_id=workspace_id, quota=quotas.ACTIVITY_BYTES, amount=body_bytes
+        )
+        return activity_append(workspace_id=workspace_id, activity_type=activity_type, **columns)
 
 
 @dataclass(frozen=True)
@@ -306,8 +365,4 @@ def activity_sweep(
 
 def activity_count_error() -> None:
     """Count a failed run in its own statement (the failed batch rolled back its count)."""
-    try:
-        MetricTotal.objects.add(metrics.activity_logs_swept.name, label="error")
-    except DatabaseError as exc:
-        # One line: a command that failed because the database is away must print one line.
-        logger.error("could not count the failed activity sweep: %s", first_line(exc))
+    failure_count(metrics.activity_logs_swept.name, "error", "activity sweep")

@@ -8,7 +8,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from molecule.conf import DEFAULT_STATEMENT_TIMEOUT
+from molecule.conf import (
+    DEFAULT_ADMIN_LOGIN_COOLOFF,
+    DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT,
+    DEFAULT_DB_KEEPALIVES_COUNT,
+    DEFAULT_DB_KEEPALIVES_IDLE,
+    DEFAULT_DB_KEEPALIVES_INTERVAL,
+    DEFAULT_DB_TCP_USER_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
+)
 from molecule.durations import parse_duration
 from pending_uploads import conf as pending_uploads_conf
 
@@ -106,6 +114,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_prometheus",
+    # Admin login throttling: failed attempts and lockouts, listed in the admin.
+    "axes",
     # Listed before django_q so that its qcluster command wraps django_q's.
     "scheduler",
     "django_q",
@@ -128,6 +138,8 @@ MIDDLEWARE = [
     "molecule.middleware.JsonNotFoundMiddleware",
     "molecule.middleware.DatabaseUnavailableMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "molecule.urls"
@@ -162,6 +174,19 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", _env_int("DB_CONNECT_TIMEOUT", 5))
 DATABASES["default"]["OPTIONS"].setdefault("application_name", "molecule-uploads")
+# TCP keepalives and tcp_user_timeout: a connection to a partitioned server fails in seconds
+# instead of the kernel's two hours (libpq ignores them on Unix sockets). A frozen server's
+# kernel still answers the probes: molecule.dbdeadline (DB_CLIENT_TIMEOUT) covers that case.
+DATABASES["default"]["OPTIONS"].setdefault("keepalives", 1)
+DATABASES["default"]["OPTIONS"].setdefault(
+    "keepalives_idle", _env_int("DB_KEEPALIVES_IDLE", DEFAULT_DB_KEEPALIVES_IDLE)
+)
+DATABASES["default"]["OPTIONS"].setdefault(
+    "keepalives_interval", _env_int("DB_KEEPALIVES_INTERVAL", DEFAULT_DB_KEEPALIVES_INTERVAL)
+)
+DATABASES["default"]["OPTIONS"].setdefault(
+    "keepalives_count", _env_int("DB_KEEPALIVES_COUNT", DEFAULT_DB_KEEPALIVES_COUNT)
+)
 
 
 def _milliseconds(text: str) -> int:
@@ -184,8 +209,36 @@ DB_STATEMENT_TIMEOUT_MS = _env_parsed(
 DATABASES["default"]["OPTIONS"].setdefault(
     "options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
 )
+DATABASES["default"]["OPTIONS"].setdefault(
+    "tcp_user_timeout",
+    _env_parsed(
+        "DB_TCP_USER_TIMEOUT",
+        _milliseconds,
+        round(DEFAULT_DB_TCP_USER_TIMEOUT.total_seconds() * 1000),
+    ),
+)
+if os.environ.get("DB_CLIENT_TIMEOUT"):
+    DB_CLIENT_TIMEOUT = _env_duration("DB_CLIENT_TIMEOUT")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Admin logins: django-axes refuses a username from an address after AXES_FAILURE_LIMIT
+# wrong passwords, for AXES_COOLOFF_TIME (its backend first, so a locked-out login never
+# reaches the password check). axes reads these once at import, so they are set here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _env_int("AXES_FAILURE_LIMIT", DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT)
+AXES_COOLOFF_TIME = _env_parsed("AXES_COOLOFF_TIME", parse_duration, DEFAULT_ADMIN_LOGIN_COOLOFF)
+# Per username and address together: an attacker cannot lock the real admin out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client address as the shipped nginx reports it (TRUSTED_PROXIES), not the proxy's own.
+AXES_CLIENT_IP_CALLABLE = "molecule.http.client_address"
+# Lockouts are still logged; not a banner at every process start, which would break the
+# commands' one-line errors on stderr.
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -223,7 +276,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 
 # --- Uploads: every file part streams to a temporary file, never into memory. ---
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+# Unnamed temporary files: a worker killed mid-upload leaves none behind.
+FILE_UPLOAD_HANDLERS = ["pending_uploads.uploadhandler.UnnamedTemporaryFileUploadHandler"]
 # JSON bodies (register, heartbeat, activity) are small; anything larger is refused.
 DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("MOLECULE_MAX_JSON_BYTES", 1024 * 1024)
 
@@ -287,6 +341,24 @@ if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
 if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
     PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
 
+if os.environ.get("WORKSPACE_PRUNE_AFTER"):
+    WORKSPACE_PRUNE_AFTER = _env_duration("WORKSPACE_PRUNE_AFTER")
+if os.environ.get("WORKSPACE_PRUNE_INTERVAL"):
+    WORKSPACE_PRUNE_INTERVAL = _env_duration("WORKSPACE_PRUNE_INTERVAL")
+if os.environ.get("WORKSPACE_PRUNE_BATCH_SIZE"):
+    WORKSPACE_PRUNE_BATCH_SIZE = _env_int("WORKSPACE_PRUNE_BATCH_SIZE")
+if os.environ.get("TOKEN_ROTATION_OVERLAP"):
+    TOKEN_ROTATION_OVERLAP = _env_duration("TOKEN_ROTATION_OVERLAP")
+if os.environ.get("QUOTA_PENDING_BYTES"):
+    QUOTA_PENDING_BYTES = _env_int("QUOTA_PENDING_BYTES")
+if os.environ.get("QUOTA_ACTIVITY_BYTES"):
+    QUOTA_ACTIVITY_BYTES = _env_int("QUOTA_ACTIVITY_BYTES")
+if os.environ.get("QUOTA_UPLOADS"):
+    QUOTA_UPLOADS = _env_int("QUOTA_UPLOADS")
+if os.environ.get("QUOTA_WINDOW"):
+    QUOTA_WINDOW = _env_duration("QUOTA_WINDOW")
+if os.environ.get("TRUSTED_PROXIES"):
+    TRUSTED_PROXIES = tuple(_env_list("TRUSTED_PROXIES"))
 
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # The operator tier (upstream's ADMIN_TOKEN): accepted on every /workspaces/<id>/ route.

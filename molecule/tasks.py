@@ -3,8 +3,9 @@
 import logging
 from typing import Any
 
-from molecule import services
+from molecule import housekeeping, services
 from molecule.jobs import job_run
+from molecule.pruning import PruneError
 from molecule.retention import ActivitySweepError
 
 logger = logging.getLogger(__name__)
@@ -13,4 +14,13 @@ logger = logging.getLogger(__name__)
 def sweep_activity() -> dict[str, Any]:
     return job_run(
         services.activity_sweep, ActivitySweepError, services.activity_count_error, logger
+    )
+
+
+def prune_workspaces() -> dict[str, Any]:
+    return job_run(
+        housekeeping.workspaces_prune,
+        PruneError,
+        housekeeping.workspaces_prune_count_error,
+        logger,
     )

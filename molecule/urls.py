@@ -15,6 +15,12 @@ urlpatterns = [
         views.activity_ack,
         name="workspace-activity-ack",
     ),
+    # Ours, not upstream's: rotate the workspace's bearer token.
+    path(
+        "workspaces/<str:workspace_id>/token/rotate",
+        views.token_rotate,
+        name="workspace-token-rotate",
+    ),
     path("workspaces/<str:workspace_id>/", include("pending_uploads.urls")),
     path("uploads/limits", upload_views.limits, name="uploads-limits"),
     path("metrics", views.metrics, name="prometheus-django-metrics"),

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 
-from molecule import conf, services
+from molecule import conf, quotas, services
 from molecule.addresses import AddressRefused
 from molecule.attachments import attachments_from_request_body
 from molecule.exposition import metrics_page
@@ -17,6 +17,7 @@ from molecule.http import (
     ApiResponse,
     api_view,
     bearer_token,
+    declared_length,
     json_error,
     json_field,
     json_object,
@@ -25,6 +26,7 @@ from molecule.http import (
     query_positive_int,
     query_timestamp,
     query_uuid,
+    quota_refused,
     workspace_auth,
 )
 from molecule.managers import CursorGone
@@ -91,6 +93,27 @@ def _secret_answer(answer: dict[str, Any]) -> ApiResponse:
     response = ApiResponse(answer)
     # The answer carries a token or the inbound secret: no cache between us and the agent may
     # keep it.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@api_view("POST")
+@workspace_auth
+def token_rotate(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    """A new bearer token for the workspace, answered once (an addition: upstream has none)."""
+    try:
+        rotation = services.workspace_token_rotate(workspace=workspace)
+    except services.TokenRotationRefused:
+        raise ApiError(403, "a token is rotated with the workspace's own token") from None
+    except services.TokenRotationRaced:
+        raise ApiError(409, "the workspace changed meanwhile (another rotation?); retry") from None
+    response = ApiResponse(
+        {
+            "auth_token": rotation.auth_token,
+            "previous_token_expires_at": rotation.previous_expires_at.isoformat(),
+        }
+    )
+    # The answer carries a token: no cache between us and the agent may keep it.
     response["Cache-Control"] = "no-store"
     return response
 
@@ -236,6 +259,15 @@ def activity_ack(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 
 
 def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+    try:
+        # Before the body is read: what it would add cannot fit this window.
+        quotas.quota_precheck(
+            workspace_id=workspace.id,
+            quota=quotas.ACTIVITY_BYTES,
+            amount=declared_length(request) or 0,
+        )
+    except quotas.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     body = json_object(request)
     activity_type = json_field(body, "activity_type", str)
     if activity_type not in ActivityLog.Type.values:
@@ -252,20 +284,24 @@ def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse
     if duration_ms is not None and not 0 <= duration_ms <= 2**31 - 1:
         raise ApiError(400, "duration_ms must be a non-negative 32-bit integer")
     error_detail = _text(body, "error_detail", None)
-    services.activity_append(
-        workspace_id=workspace.id,
-        activity_type=activity_type,
-        method=_text(body, "method", limit=200),
-        summary=_text(body, "summary"),
-        source_id=source_id,
-        target_id=_optional_uuid(body, "target_id"),
-        # Upstream falls back to "metadata" when there is no request_body.
-        request_body=body.get("request_body", body.get("metadata")),
-        response_body=body.get("response_body"),
-        duration_ms=duration_ms,
-        status=_text(body, "status", "ok", limit=200) or "ok",
-        error_detail=error_detail or None,
-    )
+    try:
+        services.activity_report(
+            workspace_id=workspace.id,
+            body_bytes=len(request.body),
+            activity_type=activity_type,
+            method=_text(body, "method", limit=200),
+            summary=_text(body, "summary"),
+            source_id=source_id,
+            target_id=_optional_uuid(body, "target_id"),
+            # Upstream falls back to "metadata" when there is no request_body.
+            request_body=body.get("request_body", body.get("metadata")),
+            response_body=body.get("response_body"),
+            duration_ms=duration_ms,
+            status=_text(body, "status", "ok", limit=200) or "ok",
+            error_detail=error_detail or None,
+        )
+    except quotas.QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     return ApiResponse({"status": "logged"})
 
 

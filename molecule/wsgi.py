@@ -17,3 +17,8 @@ except ImproperlyConfigured as exc:
         raise SystemExit(message) from None
     # gunicorn prints this one line and stops its master too, instead of rebooting workers.
     raise AppImportError(message) from None
+
+# Only the web processes cut database waits at DB_CLIENT_TIMEOUT (molecule.dbdeadline).
+from molecule import dbdeadline
+
+dbdeadline.enable()

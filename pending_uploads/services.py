@@ -15,7 +15,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.services import activity_append_many
-from pending_uploads import conf, metrics
+from pending_uploads import conf, metrics, quotas
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
 from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
@@ -66,7 +66,7 @@ def _upload_activity(row: PendingUpload) -> dict[str, Any]:
 def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> list[PendingUpload]:
     """Store every file, then its activity_logs row, in one transaction, or nothing.
 
-    Raise an UploadRefused, or FileTooLarge, for an upload refused as a whole.
+    Raise an UploadRefused, FileTooLarge or QuotaExceeded for an upload refused as a whole.
     """
     if not files:
         raise NoFiles
@@ -84,6 +84,9 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
             rows = PendingUpload.objects.put_batch(
                 workspace.id, uploads, ttl=conf.ttl(), max_bytes=conf.max_file_bytes()
             )
+            # After the bytes, before the activity rows: QuotaExceeded rolls the whole upload
+            # back, and the quota's locks come before the feed's, as on every path.
+            quotas.uploads_admit(workspace_id=workspace.id, files=len(rows))
             # Last, after every byte, in one INSERT: the activity insert waits for the
             # workspace's earlier writers to commit and holds its later ones until this commit
             # (the feed's order, see ActivityLog.id), so nothing slow may follow it.

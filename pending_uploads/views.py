@@ -14,13 +14,16 @@ from molecule.http import (
     ApiError,
     ApiResponse,
     api_view,
+    declared_length,
     json_error,
     parse_uuid,
     query_limit,
+    quota_refused,
     workspace_auth,
 )
 from molecule.models import Workspace
-from pending_uploads import conf, forward, services
+from molecule.quotas import QuotaExceeded
+from pending_uploads import conf, forward, quotas, services
 from pending_uploads.managers import AckOutcome, FileTooLarge, OpenedContent
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import FALLBACK_MIMETYPE
@@ -34,18 +37,18 @@ FORWARD_BUSY_RETRY_AFTER = 5
 @api_view("POST")
 @workspace_auth
 def upload(request: HttpRequest, workspace: Workspace) -> HttpResponseBase:
-    try:
-        declared = (
-            int(request.META["CONTENT_LENGTH"]) if request.META.get("CONTENT_LENGTH") else None
-        )
-    except ValueError:
-        raise ApiError(400, "invalid Content-Length") from None
+    declared = declared_length(request)
     if declared is not None and declared > conf.max_request_bytes():
         raise ApiError(413, "request body too large", max=conf.max_request_bytes())
     if workspace.delivery_mode == Workspace.DeliveryMode.PUSH:
         return _upload_forward(request, workspace, declared)
     if request.content_type != "multipart/form-data":
         raise ApiError(400, "expected a multipart/form-data body with parts named files")
+    try:
+        # Before a byte of the body is read (spooled to a temporary file).
+        quotas.uploads_precheck(workspace_id=workspace.id, declared_bytes=declared or 0)
+    except QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     watch = CloseDelimiterWatch.install(request)
     try:
         files = request.FILES.getlist("files")
@@ -70,6 +73,8 @@ def upload(request: HttpRequest, workspace: Workspace) -> HttpResponseBase:
         raise ApiError(
             413, "file too large", filename=exc.filename, size=exc.size, max=exc.limit
         ) from None
+    except QuotaExceeded as exc:
+        raise quota_refused(exc) from None
     finally:
         for part in files:
             part.close()

@@ -39,4 +39,9 @@ SCHEDULES = (
         "molecule.tasks.sweep_activity",
         molecule_conf.activity_sweep_interval,
     ),
+    ScheduleSpec(
+        "molecule.workspace_prune",
+        "molecule.tasks.prune_workspaces",
+        molecule_conf.workspace_prune_interval,
+    ),
 )

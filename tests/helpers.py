@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
@@ -109,6 +111,44 @@ def run_sql(sql: str, params: Any = None) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+@contextlib.contextmanager
+def table_locked_elsewhere(
+    table: str = "pending_uploads", mode: str = "ACCESS EXCLUSIVE"
+) -> Iterator[None]:
+    """Hold a lock on ``table`` from a second, independent connection."""
+    # The URL carries the socket directory too, for the embedded server.
+    other = psycopg.connect(current_database_url())
+    try:
+        other.execute(f"LOCK TABLE {table} IN {mode} MODE")
+        yield
+    finally:
+        other.rollback()
+        other.close()
+
+
+@contextlib.contextmanager
+def sql_installed(setup: Sequence[str], teardown: Sequence[str]) -> Iterator[None]:
+    """Run ``setup`` for the block and ``teardown`` after it; ``teardown`` first as well, in
+    case an interrupted run left its objects in a reused database."""
+    for statement in (*teardown, *setup):
+        run_sql(statement)
+    try:
+        yield
+    finally:
+        for statement in teardown:
+            run_sql(statement)
+
+
+@contextlib.contextmanager
+def lock_timeout(value: str) -> Iterator[None]:
+    """This connection's lock_timeout, for the block (outside a transaction too)."""
+    run_sql("SELECT set_config('lock_timeout', %s, false)", [value])
+    try:
+        yield
+    finally:
+        run_sql("RESET lock_timeout")
 
 
 def run_together(job: Callable[[], Any], count: int) -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
@@ -147,9 +148,23 @@ class PendingUploadAdmin(MachineWrittenAdmin):
             raise Http404
         return attachment_response(opened)
 
+    def has_sweep_permission(self, request: HttpRequest) -> bool:
+        """The sweep deletes rows: it takes the model's delete permission, which the admin
+        itself never uses (has_delete_permission is False: only the sweeps delete)."""
+        opts = self.opts
+        codename = get_permission_codename("delete", opts)
+        return request.user.has_perm(f"{opts.app_label}.{codename}")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        extra_context = {**(extra_context or {}), "can_sweep": self.has_sweep_permission(request)}
+        return super().changelist_view(request, extra_context)
+
     def sweep_view(self, request: HttpRequest) -> HttpResponseRedirect:
         if not self.has_view_permission(request):
             raise Http404
+        if not self.has_sweep_permission(request):
+            messages.error(request, "You may not delete pending uploads, so you may not sweep.")
+            return HttpResponseRedirect(reverse("admin:pending_uploads_pendingupload_changelist"))
         retention = conf.ack_retention()
         try:
             report = uploads_sweep(ack_retention=retention)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import models, transaction
-from django.db.models import Max, Min
+from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
 from pending_uploads.managers.admin import (
@@ -205,3 +205,8 @@ class PendingUploadManager(
             .values_list("created_at", "file_id")
             .first()
         )
+
+    def stored_bytes(self, workspace_id: uuid.UUID) -> int:
+        """Bytes of every row of the workspace still stored, acked or expired alike: what it
+        occupies until the sweep deletes it (the pending_bytes quota)."""
+        return self.for_workspace(workspace_id).aggregate(total=Sum("size_bytes"))["total"] or 0

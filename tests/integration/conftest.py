@@ -50,6 +50,7 @@ TOUCHED_TABLES = (
     "pending_uploads",
     "activity_logs",
     "workspaces",
+    "workspace_usage",
     "django_q_ormq",
     "django_q_task",
 )

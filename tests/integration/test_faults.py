@@ -1,4 +1,4 @@
-"""Faults: a sweep whose connection is killed, an unreachable database, and jobs that raise."""
+"""Faults: sweeps whose connection is killed, an unreachable database, and jobs that raise."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,13 +21,20 @@ from django.db import OperationalError, connection
 from django.test import override_settings
 
 from devtools.processes import ServiceStack, database_url_from_settings, free_port
+from molecule import tasks as molecule_tasks
 from molecule.models import Workspace
 from pending_uploads import services as uploads_services
 from pending_uploads import tasks as uploads_tasks
 from pending_uploads.models import PendingUpload
 from scheduler import services as scheduler_services
 from scheduler import tasks as scheduler_tasks
-from tests.helpers import assert_metric_delta, assert_metric_deltas, metrics_saved, service_stack
+from tests.helpers import (
+    assert_metric_delta,
+    assert_metric_deltas,
+    metrics_saved,
+    run_sql,
+    service_stack,
+)
 from tests.integration.conftest import (
     ACKED_OLD,
     ACKED_RECENT,
@@ -95,35 +103,14 @@ def test_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
     before = metrics_saved()
     caplog.set_level(logging.INFO, logger="pending_uploads")
 
-    with override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=500), admin_connection() as admin:
-        sweeper = JobThread(uploads_tasks.sweep_pending_uploads)
-        sweeper.start()
-        assert sweeper.connected.wait(10)
-        assert sweeper.backend_pid is not None
+    with override_settings(PENDING_UPLOADS_SWEEP_BATCH_SIZE=500):
         # Let some batches commit, then hold a SHARE lock: it waits for the batch in flight to
         # commit and then blocks the next one, so the kill lands mid-run, between batches.
-        wait_until(
-            lambda: (
-                admin.execute("SELECT count(*) FROM pending_uploads").fetchone()[0]
-                < sum(start.values())
-            ),
-            timeout=30,
-            interval=0.005,
-            what="the first sweep batch",
+        first = terminate_when_blocked(
+            uploads_tasks.sweep_pending_uploads,
+            "pending_uploads",
+            lambda: sum(uploads_count_by_kind().values()) < sum(start.values()),
         )
-        with admin.transaction():
-            admin.execute("LOCK TABLE pending_uploads IN SHARE MODE")
-            wait_until(
-                lambda: admin.execute(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
-                    [sweeper.backend_pid],
-                ).fetchone()[0],
-                timeout=10,
-                interval=0.01,
-                what="the sweep to block on the next batch",
-            )
-            admin.execute("SELECT pg_terminate_backend(%s)", [sweeper.backend_pid])
-            first = sweeper.outcome()
 
         middle = uploads_count_by_kind()
         deleted_acked = start[ACKED_OLD.name] - middle[ACKED_OLD.name]
@@ -471,3 +458,86 @@ def test_a_raising_job_is_logged_counted_and_the_next_run_works(
         assert job() == {"reset": 1}
         assert_metric_delta(before, 1, RESETS)
     assert_job_errors(before, job, int(injection.sweep_failed))
+
+
+# --- the activity and phantom-busy sweeps' connections are killed ---------------------------
+
+
+def terminate_when_blocked(
+    job: Callable[[], dict[str, Any]], table: str, started: Callable[[], bool] | None
+) -> dict[str, Any]:
+    """Run ``job``; once ``started()`` (None: before it starts), lock ``table`` so that its next
+    statement waits, then pg_terminate_backend its session, as an operator or a failover
+    would. Its outcome."""
+    with admin_connection() as admin, admin.transaction():
+        runner = JobThread(job)
+        if started is None:
+            admin.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        runner.start()
+        assert runner.connected.wait(10)
+        if started is not None:
+            wait_until(started, timeout=30, interval=0.005, what=f"{job.__name__} to start")
+            admin.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        wait_until(
+            lambda: admin.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                [runner.backend_pid],
+            ).fetchone()[0],
+            timeout=10,
+            interval=0.01,
+            what=f"{job.__name__} to block on the lock",
+        )
+        admin.execute("SELECT pg_terminate_backend(%s)", [runner.backend_pid])
+        return runner.outcome()
+
+
+ACTIVITY_SWEPT = "molecule_activity_logs_swept_total"
+ACTIVITY_ROWS_SQL = """
+INSERT INTO activity_logs (workspace_id, activity_type, created_at)
+SELECT %s, 'old', now() - interval '40 days' - g * interval '1 second'
+  FROM generate_series(1, %s) AS g
+"""
+
+
+def activity_rows() -> int:
+    with admin_connection() as admin:
+        return admin.execute("SELECT count(*) FROM activity_logs").fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(ACTIVITY_SWEEP_BATCH_SIZE=200)
+def test_activity_sweep_killed_mid_run_counts_exactly_and_the_next_run_finishes(
+    register: Callable[..., Any],
+) -> None:
+    run_sql(ACTIVITY_ROWS_SQL, [register("old").id, 20_000])
+    before = metrics_saved()
+
+    outcome = terminate_when_blocked(
+        molecule_tasks.sweep_activity, "activity_logs", lambda: activity_rows() < 20_000
+    )
+
+    deleted = 20_000 - activity_rows()
+    assert "error" in outcome
+    assert 0 < deleted < 20_000
+    assert_metric_deltas(before, ACTIVITY_SWEPT, "outcome", {"deleted": deleted, "error": 1})
+    assert molecule_tasks.sweep_activity() == {"deleted": 20_000 - deleted}
+    assert_metric_deltas(before, ACTIVITY_SWEPT, "outcome", {"deleted": 20_000, "error": 1})
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(PHANTOM_BUSY_STALE_AFTER=timedelta(0))
+def test_phantom_busy_sweep_killed_mid_statement_resets_nothing_and_counts_one_error(
+    register: Callable[..., Any],
+) -> None:
+    busy = register("stuck", active_tasks=3, current_task="x").workspace
+    before = metrics_saved()
+
+    outcome = terminate_when_blocked(PHANTOM_JOB, "workspaces", None)
+
+    assert "error" in outcome
+    busy.refresh_from_db()
+    assert busy.active_tasks == 3
+    assert_metric_delta(before, 0, RESETS)
+    assert_metric_delta(before, 1, "molecule_phantom_busy_sweep_errors_total")
+    assert PHANTOM_JOB() == {"reset": 1}
+    assert_metric_delta(before, 1, RESETS)

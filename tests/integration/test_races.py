@@ -32,6 +32,7 @@ from tests.helpers import (
     assert_metric_deltas,
     metrics_saved,
     run_sql,
+    sql_installed,
     upload_sweep,
 )
 
@@ -82,19 +83,12 @@ class Deleted:
 
 @pytest.fixture
 def deletion_audit() -> Iterator[Callable[[], dict[uuid.UUID, Deleted]]]:
-    # Dropped first as well, in case an interrupted run left them in a reused database.
-    for statement in (*AUDIT_TEARDOWN, *AUDIT_SETUP):
-        run_sql(statement)
-
     def read() -> dict[uuid.UUID, Deleted]:
         rows = run_sql("SELECT file_id, acked_at, expires_at, deleted_at FROM race_deleted_uploads")
         return {file_id: Deleted(*rest) for file_id, *rest in rows}
 
-    try:
+    with sql_installed(AUDIT_SETUP, AUDIT_TEARDOWN):
         yield read
-    finally:
-        for statement in AUDIT_TEARDOWN:
-            run_sql(statement)
 
 
 class ThreadErrors:

@@ -15,12 +15,15 @@ from django.test import override_settings
 from molecule import tasks
 from molecule.managers import ActivityLogManager
 from molecule.models import InboxDeliveryState, MetricTotal, Workspace
+from molecule.retention import ActivitySweepError
 from molecule.services import activity_count_error, activity_sweep, activity_sweep_preview
 from tests.helpers import (
     assert_metric_delta,
+    lock_timeout,
     metric_value,
     metrics_saved,
     run_sql,
+    table_locked_elsewhere,
 )
 
 DAY = 86400
@@ -95,24 +98,26 @@ def broken(*args: object, **kwargs: object) -> None:
     raise OperationalError("server closed the connection")
 
 
-def test_failing_sweep_counts_an_error_and_raises(table, monkeypatch) -> None:
-    monkeypatch.setattr(ActivityLogManager, "_retention_cursor", broken)
+@pytest.fixture
+def committed_table(transactional_db) -> None:
+    add_rows(7, timedelta(days=31))
+    add_rows(3, timedelta(days=29))
+
+
+def test_failing_sweep_counts_an_error_and_raises(committed_table) -> None:
     before = metrics_saved()
 
-    with pytest.raises(Exception, match="activity_logs sweep failed: server closed"):
-        activity_sweep()
+    with lock_timeout("50ms"), table_locked_elsewhere("activity_logs"):
+        with pytest.raises(ActivitySweepError, match="activity_logs sweep failed: canceling") as e:
+            activity_sweep()
+        with pytest.raises(ActivitySweepError, match=r"\(dry run\) failed: canceling"):
+            activity_sweep_preview()
 
+    # lock_not_available: a real PostgreSQL error, not a stand-in.
+    assert e.value.__cause__.__cause__.sqlstate == "55P03"
     assert_metric_delta(before, 1, SWEPT, outcome="error")
-
-
-def test_failing_preview_counts_nothing(table, monkeypatch) -> None:
-    monkeypatch.setattr(ActivityLogManager, "sweep_preview", broken)
-    before = metrics_saved()
-
-    with pytest.raises(Exception, match=r"\(dry run\) failed: server closed"):
-        activity_sweep_preview()
-
-    assert_metric_delta(before, 0, SWEPT, outcome="error")
+    assert rows_left() == 10
+    assert activity_sweep().deleted == 7
 
 
 def test_uncountable_error_and_timestamp_are_logged_not_raised(table, monkeypatch, caplog) -> None:
@@ -133,23 +138,29 @@ def test_job_sweeps_and_reports(table) -> None:
     assert tasks.sweep_activity() == {"deleted": 7}
 
 
-@pytest.mark.parametrize("error", [RuntimeError("boom"), OperationalError("boom")])
-def test_failing_job_never_raises_and_counts_one_error(
-    transactional_db, monkeypatch, error: Exception
-) -> None:
+def test_failing_job_never_raises_and_counts_one_error(transactional_db, monkeypatch) -> None:
     def failing(*args: object, **kwargs: object) -> None:
-        raise error
+        raise RuntimeError("boom")
 
-    monkeypatch.setattr(
-        ActivityLogManager,
-        "sweep" if isinstance(error, RuntimeError) else "_retention_cursor",
-        failing,
-    )
+    monkeypatch.setattr(ActivityLogManager, "sweep", failing)
     before = metrics_saved()
 
     assert "boom" in tasks.sweep_activity()["error"]
 
     assert_metric_delta(before, 1, SWEPT, outcome="error")
+
+
+def test_a_job_hitting_a_real_lock_timeout_never_raises_and_counts_one_error(
+    committed_table,
+) -> None:
+    before = metrics_saved()
+
+    with lock_timeout("50ms"), table_locked_elsewhere("activity_logs"):
+        outcome = tasks.sweep_activity()
+
+    assert "lock timeout" in outcome["error"]
+    assert_metric_delta(before, 1, SWEPT, outcome="error")
+    assert tasks.sweep_activity() == {"deleted": 7}
 
 
 # --- the command ---------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from molecule.admin_utils import compact_time, human_duration
+from molecule.admin_utils import MAX_INDENT, compact_time, human_duration, json_pretty
 from molecule.models import ActivityLog, InboxDeliveryState, Workspace
 from molecule.services import activity_append
-from tests.helpers import RegisteredWorkspace, assert_metric_delta, metrics_saved
+from tests.helpers import RegisteredWorkspace, assert_metric_delta, metrics_saved, run_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -342,3 +342,58 @@ def test_compact_time_of_nothing_is_a_dash() -> None:
         '<time datetime="2024-03-05T14:07:09+00:00" title="2024-03-05 14:07:09 UTC">'
         "2024-03-05 14:07</time>"
     )
+
+
+# --- Activity bodies at any depth -------------------------------------------------------------
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + '"deep"' + "]" * depth
+
+
+# 900 and 921: as deep as the API accepts through gunicorn; 5,000: only plain SQL writes
+# those, past any Python parser's recursion. Inserted with SQL, as the test's own stack is
+# deeper than a gunicorn thread's.
+@pytest.mark.parametrize("depth", [900, 921, 5000])
+def test_a_body_nested_at_any_depth_renders(
+    admin_client: Client, register: Register, depth: int
+) -> None:
+    ws = register("deep").workspace
+    row_id = run_sql(
+        "INSERT INTO activity_logs (workspace_id, activity_type, request_body, response_body) "
+        'VALUES (%s, \'agent_log\', %s::jsonb, \'{"ok": true, "empty": {}, "list": []}\') '
+        "RETURNING id",
+        [ws.id, nested(depth)],
+    )[0][0]
+
+    page = admin_client.get(reverse("admin:molecule_activitylog_change", args=[row_id]))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "&quot;deep&quot;" in html
+    assert "&quot;empty&quot;: {}" in html
+    assert admin_client.get(ACTIVITY).status_code == 200
+
+
+JSON_PRETTY = {
+    "scalars": ("1", "1"),
+    "null": ("null", "null"),
+    "object": ('{"a": 1, "b": "x, y: {z}"}', '{\n  "a": 1,\n  "b": "x, y: {z}"\n}'),
+    "escapes": ('["q\\"uote", "back\\\\"]', '[\n  "q\\"uote",\n  "back\\\\"\n]'),
+    "empty containers": ('{"a": {}, "b": []}', '{\n  "a": {},\n  "b": []\n}'),
+    "nesting": ("[[1]]", "[\n  [\n    1\n  ]\n]"),
+}
+
+
+@pytest.mark.parametrize(("text", "pretty"), JSON_PRETTY.values(), ids=JSON_PRETTY)
+def test_json_pretty(text: str, pretty: str) -> None:
+    assert json_pretty(text) == pretty
+
+
+def test_json_pretty_caps_the_indent_and_the_length() -> None:
+    deep = json_pretty(nested(100))
+    assert max(len(line) - len(line.lstrip()) for line in deep.splitlines()) == 2 * MAX_INDENT
+
+    long = json_pretty("[" + ", ".join(['"' + "x" * 100 + '"'] * 1000) + "]", limit=1000)
+    assert long.endswith("\n… (truncated: 104,000 bytes in all)")
+    assert len(long) < 1200

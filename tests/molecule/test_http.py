@@ -12,7 +12,7 @@ from django.db import OperationalError
 from django.test import Client, RequestFactory, override_settings
 
 from molecule import views
-from molecule.http import ApiResponse
+from molecule.http import ApiError, ApiResponse, declared_length
 from molecule.middleware import DatabaseUnavailableMiddleware
 from tests.helpers import RegisteredWorkspace
 
@@ -108,3 +108,11 @@ def _call(api: Client, method: str, url: str, body: object, headers: dict[str, s
     return getattr(api, method)(
         url, data=json.dumps(body), content_type="application/json", **headers
     )
+
+
+def test_a_content_length_that_is_not_a_number_is_400() -> None:
+    request = RequestFactory().post("/", CONTENT_LENGTH="lots")
+
+    with pytest.raises(ApiError) as refused:
+        declared_length(request)
+    assert refused.value.status == 400

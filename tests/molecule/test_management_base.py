@@ -1,4 +1,4 @@
-"""The sweep commands' base, in all three commands: cron-safe help and one-line failures."""
+"""The sweep commands' base, in all four commands: cron-safe help and one-line failures."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ SWEEPS = {
         ),
         Sweep("sweep_phantom_busy", "scheduler", "--stale-after", "phantom-busy sweep failed"),
         Sweep("sweep_activity", "molecule", "--retention", "activity_logs sweep failed"),
+        Sweep("prune_workspaces", "molecule", "--idle-for", "workspace prune failed"),
     )
 }
 INVALID_UNIT = "use seconds, or a number followed by s, m, h or d"
@@ -67,6 +68,13 @@ FAILURES = {
         "_retention_cursor",
         OperationalError("boom\nsecond line"),
         "molecule_activity_logs_swept_total",
+        {"outcome": "error"},
+    ),
+    "prune_workspaces": Failure(
+        WorkspaceManager,
+        "_prune_cursor",
+        OperationalError("boom\nsecond line"),
+        "molecule_workspaces_pruned_total",
         {"outcome": "error"},
     ),
 }

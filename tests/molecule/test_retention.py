@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import connection
 
 from molecule.conf import DEFAULT_ACTIVITY_SWEEP_BATCH_SIZE
 from molecule.models import ActivityLog, InboxDeliveryState, Workspace
@@ -19,7 +20,13 @@ from molecule.retention import (
     ActivitySweepError,
     ActivitySweepResult,
 )
-from tests.helpers import assert_metric_delta, metrics_saved, run_sql
+from tests.helpers import (
+    assert_metric_delta,
+    lock_timeout,
+    metrics_saved,
+    run_sql,
+    table_locked_elsewhere,
+)
 
 DAY = 86400.0
 SOFT = timedelta(days=7)
@@ -201,18 +208,23 @@ def test_zero_horizons_delete_every_row_already_written() -> None:
     assert sweep(zero, batch_size=0).deleted == 3
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_failing_batch_keeps_what_earlier_batches_committed_and_counted() -> None:
     ws = workspace()
     add_rows(ws, "old", 6, 31 * DAY)
     before = metrics_saved()
 
-    def fail_after_first(done: ActivitySweepResult) -> None:
-        raise OperationalError("connection lost")
+    with contextlib.ExitStack() as held:
 
-    with pytest.raises(ActivitySweepError, match="connection lost") as caught:
-        sweep(batch_size=4, on_batch=fail_after_first)
+        def lock_after_first(done: ActivitySweepResult) -> None:
+            # The batch has committed, so another connection can take the table now.
+            held.enter_context(table_locked_elsewhere("activity_logs"))
 
+        with lock_timeout("50ms"), pytest.raises(ActivitySweepError) as caught:
+            sweep(batch_size=4, on_batch=lock_after_first)
+
+    # lock_not_available: a real PostgreSQL error.
+    assert caught.value.__cause__.__cause__.sqlstate == "55P03"
     assert caught.value.partial == ActivitySweepResult(4, 1)
     assert kinds_left() == {"old": 2}
     assert_metric_delta(before, 4, f"{COUNTER}_total", outcome="deleted")

@@ -251,6 +251,39 @@ def test_a_bad_statement_timeout_is_a_one_line_error():
     assert "DB_STATEMENT_TIMEOUT: invalid duration 'soon'" in result.stderr
 
 
+PRINT_ABUSE_SETTINGS = (
+    "import django; django.setup(); from django.conf import settings; from molecule import conf; "
+    "o = settings.DATABASES['default']['OPTIONS']; "
+    "print(o['keepalives'], o['keepalives_idle'], o['keepalives_interval'], "
+    "o['keepalives_count'], o['tcp_user_timeout'], o['connect_timeout'], "
+    "conf.db_client_timeout().total_seconds(), settings.AXES_FAILURE_LIMIT, "
+    "settings.AXES_COOLOFF_TIME.total_seconds(), conf.trusted_proxies(), "
+    "conf.quota_pending_bytes(), conf.quota_activity_bytes(), conf.quota_uploads(), "
+    "conf.quota_window().total_seconds(), conf.workspace_prune_after().days, "
+    "conf.workspace_prune_interval().total_seconds(), conf.workspace_prune_batch_size(), "
+    "conf.token_rotation_overlap().total_seconds())"
+)
+ABUSE_NAMES = (
+    "DB_KEEPALIVES_IDLE",
+    "DB_KEEPALIVES_INTERVAL",
+    "DB_KEEPALIVES_COUNT",
+    "DB_TCP_USER_TIMEOUT",
+    "DB_CONNECT_TIMEOUT",
+    "DB_CLIENT_TIMEOUT",
+    "AXES_FAILURE_LIMIT",
+    "AXES_COOLOFF_TIME",
+    "TRUSTED_PROXIES",
+    "QUOTA_PENDING_BYTES",
+    "QUOTA_ACTIVITY_BYTES",
+    "QUOTA_UPLOADS",
+    "QUOTA_WINDOW",
+    "WORKSPACE_PRUNE_AFTER",
+    "WORKSPACE_PRUNE_INTERVAL",
+    "WORKSPACE_PRUNE_BATCH_SIZE",
+    "TOKEN_ROTATION_OVERLAP",
+)
+
+
 PRINT_FEED_SETTINGS = (
     "import django; django.setup(); from molecule import conf; "
     "print(conf.activity_soft_retention(), conf.activity_retention(), "
@@ -335,3 +368,42 @@ def test_the_feed_settings_come_from_the_environment_or_conf(env, printed):
 )
 def test_push_settings_come_from_the_environment(env, printed):
     assert printed_by(PRINT_PUSH_SETTINGS, **{**dict.fromkeys(PUSH_VARIABLES), **env}) == printed
+
+
+@pytest.mark.parametrize(
+    ("env", "printed"),
+    [
+        (
+            {},
+            "1 4 2 2 8000 5 8.0 5 900.0 ('127.0.0.1', '::1') 5368709120 268435456 1000 "
+            "3600.0 30 3600.0 500 900.0",
+        ),
+        (
+            dict(
+                zip(
+                    ABUSE_NAMES,
+                    (
+                        # keepalives, tcp_user_timeout, connect and client timeouts
+                        *("10", "3", "4", "15s", "3", "6s"),
+                        # axes, trusted proxies, quotas, prune, rotation
+                        *("8", "1h", "10.0.0.2, ::1", "1000", "2000", "30", "10m"),
+                        *("7d", "30m", "50", "1m"),
+                    ),
+                    strict=True,
+                )
+            ),
+            "1 10 3 4 15000 3 6.0 8 3600.0 ('10.0.0.2', '::1') 1000 2000 30 600.0 7 1800.0 50 60.0",
+        ),
+    ],
+    ids=["defaults", "from-the-environment"],
+)
+def test_abuse_settings_from_the_environment(env: dict[str, str], printed: str) -> None:
+    assert printed_by(PRINT_ABUSE_SETTINGS, **{**dict.fromkeys(ABUSE_NAMES), **env}) == printed
+
+
+def test_a_bad_quota_is_a_one_line_error() -> None:
+    result = run_manage("check", env=production_env(QUOTA_UPLOADS="many"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: QUOTA_UPLOADS: must be an integer, got 'many'"
+    ]

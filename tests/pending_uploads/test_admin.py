@@ -58,14 +58,21 @@ def non_staff_client(django_user_model) -> Client:
     return client
 
 
-@pytest.fixture
-def staff_without_view_client(django_user_model) -> Client:
-    """Staff may enter the admin, but holds no permission on pending uploads."""
-    user = django_user_model.objects.create_user("clerk", password="clerk-pw-123", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_workspace"))
+def staff_client(django_user_model, username: str, codename: str) -> Client:
+    """A logged-in staff user who holds the one permission ``codename``."""
+    user = django_user_model.objects.create_user(
+        username, password=f"{username}-pw-123", is_staff=True
+    )
+    user.user_permissions.add(Permission.objects.get(codename=codename))
     client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def staff_without_view_client(django_user_model) -> Client:
+    """Staff may enter the admin, but holds no permission on pending uploads."""
+    return staff_client(django_user_model, "clerk", "view_workspace")
 
 
 def is_login_redirect(response) -> bool:
@@ -633,3 +640,26 @@ def test_sweep_now_refused_to_anonymous_and_non_staff(non_staff_client: Client) 
     for client in (Client(), non_staff_client):
         assert is_login_redirect(client.post(SWEEP))
     assert PendingUpload.objects.count() == 1
+
+
+@pytest.fixture
+def viewer_client(django_user_model) -> Client:
+    """Staff that may view pending uploads, and nothing more."""
+    return staff_client(django_user_model, "viewer", "view_pendingupload")
+
+
+def test_sweep_now_needs_the_delete_permission(viewer_client: Client, django_user_model) -> None:
+    make_upload("expired")
+
+    response = viewer_client.post(SWEEP, follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "You may not delete pending uploads, so you may not sweep."
+    ]
+    assert PendingUpload.objects.count() == 1
+    assert "Sweep now" not in viewer_client.get(CHANGELIST).content.decode()
+
+    viewer = django_user_model.objects.get(username="viewer")
+    viewer.user_permissions.add(Permission.objects.get(codename="delete_pendingupload"))
+    assert viewer_client.post(SWEEP).status_code == 302
+    assert PendingUpload.objects.count() == 0

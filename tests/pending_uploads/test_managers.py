@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 import itertools
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from django.contrib.postgres.functions import TransactionNow
 from django.db import DatabaseError, connection, transaction
@@ -26,7 +24,12 @@ from pending_uploads.managers import (
     SweepResult,
 )
 from pending_uploads.models import PendingUpload
-from tests.helpers import current_database_url, run_sql, run_together, upload_sweep
+from tests.helpers import (
+    run_sql,
+    run_together,
+    table_locked_elsewhere,
+    upload_sweep,
+)
 
 HOUR = 3600.0
 RETENTION = timedelta(hours=1)
@@ -77,19 +80,6 @@ def surviving(ids: list[uuid.UUID]) -> set[uuid.UUID]:
 
 def upload(name: str, data: bytes = b"data", size: int | None = None) -> NewUpload:
     return NewUpload(name, "text/plain", len(data) if size is None else size, io.BytesIO(data))
-
-
-@contextmanager
-def table_locked_elsewhere() -> Iterator[None]:
-    """Hold ACCESS EXCLUSIVE on pending_uploads from a second, independent connection."""
-    # The URL carries the socket directory too, for the embedded server.
-    other = psycopg.connect(current_database_url())
-    try:
-        other.execute("LOCK TABLE pending_uploads IN ACCESS EXCLUSIVE MODE")
-        yield
-    finally:
-        other.rollback()
-        other.close()
 
 
 # (case, acked_ago seconds or None for unacked, expires_in seconds, deleted as SweepResult)

@@ -8,10 +8,9 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.postgres.functions import TransactionNow
-from django.db import OperationalError
 from django.test import override_settings
 
-from molecule.managers import WorkspaceManager, WorkspaceRef
+from molecule.managers import WorkspaceRef
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.services import activity_append
 from scheduler import tasks
@@ -23,9 +22,11 @@ from scheduler.services import (
 from tests.helpers import (
     assert_metric_delta,
     assert_uncounted_error_logged,
+    lock_timeout,
     metric_value,
     metrics_saved,
     run_sql,
+    table_locked_elsewhere,
 )
 
 STALE = timedelta(minutes=10)
@@ -49,6 +50,10 @@ def add_activity(workspace: Workspace, age: timedelta) -> None:
 
 @pytest.fixture
 def fleet(db, register) -> dict[str, Workspace]:
+    return make_fleet(register)
+
+
+def make_fleet(register) -> dict[str, Workspace]:
     """One workspace per case; only 'silent' and 'never_active' are phantom-busy."""
     busy = {"active_tasks": 2, "current_task": "summarise"}
     workspaces = {
@@ -162,22 +167,23 @@ def test_sweep_sets_the_active_workspaces_gauge(fleet) -> None:
     assert metric_value("molecule_workspaces_active") == expected
 
 
-def failing_reset(self: WorkspaceManager, *args: object, **kwargs: object) -> None:
-    raise OperationalError("server closed the connection unexpectedly")
-
-
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_failing_sweep_raises_and_counts_an_error(
-    fleet, monkeypatch, caplog, dry_run: bool
+    transactional_db, register, caplog, dry_run: bool
 ) -> None:
-    monkeypatch.setattr(WorkspaceManager, "reset_phantom_busy", failing_reset)
+    make_fleet(register)
     state_before = busy_state()
     before = metrics_saved()
 
-    with pytest.raises(PhantomBusySweepError, match="server closed the connection") as caught:
+    with (
+        lock_timeout("50ms"),
+        table_locked_elsewhere("workspaces"),
+        pytest.raises(PhantomBusySweepError, match="canceling statement") as caught,
+    ):
         workspaces_reset_phantom_busy(stale_after=STALE, dry_run=dry_run)
 
-    assert isinstance(caught.value.__cause__, OperationalError)
+    # lock_not_available: a real PostgreSQL error, not a stand-in.
+    assert caught.value.__cause__.__cause__.sqlstate == "55P03"
     # A failed dry run is an operator's preview, not a failed sweep.
     assert_metric_delta(before, (0 if dry_run else 1), ERRORS)
     assert_metric_delta(before, 0, RESETS)
@@ -209,15 +215,13 @@ def test_job_resets_and_reports(committed_fleet) -> None:
 
 
 @override_settings(PHANTOM_BUSY_STALE_AFTER=STALE)
-def test_failing_job_logs_the_traceback_and_the_next_run_works(
-    committed_fleet, monkeypatch, caplog
-) -> None:
-    monkeypatch.setattr(WorkspaceManager, "reset_phantom_busy", failing_reset)
+def test_failing_job_logs_the_traceback_and_the_next_run_works(committed_fleet, caplog) -> None:
     before = metrics_saved()
 
-    outcome = tasks.sweep_phantom_busy()
+    with lock_timeout("50ms"), table_locked_elsewhere("workspaces"):
+        outcome = tasks.sweep_phantom_busy()
 
-    assert "server closed the connection" in outcome["error"]
+    assert "lock timeout" in outcome["error"]
     assert_metric_delta(before, 1, ERRORS)
     logged = [r for r in caplog.records if r.name == TASK_LOGGER and r.exc_info]
     assert len(logged) == 1
@@ -225,7 +229,6 @@ def test_failing_job_logs_the_traceback_and_the_next_run_works(
     assert "Traceback" in caplog.text
     assert busy_state()[committed_fleet["phantom"].id] == (1, "x")
 
-    monkeypatch.undo()
     assert tasks.sweep_phantom_busy() == {"reset": 1}
     assert_metric_delta(before, 1, RESETS)
     assert_metric_delta(before, 1, ERRORS)
