@@ -115,9 +115,7 @@ def _owner_check(workspace: Workspace, bearer_token: str | None) -> None:
     """Raise unless ``bearer_token`` is one of the workspace's tokens (the previous one within a
     rotation's overlap) and the workspace is not removed; the current one ends the overlap.
     ``workspace`` comes from Workspace.objects.with_token_state()."""
-    owner = (
-        None if bearer_token is None else Workspace.objects.token_owner(workspace, bearer_token)
-    )
+    owner = None if bearer_token is None else Workspace.objects.token_owner(workspace, bearer_token)
     if owner is None:
         raise WorkspaceAuthError
     if workspace.status == Workspace.Status.REMOVED:
