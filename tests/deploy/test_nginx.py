@@ -1,10 +1,12 @@
 """Debian's nginx with deploy/nginx/molecule-uploads.conf in front of real gunicorn.
 
 The config is rendered for loopback ports, this stack and a throwaway certificate, nothing else.
+Each attack of the penetration test (issue 19) is sent as it was, and the answer checked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from devtools.processes import ServiceStack
+from devtools.processes import ServiceStack, free_port
 from devtools.processes.nginx import NginxProxy, client_tls_context, nginx_binary
 from devtools.processes.slow_clients import SlowUpload, connect, response_read
 from tests.helpers import service_stack
@@ -26,14 +28,19 @@ from tests.integration.conftest import tables_truncate
 from tests.integration.test_faults import http as http_json
 from tests.integration.test_faults import register_body
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# The django_db mark makes pytest-django create the test database even when this module runs
+# alone; the rows themselves are committed by gunicorn, and truncated when the module ends.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 HOST = "uploads.test"
 # The shipped limit: 1 request at once plus a burst of 10 (rate 6/min refills one per 10 s).
 REGISTER_BURST_ALLOWED = 11
 # A bound on the wait, not a target: with one gunicorn thread an unbuffered upload blocks it.
 POLL_TIMEOUT = 10.0
-BUFFERED_UPLOAD_BYTES = 8 * 1024 * 1024
+MIB = 1024 * 1024
+BUFFERED_UPLOAD_BYTES = 8 * MIB
+# The app's JSON cap for this stack, below nginx's 1 MiB, so the app's own 413 can be seen.
+APP_JSON_CAP = 64 * 1024
 
 
 @dataclass
@@ -74,6 +81,16 @@ class Proxied:
         finally:
             conn.close()
 
+    def exchange(
+        self, data: bytes, *, source: str = ""
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """Send ``data`` as it is to the public server, over TLS."""
+        return exchange(self.proxy.tls_port, data, tls=self.tls, source=source)
+
+    def exchange_directly(self, data: bytes) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """The same bytes to gunicorn, past nginx: what the app itself answers."""
+        return exchange(self.stack.port, data)
+
     def register_directly(self) -> tuple[str, str]:
         """Register past nginx, so that setup never spends the rate limit's budget."""
         workspace_id = uuid.uuid4()
@@ -82,6 +99,23 @@ class Proxied:
         )
         assert status == 200, body
         return str(workspace_id), body["auth_token"]
+
+
+def exchange(
+    port: int, data: bytes, *, tls: ssl.SSLContext | None = None, source: str = ""
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One raw request; (status, headers with repeats kept, body)."""
+    with contextlib.closing(connect(port, tls=tls, source=source)) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+        response.begin()
+        return response.status, response.headers, response.read()
+
+
+def request_head(method: str, path: str, *lines: str) -> bytes:
+    """A request's head with the public Host, ``Connection: close`` and ``lines``."""
+    head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}", *lines, "Connection: close"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode()
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +137,7 @@ def proxied(
                 "ALLOWED_HOSTS": f"127.0.0.1,{HOST}",
                 # Django sends HSTS only on a request it sees as secure: X-Forwarded-Proto.
                 "SECURE_HSTS_SECONDS": "60",
+                "MOLECULE_MAX_JSON_BYTES": str(APP_JSON_CAP),
             },
         )
         proxy = NginxProxy(f"127.0.0.1:{stack.port}", root=workdir / "nginx")
@@ -143,19 +178,21 @@ def test_registration_burst_gets_429_while_other_traffic_passes(proxied: Proxied
 
 
 def test_forwarded_proto_and_host_reach_django(proxied: Proxied) -> None:
-    status, headers, _ = proxied.request("GET", "/metrics")
+    status, headers, _ = proxied.exchange(request_head("GET", "/uploads/limits"))
     # 200 rather than 400: Django saw the public Host (ALLOWED_HOSTS), not the upstream's name.
     assert status == 200
-    assert headers["Strict-Transport-Security"].startswith("max-age=60")
+    # Django sends HSTS only on a request it sees as secure; nginx then sends none of its own.
+    assert headers.get_all("Strict-Transport-Security") == ["max-age=60; includeSubDomains"]
 
-    status, headers, _ = http_direct(proxied.stack.port, "/metrics")
+    status, headers, _ = http_direct(proxied.stack.port, "/uploads/limits")
     assert status == 200
     assert "Strict-Transport-Security" not in headers
 
     plain = http.client.HTTPConnection("127.0.0.1", proxied.proxy.plain_port, timeout=10)
-    plain.request("GET", "/metrics?x=1", headers={"Host": HOST})
+    plain.request("GET", "/uploads/limits?x=1", headers={"Host": HOST})
     redirect = plain.getresponse()
-    assert (redirect.status, redirect.getheader("Location")) == (301, f"https://{HOST}/metrics?x=1")
+    assert redirect.status == 301
+    assert redirect.getheader("Location") == f"https://{HOST}/uploads/limits?x=1"
     plain.close()
 
 
@@ -214,3 +251,126 @@ def test_body_over_the_proxy_cap_gets_413_json_from_nginx(proxied: Proxied) -> N
     assert status == 413
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body) == {"error": "request body too large"}
+
+
+# --- 7. HSTS, no version, JSON for nginx's own refusals --------------------------------------
+
+
+def test_hsts_and_no_version_on_nginx_answers(proxied: Proxied) -> None:
+    # An internal location asked from outside: nginx's own 404.
+    own = proxied.exchange(request_head("GET", "/_molecule/not-found"))
+    plain = exchange(proxied.proxy.plain_port, request_head("GET", "/"))
+
+    assert own[1].get_all("Strict-Transport-Security") == ["max-age=63072000"]
+    # Never over plain HTTP: on the redirect.
+    assert "Strict-Transport-Security" not in plain[1]
+    for _, headers, body in (own, plain):
+        assert headers["Server"] == "nginx"
+        assert b"nginx/" not in body
+
+
+# (request line, extra header lines, status, JSON body or None for the app's own answer)
+OVERSIZED_REQUESTS = {
+    "request line over nginx's 8 KiB": (
+        f"/{'a' * 8300}",
+        [],
+        414,
+        {"error": "request line too long"},
+    ),
+    # Over gunicorn's default 4,094, under nginx's limit: gunicorn.conf.py lets the app answer.
+    "request line of 8,100 bytes": (f"/{'a' * 8100}", [], 404, None),
+    "a header line over 8 KiB": (
+        "/uploads/limits",
+        [f"X-Big: {'b' * 9000}"],
+        431,
+        {"error": "request headers too large"},
+    ),
+    # Over gunicorn's default 100 fields; nginx passes them, and so does gunicorn.conf.py.
+    "200 short headers": ("/uploads/limits", [f"X-{n}: a" for n in range(200)], 200, None),
+    "2,000 short headers": (
+        "/uploads/limits",
+        [f"X-{n}: a" for n in range(2000)],
+        431,
+        {"error": "request headers too large"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OVERSIZED_REQUESTS))
+def test_oversized_requests_get_json_never_html(proxied: Proxied, case: str) -> None:
+    path, lines, expected_status, expected_json = OVERSIZED_REQUESTS[case]
+    data = request_head("GET", path, *lines)
+
+    status, headers, body = proxied.exchange(data)
+
+    assert status == expected_status
+    assert headers["Content-Type"] == "application/json"
+    if expected_json is None:
+        # The app's own answer, byte for byte.
+        assert body == proxied.exchange_directly(data)[2]
+    else:
+        assert json.loads(body) == expected_json
+        assert "X-Frame-Options" not in headers  # nginx's, not Django's
+
+
+def test_a_request_nginx_cannot_parse_gets_400_json(proxied: Proxied) -> None:
+    for data in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"):
+        status, headers, body = proxied.exchange(data)
+        assert (status, headers["Content-Type"], body) == (
+            400,
+            "application/json",
+            b'{"error":"bad request"}',
+        )
+
+
+# (method, path, body lines): the app refuses each with its own JSON.
+APP_REFUSALS = {
+    400: (
+        "POST",
+        "/workspaces/{id}/chat/uploads",
+        ["Authorization: Bearer {token}", "Content-Type: application/json"],
+        b"{}",
+    ),
+    404: ("GET", "/no-such-page", [], b""),
+    413: ("POST", "/registry/heartbeat", ["Content-Type: application/json"], b"[" * (100 * 1024)),
+}
+
+
+@pytest.mark.parametrize("status", list(APP_REFUSALS))
+def test_the_apps_own_json_errors_pass_through_unchanged(proxied: Proxied, status: int) -> None:
+    workspace_id, token = proxied.register_directly()
+    method, path, lines, body = APP_REFUSALS[status]
+    filled = [line.format(token=token) for line in lines]
+    data = request_head(
+        method, path.format(id=workspace_id), *filled, f"Content-Length: {len(body)}"
+    )
+    data += body
+
+    through = proxied.exchange(data)
+    direct = proxied.exchange_directly(data)
+
+    assert through[0] == direct[0] == status
+    assert through[2] == direct[2]
+    for name in ("Content-Type", "X-Frame-Options", "WWW-Authenticate"):
+        assert through[1].get(name) == direct[1].get(name)
+
+
+def test_gunicorn_down_gets_503_json_for_polls(
+    proxied: Proxied, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Nothing listens on the upstream.
+    nothing = f"127.0.0.1:{free_port()}"
+    with NginxProxy(nothing, root=tmp_path_factory.mktemp("nginx-down")) as down:
+        workspace_id = uuid.uuid4()
+        answers = [
+            exchange(
+                down.tls_port,
+                request_head("GET", f"/workspaces/{workspace_id}/activity"),
+                tls=client_tls_context(down.cert),
+            ),
+        ]
+
+    for status, headers, body in answers:
+        assert status == 503
+        assert headers["Retry-After"] == "5"
+        assert json.loads(body) == {"error": "service unavailable, retry later"}
