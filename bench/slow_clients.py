@@ -97,6 +97,7 @@ def _run(
         seconds=slow.seconds,
         stagger=slow.stagger_seconds,
         finish_spread=finish_spread,
+        uploads_per_address=_conn_limit("molecule_upload_bodies"),
     )
     child = context.Process(target=clients_main, args=(spec, events, results), daemon=True)
     child.start()
@@ -143,6 +144,12 @@ def _run(
         "first_poll_errors": errors[:3],
         **outcome,
     }
+
+
+def _conn_limit(zone: str) -> int:
+    from devtools.processes.nginx import site_conn_limit
+
+    return site_conn_limit(zone)
 
 
 def _register(port: int) -> tuple[str, str]:
@@ -196,7 +203,11 @@ def bench_slow_clients(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
         figures["setup"] = {
             "gunicorn": _gunicorn_line(stack.log_text()),
             "poller": f"one new connection per poll, every {POLL_INTERVAL * 1000:.0f} ms",
-            "clients": "one asyncio loop in a child process; uploads are real multipart bodies",
+            "clients": (
+                "one asyncio loop in a child process; uploads are real multipart bodies, from"
+                f" 127.0.0.2, .3, ... ({_conn_limit('molecule_upload_bodies')} per address,"
+                " the shipped limit)"
+            ),
         }
     finally:
         stack.stop()

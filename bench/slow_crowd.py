@@ -25,19 +25,28 @@ class ClientsSpec:
     seconds: float
     stagger: float
     finish_spread: float
+    # Uploads come from 127.0.0.2, .3, ..., this many from each address: nginx's per-address
+    # limit, so the crowd is served, not refused.
+    uploads_per_address: int
 
 
-async def _open(spec: ClientsSpec) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(
+    spec: ClientsSpec, source: str = ""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     context = ssl.create_default_context(cafile=spec.cert) if spec.cert else None
     return await asyncio.open_connection(
-        HOST, spec.port, ssl=context, server_hostname="localhost" if context else None
+        HOST,
+        spec.port,
+        ssl=context,
+        server_hostname="localhost" if context else None,
+        local_addr=(source, 0) if source else None,
     )
 
 
 async def _upload(
     spec: ClientsSpec, number: int, connected: asyncio.Queue[None], events: Any
 ) -> int:
-    from devtools.processes.slow_clients import PAYLOAD_BYTE, upload_request_parts
+    from devtools.processes.slow_clients import PAYLOAD_BYTE, source_address, upload_request_parts
 
     share = number / max(spec.uploads, 1)
     await asyncio.sleep(share * spec.stagger)
@@ -45,7 +54,7 @@ async def _upload(
     head, part, closing = upload_request_parts(
         host="localhost", workspace_id=spec.workspace_id, token=spec.token, size=size
     )
-    reader, writer = await _open(spec)
+    reader, writer = await _open(spec, source_address(number, spec.uploads_per_address))
     writer.write(head + part)
     await writer.drain()
     connected.put_nowait(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from devtools.processes.commands import BASE_DIR, Lifecycle, stop_processes
 from devtools.processes.probes import free_port
+from devtools.processes.procfs import process_children, process_open_file_bytes
 
 SITE_CONF = BASE_DIR / "deploy" / "nginx" / "molecule-uploads.conf"
 # The shipped file's deployment-specific lines, each present exactly once.
@@ -62,6 +64,14 @@ def site_render(*, tls_port: int, plain_port: int, upstream: str, cert: Path, ke
             raise ValueError(f"{SITE_CONF.name} should hold {shipped!r} exactly once")
         text = text.replace(shipped, ours)
     return text
+
+
+def site_conn_limit(zone: str) -> int:
+    """The shipped config's ``limit_conn <zone> N``: requests in progress per client address."""
+    (limit,) = re.findall(
+        rf"^\s*limit_conn\s+{re.escape(zone)}\s+(\d+);", SITE_CONF.read_text(), re.M
+    )
+    return int(limit)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -176,6 +186,13 @@ class NginxProxy(Lifecycle):
                     f"nginx did not listen within {timeout:.0f} s\n{self.error_log()}"
                 )
             time.sleep(0.05)
+
+    def worker_pids(self) -> list[int]:
+        return process_children(self.process.pid) if self.process is not None else []
+
+    def temp_file_bytes(self, area: str) -> int:
+        """Bytes nginx's workers now hold in temporary files of ``area``: client_body, proxy."""
+        return sum(process_open_file_bytes(pid, self.root / area) for pid in self.worker_pids())
 
     def error_log(self) -> str:
         with contextlib.suppress(OSError):

@@ -45,6 +45,15 @@ def dripped_request(host: str) -> bytes:
     return f"GET /metrics HTTP/1.1\r\nHost: {host}\r\nX-Drip: {'d' * 4096}".encode()
 
 
+def source_address(number: int, per_address: int) -> str:
+    """Client ``number``'s loopback address when each address holds ``per_address`` clients.
+
+    127.0.0.2 onwards: 127.0.0.1 stays for the caller's own requests. Loopback answers for the
+    whole 127.0.0.0/8, so a crowd can stay within nginx's per-address limits.
+    """
+    return f"127.0.0.{2 + number // per_address}"
+
+
 def connect(
     port: int, *, tls: ssl.SSLContext | None = None, source: str = "", timeout: float = 30.0
 ) -> socket.socket:
@@ -76,13 +85,14 @@ class SlowUpload:
         token: str,
         size: int,
         tls: ssl.SSLContext | None = None,
+        source: str = "",
     ) -> None:
         self.head, self.part, self.closing = upload_request_parts(
             host=host, workspace_id=workspace_id, token=token, size=size
         )
         self.size = size
         self.sent = 0
-        self.sock = connect(port, tls=tls)
+        self.sock = connect(port, tls=tls, source=source)
         self.sock.sendall(self.head + self.part)
 
     def send(self, count: int) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import json
 import os
+import secrets
 import shutil
 import ssl
 import uuid
@@ -21,10 +22,10 @@ from typing import Any
 import pytest
 
 from devtools.processes import ServiceStack, free_port
-from devtools.processes.nginx import NginxProxy, client_tls_context, nginx_binary
+from devtools.processes.nginx import NginxProxy, client_tls_context, nginx_binary, site_conn_limit
 from devtools.processes.slow_clients import SlowUpload, connect, response_read
 from tests.helpers import service_stack
-from tests.integration.conftest import tables_truncate
+from tests.integration.conftest import tables_truncate, wait_until
 from tests.integration.test_faults import http as http_json
 from tests.integration.test_faults import register_body
 
@@ -39,8 +40,11 @@ REGISTER_BURST_ALLOWED = 11
 POLL_TIMEOUT = 10.0
 MIB = 1024 * 1024
 BUFFERED_UPLOAD_BYTES = 8 * MIB
+ADMIN_TOKEN = "operator-" + "t" * 40
 # The app's JSON cap for this stack, below nginx's 1 MiB, so the app's own 413 can be seen.
 APP_JSON_CAP = 64 * 1024
+# The shipped per-address limit (limit_conn): upload bodies held.
+BODIES_PER_ADDRESS = site_conn_limit("molecule_upload_bodies")
 
 
 @dataclass
@@ -137,6 +141,7 @@ def proxied(
                 "ALLOWED_HOSTS": f"127.0.0.1,{HOST}",
                 # Django sends HSTS only on a request it sees as secure: X-Forwarded-Proto.
                 "SECURE_HSTS_SECONDS": "60",
+                "ADMIN_TOKEN": ADMIN_TOKEN,
                 "MOLECULE_MAX_JSON_BYTES": str(APP_JSON_CAP),
             },
         )
@@ -253,6 +258,114 @@ def test_body_over_the_proxy_cap_gets_413_json_from_nginx(proxied: Proxied) -> N
     assert json.loads(body) == {"error": "request body too large"}
 
 
+# --- 2. Bodies without a valid token ---------------------------------------------------------
+
+# (route under the workspace, credentials, declared body size): each refused from its head.
+UNAUTHENTICATED_BODIES = {
+    "upload without a token": ("chat/uploads", "none", 100 * MIB),
+    "upload with a wrong token": ("chat/uploads", "wrong", 100 * MIB),
+    "upload with another workspace's token": ("chat/uploads", "other", 100 * MIB),
+    "upload to a malformed workspace id": ("chat/uploads", "malformed-id", 100 * MIB),
+    "body to no such route": ("no-such-route", "none", 1 * MIB),
+    "activity report without a token": ("activity", "none", 1 * MIB),
+}
+
+
+@pytest.mark.parametrize("case", list(UNAUTHENTICATED_BODIES))
+def test_a_body_without_a_valid_token_is_refused_before_it_is_read(
+    proxied: Proxied, case: str
+) -> None:
+    route, credentials, size = UNAUTHENTICATED_BODIES[case]
+    workspace_id, token = proxied.register_directly()
+    _, other_token = proxied.register_directly()
+    authorization = {
+        "none": [],
+        "wrong": [f"Authorization: Bearer {secrets.token_urlsafe(32)}"],
+        "other": [f"Authorization: Bearer {other_token}"],
+        "malformed-id": [f"Authorization: Bearer {token}"],
+    }[credentials]
+    path = f"/workspaces/{'not-a-uuid' if credentials == 'malformed-id' else workspace_id}/{route}"
+    content_type = "Content-Type: multipart/form-data; boundary=x"
+
+    def head(length: int) -> bytes:
+        return request_head("POST", path, *authorization, content_type, f"Content-Length: {length}")
+
+    # The head alone: the answer arrives though not one byte of the body was sent.
+    status, headers, body = proxied.exchange(head(size))
+    held = proxied.proxy.temp_file_bytes("client_body")
+    app_status, app_headers, app_body = proxied.exchange_directly(head(0))
+
+    assert status == app_status
+    assert app_status in (400, 401, 404)
+    assert headers["Content-Type"] == "application/json"
+    assert body == app_body
+    assert headers.get("WWW-Authenticate") == app_headers.get("WWW-Authenticate")
+    assert held == 0
+
+
+def test_bodies_with_the_workspace_or_admin_token_still_upload(proxied: Proxied) -> None:
+    workspace_id, token = proxied.register_directly()
+
+    for credential in (token, ADMIN_TOKEN):
+        upload = SlowUpload(
+            proxied.proxy.tls_port,
+            host=HOST,
+            workspace_id=workspace_id,
+            token=credential,
+            size=64 * 1024,
+            tls=proxied.tls,
+        )
+        status, answer = upload.finish()
+        assert status == 200, answer
+        assert answer["files"][0]["size"] == 64 * 1024
+
+
+def test_one_address_holds_a_bounded_number_of_upload_bodies(proxied: Proxied) -> None:
+    workspace_id, token = proxied.register_directly()
+
+    def upload(source: str) -> SlowUpload:
+        return SlowUpload(
+            proxied.proxy.tls_port,
+            host=HOST,
+            workspace_id=workspace_id,
+            token=token,
+            size=2 * MIB,
+            tls=proxied.tls,
+            source=source,
+        )
+
+    held = [upload("127.0.0.3") for _ in range(BODIES_PER_ADDRESS)]
+    # Past the 1 MiB memory buffer: each body now sits in a client_body temporary file.
+    for body in held:
+        body.send(3 * MIB // 2)
+    wait_until(
+        lambda: proxied.proxy.temp_file_bytes("client_body") >= BODIES_PER_ADDRESS * MIB,
+        timeout=20,
+        what="nginx to hold the four bodies",
+    )
+
+    refused = proxied.exchange(
+        request_head(
+            "POST",
+            f"/workspaces/{workspace_id}/chat/uploads",
+            f"Authorization: Bearer {token}",
+            f"Content-Length: {MIB}",
+        ),
+        source="127.0.0.3",
+    )
+    elsewhere = upload("127.0.0.4").finish()
+    finished = [body.finish() for body in held]
+
+    status, headers, body = refused
+    assert status == 429
+    assert headers["Retry-After"] == "10"
+    assert json.loads(body) == {
+        "error": "too many requests in progress from this address, retry later"
+    }
+    assert elsewhere[0] == 200
+    assert [status for status, _ in finished] == [200] * BODIES_PER_ADDRESS
+
+
 # --- 7. HSTS, no version, JSON for nginx's own refusals --------------------------------------
 
 
@@ -355,10 +468,10 @@ def test_the_apps_own_json_errors_pass_through_unchanged(proxied: Proxied, statu
         assert through[1].get(name) == direct[1].get(name)
 
 
-def test_gunicorn_down_gets_503_json_for_polls(
+def test_gunicorn_down_gets_503_json_for_polls_and_bodies(
     proxied: Proxied, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    # Nothing listens on the upstream.
+    # Nothing listens on the upstream: the token check itself cannot be asked.
     nothing = f"127.0.0.1:{free_port()}"
     with NginxProxy(nothing, root=tmp_path_factory.mktemp("nginx-down")) as down:
         workspace_id = uuid.uuid4()
@@ -366,6 +479,13 @@ def test_gunicorn_down_gets_503_json_for_polls(
             exchange(
                 down.tls_port,
                 request_head("GET", f"/workspaces/{workspace_id}/activity"),
+                tls=client_tls_context(down.cert),
+            ),
+            exchange(
+                down.tls_port,
+                request_head(
+                    "POST", f"/workspaces/{workspace_id}/chat/uploads", f"Content-Length: {MIB}"
+                ),
                 tls=client_tls_context(down.cert),
             ),
         ]

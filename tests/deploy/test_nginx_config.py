@@ -1,4 +1,4 @@
-"""The shipped nginx config against the limits it must agree with: gunicorn's."""
+"""The shipped nginx config against the limits it must agree with: gunicorn's and the app's."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from devtools.processes.nginx import SITE_CONF
+from pending_uploads.conf import DEFAULT_MAX_REQUEST_BYTES
 
 GUNICORN_CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
+# The app's JSON body cap (MOLECULE_MAX_JSON_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE).
+APP_JSON_BYTES = 1024 * 1024
 # The shortest header line nginx passes on: a one-letter name, a colon and CRLF.
 SHORTEST_HEADER_LINE = 4
 
@@ -42,6 +45,14 @@ def test_gunicorn_takes_every_request_head_nginx_passes_on(gunicorn_conf: dict) 
     # A header line fills one buffer; nginx may add to one (X-Forwarded-For) but not double it.
     assert gunicorn_conf["limit_request_field_size"] >= 2 * line
     assert gunicorn_conf["limit_request_fields"] >= int(count) * line // SHORTEST_HEADER_LINE
+
+
+def test_nginx_holds_the_largest_body_the_app_accepts() -> None:
+    server_body, upload_body = directive("client_max_body_size")[:2]
+
+    # The app answers its own 413 up to its request cap; nginx refuses beyond.
+    assert size(upload_body) > DEFAULT_MAX_REQUEST_BYTES
+    assert size(server_body) == APP_JSON_BYTES
 
 
 def test_the_apps_own_errors_are_never_intercepted() -> None:
