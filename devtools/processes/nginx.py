@@ -15,7 +15,7 @@ from pathlib import Path
 
 from devtools.processes.commands import BASE_DIR, Lifecycle, stop_processes
 from devtools.processes.probes import free_port
-from devtools.processes.procfs import process_children, process_open_file_bytes
+from devtools.processes.procfs import process_children, process_open_file_bytes, process_rss_bytes
 
 SITE_CONF = BASE_DIR / "deploy" / "nginx" / "molecule-uploads.conf"
 # The shipped file's deployment-specific lines, each present exactly once.
@@ -193,6 +193,9 @@ class NginxProxy(Lifecycle):
     def temp_file_bytes(self, area: str) -> int:
         """Bytes nginx's workers now hold in temporary files of ``area``: client_body, proxy."""
         return sum(process_open_file_bytes(pid, self.root / area) for pid in self.worker_pids())
+
+    def workers_rss_bytes(self) -> int:
+        return sum(process_rss_bytes(pid) or 0 for pid in self.worker_pids())
 
     def error_log(self) -> str:
         with contextlib.suppress(OSError):

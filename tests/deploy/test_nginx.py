@@ -23,7 +23,13 @@ import pytest
 
 from devtools.processes import ServiceStack, free_port
 from devtools.processes.nginx import NginxProxy, client_tls_context, nginx_binary, site_conn_limit
-from devtools.processes.slow_clients import SlowUpload, connect, response_read
+from devtools.processes.slow_clients import (
+    SlowDownload,
+    SlowUpload,
+    connect,
+    response_read,
+    source_address,
+)
 from tests.helpers import service_stack
 from tests.integration.conftest import tables_truncate, wait_until
 from tests.integration.test_faults import http as http_json
@@ -36,15 +42,25 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 HOST = "uploads.test"
 # The shipped limit: 1 request at once plus a burst of 10 (rate 6/min refills one per 10 s).
 REGISTER_BURST_ALLOWED = 11
-# A bound on the wait, not a target: with one gunicorn thread an unbuffered upload blocks it.
+# A bound on the wait, not a target: with one gunicorn thread an unbuffered upload or download
+# blocks it, and the penetration test's polls then timed out at 5 s.
 POLL_TIMEOUT = 10.0
 MIB = 1024 * 1024
 BUFFERED_UPLOAD_BYTES = 8 * MIB
 ADMIN_TOKEN = "operator-" + "t" * 40
 # The app's JSON cap for this stack, below nginx's 1 MiB, so the app's own 413 can be seen.
 APP_JSON_CAP = 64 * 1024
-# The shipped per-address limit (limit_conn): upload bodies held.
+# The shipped per-address limits (limit_conn): downloads in progress, upload bodies held.
+DOWNLOADS_PER_ADDRESS = site_conn_limit("molecule_downloads")
 BODIES_PER_ADDRESS = site_conn_limit("molecule_upload_bodies")
+# The penetration test's 32-64 slow readers, at the top: 4 addresses at the limit each.
+SLOW_READERS = 64
+# More than the loopback buffers between gunicorn and a stalled reader hold (8 MiB was enough
+# to block the one gunicorn thread here before nginx buffered downloads; 6 MiB was not).
+READER_FILE_BYTES = 12 * MIB
+# The memory nginx may grow by with every slow reader connected: its buffers and TLS state
+# (0.2-0.3 MiB a reader measured), where holding the files would take 768 MiB.
+READERS_NGINX_GROWTH_BOUND = 64 * MIB
 
 
 @dataclass
@@ -94,6 +110,15 @@ class Proxied:
     def exchange_directly(self, data: bytes) -> tuple[int, http.client.HTTPMessage, bytes]:
         """The same bytes to gunicorn, past nginx: what the app itself answers."""
         return exchange(self.stack.port, data)
+
+    def upload_directly(self, workspace_id: str, token: str, size: int) -> str:
+        """Store one file of ``size`` bytes past nginx; its file id."""
+        upload = SlowUpload(
+            self.stack.port, host=HOST, workspace_id=workspace_id, token=token, size=size
+        )
+        status, answer = upload.finish()
+        assert status == 200, answer
+        return answer["files"][0]["uri"].rsplit("/", 1)[-1]
 
     def register_directly(self) -> tuple[str, str]:
         """Register past nginx, so that setup never spends the rate limit's budget."""
@@ -211,7 +236,7 @@ def http_direct(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
         conn.close()
 
 
-def test_large_upload_is_buffered_by_nginx_and_the_download_streams(proxied: Proxied) -> None:
+def test_a_large_upload_and_its_download_pass_through_nginx(proxied: Proxied) -> None:
     workspace_id, token = proxied.register_directly()
     upload = SlowUpload(
         proxied.proxy.tls_port,
@@ -256,6 +281,63 @@ def test_body_over_the_proxy_cap_gets_413_json_from_nginx(proxied: Proxied) -> N
     assert status == 413
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body) == {"error": "request body too large"}
+
+
+# --- 1. Slow readers -------------------------------------------------------------------------
+
+
+def test_slow_readers_hold_no_gunicorn_thread(proxied: Proxied) -> None:
+    # The penetration test: 32-64 downloads read slowly froze every poll (gunicorn's threads
+    # were each writing to one). Here gunicorn has ONE thread, and 64 readers read nothing.
+    workspace_id, token = proxied.register_directly()
+    file_id = proxied.upload_directly(workspace_id, token, READER_FILE_BYTES)
+    rss_before = proxied.proxy.workers_rss_bytes()
+    readers: list[SlowDownload] = []
+
+    def reader(source: str) -> SlowDownload:
+        download = SlowDownload(
+            proxied.proxy.tls_port,
+            host=HOST,
+            workspace_id=workspace_id,
+            token=token,
+            file_id=file_id,
+            tls=proxied.tls,
+            source=source,
+        )
+        readers.append(download)
+        return download
+
+    try:
+        statuses = [
+            reader(source_address(number, DOWNLOADS_PER_ADDRESS)).status()
+            for number in range(SLOW_READERS)
+        ]
+        one_more = reader(source_address(0, DOWNLOADS_PER_ADDRESS))
+        polls = [
+            proxied.request(
+                "GET", f"/workspaces/{workspace_id}/activity", token=token, timeout=POLL_TIMEOUT
+            )[0]
+            for _ in range(5)
+        ]
+        spooled = proxied.proxy.temp_file_bytes("proxy")
+        rss_growth = proxied.proxy.workers_rss_bytes() - rss_before
+        refused = response_read(one_more.sock)
+    finally:
+        for download in readers:
+            download.close()
+
+    assert statuses == [200] * SLOW_READERS
+    assert polls == [200] * 5
+    # The files wait in nginx's temporary files (proxy_temp_path), not in its memory.
+    assert spooled > SLOW_READERS * READER_FILE_BYTES // 2
+    assert rss_growth < READERS_NGINX_GROWTH_BOUND
+    status, headers, body = refused
+    assert status == 429
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Retry-After"] == "10"
+    assert json.loads(body) == {
+        "error": "too many requests in progress from this address, retry later"
+    }
 
 
 # --- 2. Bodies without a valid token ---------------------------------------------------------

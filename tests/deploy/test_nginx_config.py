@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.processes.nginx import SITE_CONF
-from pending_uploads.conf import DEFAULT_MAX_REQUEST_BYTES
+from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_REQUEST_BYTES
 
 GUNICORN_CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
@@ -47,9 +47,12 @@ def test_gunicorn_takes_every_request_head_nginx_passes_on(gunicorn_conf: dict) 
     assert gunicorn_conf["limit_request_fields"] >= int(count) * line // SHORTEST_HEADER_LINE
 
 
-def test_nginx_holds_the_largest_body_the_app_accepts() -> None:
+def test_nginx_holds_the_largest_file_and_body_the_app_accepts() -> None:
+    (temp_file,) = directive("proxy_max_temp_file_size")
     server_body, upload_body = directive("client_max_body_size")[:2]
 
+    # A whole download waits in nginx's temporary file, never in a gunicorn thread.
+    assert size(temp_file) >= DEFAULT_MAX_FILE_BYTES
     # The app answers its own 413 up to its request cap; nginx refuses beyond.
     assert size(upload_body) > DEFAULT_MAX_REQUEST_BYTES
     assert size(server_body) == APP_JSON_BYTES
@@ -58,3 +61,4 @@ def test_nginx_holds_the_largest_body_the_app_accepts() -> None:
 def test_the_apps_own_errors_are_never_intercepted() -> None:
     # error_page would otherwise replace the app's JSON 400/404/413 with nginx's.
     assert directive("proxy_intercept_errors") == []
+    assert directive("proxy_buffering") == ["on"]
