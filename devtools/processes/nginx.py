@@ -21,6 +21,7 @@ SITE_CONF = BASE_DIR / "deploy" / "nginx" / "molecule-uploads.conf"
 # The shipped file's deployment-specific lines, each present exactly once.
 SHIPPED_LISTEN_TLS = "listen 443 ssl;"
 SHIPPED_LISTEN_PLAIN = "listen 80;"
+SHIPPED_LISTEN_PRIVATE = "listen 127.0.0.1:8081;"
 SHIPPED_UPSTREAM = "server 127.0.0.1:8000;"
 SHIPPED_CERT = "/etc/ssl/certs/molecule-uploads.pem"
 SHIPPED_KEY = "/etc/ssl/private/molecule-uploads.key"
@@ -50,12 +51,15 @@ def nginx_binary() -> str | None:
     return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
-def site_render(*, tls_port: int, plain_port: int, upstream: str, cert: Path, key: Path) -> str:
+def site_render(
+    *, tls_port: int, plain_port: int, private_port: int, upstream: str, cert: Path, key: Path
+) -> str:
     """The shipped site config with its ports, upstream and certificate swapped for these."""
     text = SITE_CONF.read_text()
     for shipped, ours in (
         (SHIPPED_LISTEN_TLS, f"listen 127.0.0.1:{tls_port} ssl;"),
         (SHIPPED_LISTEN_PLAIN, f"listen 127.0.0.1:{plain_port};"),
+        (SHIPPED_LISTEN_PRIVATE, f"listen 127.0.0.1:{private_port};"),
         (SHIPPED_UPSTREAM, f"server {upstream};"),
         (SHIPPED_CERT, str(cert)),
         (SHIPPED_KEY, str(key)),
@@ -122,6 +126,8 @@ class NginxProxy(Lifecycle):
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="nginx-"))
         self.tls_port = free_port()
         self.plain_port = free_port()
+        # The operators' server (the admin and /metrics), plain HTTP.
+        self.private_port = free_port()
         self.cert = self.root / "cert.pem"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -137,6 +143,7 @@ class NginxProxy(Lifecycle):
         site = site_render(
             tls_port=self.tls_port,
             plain_port=self.plain_port,
+            private_port=self.private_port,
             upstream=self.upstream,
             cert=self.cert,
             key=key,

@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import ssl
@@ -18,8 +19,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
+import psycopg
 import pytest
+from django.contrib.auth.hashers import make_password
 
 from devtools.processes import ServiceStack, free_port
 from devtools.processes.nginx import NginxProxy, client_tls_context, nginx_binary, site_conn_limit
@@ -30,7 +34,7 @@ from devtools.processes.slow_clients import (
     response_read,
     source_address,
 )
-from tests.helpers import service_stack
+from tests.helpers import current_database_url, service_stack
 from tests.integration.conftest import tables_truncate, wait_until
 from tests.integration.test_faults import http as http_json
 from tests.integration.test_faults import register_body
@@ -448,18 +452,115 @@ def test_one_address_holds_a_bounded_number_of_upload_bodies(proxied: Proxied) -
     assert [status for status, _ in finished] == [200] * BODIES_PER_ADDRESS
 
 
+# --- 4, 5. The admin and /metrics on the private server only ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/admin/", "/admin/login/", "/admin", "/metrics", "/%6Detrics", "/internal/auth"],
+)
+def test_the_public_server_answers_404_json_for_the_admin_and_metrics(
+    proxied: Proxied, path: str
+) -> None:
+    status, headers, body = proxied.exchange(request_head("GET", path))
+
+    assert (status, headers["Content-Type"], body) == (
+        404,
+        "application/json",
+        b'{"error":"not found"}',
+    )
+
+
+def test_the_private_server_serves_the_admin_its_static_files_and_metrics(
+    proxied: Proxied,
+) -> None:
+    private = proxied.proxy.private_port
+    password = secrets.token_urlsafe(16)
+
+    with operator_login("proxy-operator", password):
+        status, headers, page = exchange(private, private_head("GET", "/admin/login/", private))
+        csrf_cookie = re.search(r"csrftoken=([^;]+)", headers["Set-Cookie"]).group(1)
+        form_token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urlencode(
+            {
+                "csrfmiddlewaretoken": form_token.decode(),
+                "username": "proxy-operator",
+                "password": password,
+            }
+        ).encode()
+        login = exchange(
+            private,
+            private_head(
+                "POST",
+                "/admin/login/?next=/admin/",
+                private,
+                f"Cookie: csrftoken={csrf_cookie}",
+                # A browser's Origin on http://127.0.0.1:<port>: Django compares it with the Host.
+                f"Origin: http://127.0.0.1:{private}",
+                "Content-Type: application/x-www-form-urlencoded",
+                f"Content-Length: {len(form)}",
+            )
+            + form,
+        )
+        session = re.search(r"sessionid=([^;]+)", " ".join(login[1].get_all("Set-Cookie"))).group(1)
+        index = exchange(
+            private, private_head("GET", "/admin/", private, f"Cookie: sessionid={session}")
+        )
+        css = exchange(private, private_head("GET", "/static/admin/css/base.css", private))
+        metrics = exchange(private, private_head("GET", "/metrics", private))
+        api = exchange(private, private_head("GET", "/uploads/limits", private))
+
+    assert status == 200
+    assert (login[0], login[1]["Location"]) == (302, "/admin/")
+    assert index[0] == 200
+    assert b"Molecule uploads administration" in index[2]
+    assert (css[0], css[1]["Content-Type"]) == (200, 'text/css; charset="utf-8"')
+    assert metrics[0] == 200
+    assert b"# TYPE molecule_pending_uploads_swept_total counter" in metrics[2]
+    # Only what operators need: the API stays on the public server.
+    assert (api[0], api[2]) == (404, b'{"error":"not found"}')
+
+
+OPERATOR_INSERT_SQL = """
+INSERT INTO auth_user (username, password, is_superuser, is_staff, is_active,
+                       first_name, last_name, email, date_joined)
+VALUES (%s, %s, true, true, true, '', '', '', now())
+"""
+
+
+@contextlib.contextmanager
+def operator_login(username: str, password: str) -> Iterator[None]:
+    """A superuser gunicorn can see (committed), and nothing of it or its sessions after."""
+    with psycopg.connect(current_database_url(), autocommit=True) as conn:
+        conn.execute(OPERATOR_INSERT_SQL, [username, make_password(password)])
+        try:
+            yield
+        finally:
+            conn.execute("DELETE FROM django_session")
+            conn.execute("DELETE FROM auth_user WHERE username = %s", [username])
+
+
+def private_head(method: str, path: str, port: int, *lines: str) -> bytes:
+    return (
+        "\r\n".join([f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *lines])
+        + "\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
 # --- 7. HSTS, no version, JSON for nginx's own refusals --------------------------------------
 
 
 def test_hsts_and_no_version_on_nginx_answers(proxied: Proxied) -> None:
     # An internal location asked from outside: nginx's own 404.
     own = proxied.exchange(request_head("GET", "/_molecule/not-found"))
+    private = exchange(proxied.proxy.private_port, private_head("GET", "/metrics", 0))
     plain = exchange(proxied.proxy.plain_port, request_head("GET", "/"))
 
     assert own[1].get_all("Strict-Transport-Security") == ["max-age=63072000"]
-    # Never over plain HTTP: on the redirect.
+    # Never over plain HTTP: on the redirect, nor on the operators' server.
     assert "Strict-Transport-Security" not in plain[1]
-    for _, headers, body in (own, plain):
+    assert "Strict-Transport-Security" not in private[1]
+    for _, headers, body in (own, private, plain):
         assert headers["Server"] == "nginx"
         assert b"nginx/" not in body
 
