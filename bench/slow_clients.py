@@ -222,19 +222,6 @@ def _conn_limit(zone: str) -> int:
     return site_conn_limit(zone)
 
 
-def _upload(port: int, uploader: tuple[str, str], size: int) -> str:
-    """Store one file of ``size`` bytes straight through gunicorn; its file id."""
-    from devtools.processes.slow_clients import SlowUpload
-
-    upload = SlowUpload(
-        port, host="localhost", workspace_id=uploader[0], token=uploader[1], size=size
-    )
-    status, answer = upload.finish()
-    if status != 200:
-        raise RuntimeError(f"the readers' file was refused: {status} {answer}")
-    return answer["files"][0]["uri"].rsplit("/", 1)[-1]
-
-
 def _register(port: int) -> tuple[str, str]:
     from bench import loadgen
 
@@ -245,6 +232,7 @@ def _register(port: int) -> tuple[str, str]:
 def bench_slow_clients(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
     from devtools.processes import ServiceStack
     from devtools.processes.nginx import NginxProxy, nginx_binary
+    from devtools.processes.slow_clients import upload_file
 
     slow = SCALES[scale.name]
     db.fresh()
@@ -296,7 +284,13 @@ def bench_slow_clients(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
                     uploader=uploader,
                     drips=0,
                     readers=slow.slow_readers,
-                    file_id=_upload(stack.port, uploader, slow.reader_file_bytes),
+                    file_id=upload_file(
+                        stack.port,
+                        host="localhost",
+                        workspace_id=uploader[0],
+                        token=uploader[1],
+                        size=slow.reader_file_bytes,
+                    ),
                     proxy=proxy,
                 )
                 logger.info("slow readers, through nginx: %s", figures["nginx_readers"])

@@ -138,6 +138,15 @@ class SlowUpload:
         return status, json.loads(body)
 
 
+def upload_file(port: int, *, host: str, workspace_id: str, token: str, size: int) -> str:
+    """Store one file of ``size`` bytes in one go; its file id. RuntimeError if refused."""
+    upload = SlowUpload(port, host=host, workspace_id=workspace_id, token=token, size=size)
+    status, answer = upload.finish()
+    if status != 200:
+        raise RuntimeError(f"the upload was refused: {status} {answer}")
+    return answer["files"][0]["uri"].rsplit("/", 1)[-1]
+
+
 class HeaderDrip:
     """A connection that sends the start of a request and then a byte at a time (``drip``)."""
 

@@ -33,6 +33,7 @@ from devtools.processes.slow_clients import (
     connect,
     response_read,
     source_address,
+    upload_file,
 )
 from tests.helpers import current_database_url, service_stack
 from tests.integration.conftest import tables_truncate, wait_until
@@ -115,14 +116,37 @@ class Proxied:
         """The same bytes to gunicorn, past nginx: what the app itself answers."""
         return exchange(self.stack.port, data)
 
+    def upload(self, workspace_id: str, token: str, size: int, *, source: str = "") -> SlowUpload:
+        """An upload through nginx whose body the test sends (``send``, ``finish``)."""
+        return SlowUpload(
+            self.proxy.tls_port,
+            host=HOST,
+            workspace_id=workspace_id,
+            token=token,
+            size=size,
+            tls=self.tls,
+            source=source,
+        )
+
+    def download(
+        self, workspace_id: str, token: str, file_id: str, *, source: str = ""
+    ) -> SlowDownload:
+        """A download through nginx whose answer the test reads (``status``, ``read``)."""
+        return SlowDownload(
+            self.proxy.tls_port,
+            host=HOST,
+            workspace_id=workspace_id,
+            token=token,
+            file_id=file_id,
+            tls=self.tls,
+            source=source,
+        )
+
     def upload_directly(self, workspace_id: str, token: str, size: int) -> str:
         """Store one file of ``size`` bytes past nginx; its file id."""
-        upload = SlowUpload(
+        return upload_file(
             self.stack.port, host=HOST, workspace_id=workspace_id, token=token, size=size
         )
-        status, answer = upload.finish()
-        assert status == 200, answer
-        return answer["files"][0]["uri"].rsplit("/", 1)[-1]
 
     def register_directly(self) -> tuple[str, str]:
         """Register past nginx, so that setup never spends the rate limit's budget."""
@@ -242,14 +266,7 @@ def http_direct(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
 
 def test_a_large_upload_and_its_download_pass_through_nginx(proxied: Proxied) -> None:
     workspace_id, token = proxied.register_directly()
-    upload = SlowUpload(
-        proxied.proxy.tls_port,
-        host=HOST,
-        workspace_id=workspace_id,
-        token=token,
-        size=BUFFERED_UPLOAD_BYTES,
-        tls=proxied.tls,
-    )
+    upload = proxied.upload(workspace_id, token, BUFFERED_UPLOAD_BYTES)
     upload.send(BUFFERED_UPLOAD_BYTES // 4)
 
     # gunicorn's only thread is free: nginx holds the unfinished body.
@@ -299,15 +316,7 @@ def test_slow_readers_hold_no_gunicorn_thread(proxied: Proxied) -> None:
     readers: list[SlowDownload] = []
 
     def reader(source: str) -> SlowDownload:
-        download = SlowDownload(
-            proxied.proxy.tls_port,
-            host=HOST,
-            workspace_id=workspace_id,
-            token=token,
-            file_id=file_id,
-            tls=proxied.tls,
-            source=source,
-        )
+        download = proxied.download(workspace_id, token, file_id, source=source)
         readers.append(download)
         return download
 
@@ -393,34 +402,17 @@ def test_bodies_with_the_workspace_or_admin_token_still_upload(proxied: Proxied)
     workspace_id, token = proxied.register_directly()
 
     for credential in (token, ADMIN_TOKEN):
-        upload = SlowUpload(
-            proxied.proxy.tls_port,
-            host=HOST,
-            workspace_id=workspace_id,
-            token=credential,
-            size=64 * 1024,
-            tls=proxied.tls,
-        )
-        status, answer = upload.finish()
+        status, answer = proxied.upload(workspace_id, credential, 64 * 1024).finish()
         assert status == 200, answer
         assert answer["files"][0]["size"] == 64 * 1024
 
 
 def test_one_address_holds_a_bounded_number_of_upload_bodies(proxied: Proxied) -> None:
     workspace_id, token = proxied.register_directly()
-
-    def upload(source: str) -> SlowUpload:
-        return SlowUpload(
-            proxied.proxy.tls_port,
-            host=HOST,
-            workspace_id=workspace_id,
-            token=token,
-            size=2 * MIB,
-            tls=proxied.tls,
-            source=source,
-        )
-
-    held = [upload("127.0.0.3") for _ in range(BODIES_PER_ADDRESS)]
+    held = [
+        proxied.upload(workspace_id, token, 2 * MIB, source="127.0.0.3")
+        for _ in range(BODIES_PER_ADDRESS)
+    ]
     # Past the 1 MiB memory buffer: each body now sits in a client_body temporary file.
     for body in held:
         body.send(3 * MIB // 2)
@@ -439,7 +431,7 @@ def test_one_address_holds_a_bounded_number_of_upload_bodies(proxied: Proxied) -
         ),
         source="127.0.0.3",
     )
-    elsewhere = upload("127.0.0.4").finish()
+    elsewhere = proxied.upload(workspace_id, token, 2 * MIB, source="127.0.0.4").finish()
     finished = [body.finish() for body in held]
 
     status, headers, body = refused

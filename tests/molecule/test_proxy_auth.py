@@ -35,23 +35,19 @@ def assert_refused(response: Any, status: int, message: str) -> None:
         assert "WWW-Authenticate" not in response
 
 
+# The shared poll workspace, named for its part here.
 @pytest.fixture
-def owner(register) -> RegisteredWorkspace:
-    return register("owner", "poll")
-
-
-@pytest.fixture
-def intruder(register) -> RegisteredWorkspace:
-    return register("intruder", "poll")
+def owner(poll_workspace: RegisteredWorkspace) -> RegisteredWorkspace:
+    return poll_workspace
 
 
 @pytest.mark.parametrize("credentials", list(CREDENTIALS))
 @pytest.mark.parametrize("route", ROUTES)
 def test_the_check_refuses_what_the_route_refuses_with_its_message(
-    owner, intruder, route, credentials
+    owner, other_workspace, route, credentials
 ):
     url = fill(route, owner.id)
-    headers = CREDENTIALS[credentials](owner, intruder)
+    headers = CREDENTIALS[credentials](owner, other_workspace)
     # POST: every workspace route that takes a body serves it, and the rest answer 405 first.
     served = Client().post(url, **headers)
     if served.status_code == 405:
