@@ -44,6 +44,16 @@ if os.path.isdir("/dev/shm"):  # noqa: S108 (a directory gunicorn creates its ow
 control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") not in {"1", "on", "true"}
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 
+# nginx refuses oversized request lines and headers first, with JSON (deploy/nginx:
+# large_client_header_buffers 4 8k). gunicorn's own refusals are HTML, so its limits sit at or
+# above anything nginx passes on; below them they only stop a client that bypasses nginx.
+# gunicorn's maximum, and nginx's: one 8 KiB buffer holds the line and its CRLF.
+limit_request_line = 8190
+# One 8 KiB header line, plus what nginx adds to it (X-Forwarded-For gains ", <address>").
+limit_request_field_size = 16384
+# 4 x 8 KiB of the shortest header lines ("a:" and CRLF), plus the few nginx sets itself.
+limit_request_fields = 8200
+
 
 def when_ready(server) -> None:  # server: gunicorn's Arbiter
     server.log.info(

@@ -68,11 +68,14 @@ class ApiError(Exception):
         self.extra = extra
 
 
+# RFC 6750: a 401 names the scheme it wants. Every 401 of the service carries it.
+BEARER_CHALLENGE = 'Bearer realm="molecule"'
+
+
 def json_error(status: int, message: str, **extra: Any) -> ApiResponse:
     response = ApiResponse({"error": message, **extra}, status=status)
     if status == 401:
-        # RFC 6750: a 401 names the scheme it wants; every 401 of the service passes here.
-        response["WWW-Authenticate"] = 'Bearer realm="molecule"'
+        response["WWW-Authenticate"] = BEARER_CHALLENGE
     return response
 
 
@@ -281,13 +284,22 @@ def workspace_auth(view: View) -> View:
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, workspace_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
-        parsed_id = parse_uuid(workspace_id, "workspace id")
-        token = bearer_token(request)
-        if token is None:
-            raise ApiError(401, "missing or malformed bearer token")
-        workspace = Workspace.objects.authenticate(parsed_id, token, admin_token=conf.admin_token())
-        if workspace is None:
-            raise ApiError(401, "invalid token for this workspace")
+        workspace = workspace_authenticate(request, workspace_id)
         return view(request, *args, workspace=workspace, **kwargs)
 
     return wrapper
+
+
+def workspace_authenticate(request: HttpRequest, workspace_id: str) -> Workspace:
+    """The workspace ``workspace_id`` when the request's bearer token opens it; ApiError if not.
+
+    From the headers alone: the request body is never read.
+    """
+    parsed_id = parse_uuid(workspace_id, "workspace id")
+    token = bearer_token(request)
+    if token is None:
+        raise ApiError(401, "missing or malformed bearer token")
+    workspace = Workspace.objects.authenticate(parsed_id, token, admin_token=conf.admin_token())
+    if workspace is None:
+        raise ApiError(401, "invalid token for this workspace")
+    return workspace

@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from molecule.http import api_view
 
 # Routes that are not the workspace API: the page links to them itself, or they are Django's.
-NOT_API = ("admin/", "metrics", "")
+NOT_API = ("admin/", "metrics", "internal/auth", "")
 
 
 def _routes(patterns: list[URLPattern | URLResolver], prefix: str = "") -> list[str]:

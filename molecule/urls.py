@@ -1,4 +1,4 @@
-"""URL routes: the workspace API, the admin and /metrics."""
+"""URL routes: the workspace API, the admin, /metrics and the proxy's token check."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -24,6 +24,8 @@ urlpatterns = [
     path("workspaces/<str:workspace_id>/", include("pending_uploads.urls")),
     path("uploads/limits", upload_views.limits, name="uploads-limits"),
     path("metrics", views.metrics, name="prometheus-django-metrics"),
+    # nginx's token check before it reads a body (deploy/nginx); never routed publicly.
+    path("internal/auth", views.proxy_auth, name="internal-auth"),
     path("admin/", admin.site.urls),
     # Static files are WhiteNoise's (settings.MIDDLEWARE), with DEBUG on or off.
     path("", pages.home, name="home"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -14,11 +15,13 @@ from pathlib import Path
 
 from devtools.processes.commands import BASE_DIR, Lifecycle, stop_processes
 from devtools.processes.probes import free_port
+from devtools.processes.procfs import process_children, process_open_file_bytes, process_rss_bytes
 
 SITE_CONF = BASE_DIR / "deploy" / "nginx" / "molecule-uploads.conf"
 # The shipped file's deployment-specific lines, each present exactly once.
 SHIPPED_LISTEN_TLS = "listen 443 ssl;"
 SHIPPED_LISTEN_PLAIN = "listen 80;"
+SHIPPED_LISTEN_PRIVATE = "listen 127.0.0.1:8081;"
 SHIPPED_UPSTREAM = "server 127.0.0.1:8000;"
 SHIPPED_CERT = "/etc/ssl/certs/molecule-uploads.pem"
 SHIPPED_KEY = "/etc/ssl/private/molecule-uploads.key"
@@ -48,12 +51,15 @@ def nginx_binary() -> str | None:
     return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
-def site_render(*, tls_port: int, plain_port: int, upstream: str, cert: Path, key: Path) -> str:
+def site_render(
+    *, tls_port: int, plain_port: int, private_port: int, upstream: str, cert: Path, key: Path
+) -> str:
     """The shipped site config with its ports, upstream and certificate swapped for these."""
     text = SITE_CONF.read_text()
     for shipped, ours in (
         (SHIPPED_LISTEN_TLS, f"listen 127.0.0.1:{tls_port} ssl;"),
         (SHIPPED_LISTEN_PLAIN, f"listen 127.0.0.1:{plain_port};"),
+        (SHIPPED_LISTEN_PRIVATE, f"listen 127.0.0.1:{private_port};"),
         (SHIPPED_UPSTREAM, f"server {upstream};"),
         (SHIPPED_CERT, str(cert)),
         (SHIPPED_KEY, str(key)),
@@ -62,6 +68,14 @@ def site_render(*, tls_port: int, plain_port: int, upstream: str, cert: Path, ke
             raise ValueError(f"{SITE_CONF.name} should hold {shipped!r} exactly once")
         text = text.replace(shipped, ours)
     return text
+
+
+def site_conn_limit(zone: str) -> int:
+    """The shipped config's ``limit_conn <zone> N``: requests in progress per client address."""
+    (limit,) = re.findall(
+        rf"^\s*limit_conn\s+{re.escape(zone)}\s+(\d+);", SITE_CONF.read_text(), re.M
+    )
+    return int(limit)
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -112,6 +126,8 @@ class NginxProxy(Lifecycle):
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="nginx-"))
         self.tls_port = free_port()
         self.plain_port = free_port()
+        # The operators' server (the admin and /metrics), plain HTTP.
+        self.private_port = free_port()
         self.cert = self.root / "cert.pem"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -127,6 +143,7 @@ class NginxProxy(Lifecycle):
         site = site_render(
             tls_port=self.tls_port,
             plain_port=self.plain_port,
+            private_port=self.private_port,
             upstream=self.upstream,
             cert=self.cert,
             key=key,
@@ -176,6 +193,16 @@ class NginxProxy(Lifecycle):
                     f"nginx did not listen within {timeout:.0f} s\n{self.error_log()}"
                 )
             time.sleep(0.05)
+
+    def worker_pids(self) -> list[int]:
+        return process_children(self.process.pid) if self.process is not None else []
+
+    def temp_file_bytes(self, area: str) -> int:
+        """Bytes nginx's workers now hold in temporary files of ``area``: client_body, proxy."""
+        return sum(process_open_file_bytes(pid, self.root / area) for pid in self.worker_pids())
+
+    def workers_rss_bytes(self) -> int:
+        return sum(process_rss_bytes(pid) or 0 for pid in self.worker_pids())
 
     def error_log(self) -> str:
         with contextlib.suppress(OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -50,3 +51,24 @@ def process_rss_bytes(pid: int) -> int | None:
         return None
     match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
     return int(match.group(1)) * 1024 if match else None
+
+
+def process_open_file_bytes(pid: int, under: Path) -> int:
+    """Bytes in the files ``pid`` has open below ``under``, unlinked ones included.
+
+    nginx unlinks its temporary files as soon as it creates them, so a directory listing
+    shows nothing; only the open descriptors tell how much they hold. 0 when ``pid`` is gone.
+    """
+    prefix = f"{Path(under)}/"
+    total = 0
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return 0
+    for descriptor in descriptors:
+        try:
+            if os.readlink(descriptor).startswith(prefix):
+                total += descriptor.stat().st_size
+        except OSError:
+            continue  # closed meanwhile
+    return total

@@ -31,6 +31,7 @@ SWEEP_VARIANT = {"rows_deleted", "seconds", "rows_per_s", "batches", "longest_st
 API_ENDPOINT = {"api", "raw", "ratio"}
 API_SIDE = {"rps", "p50_ms", "p99_ms", "requests", "errors"}
 SLOW_RUN = {"uploads", "polls", "worst_poll_ms", "p99_poll_ms", "poll_errors", "uploads_ok"}
+SLOW_READERS_RUN = SLOW_RUN | {"slow_readers", "readers_ok", "proxy_temp_peak_mib"}
 
 EXPECTED_FIGURES: dict[str, set[str]] = {
     "upload_sweep": SWEEP,
@@ -73,7 +74,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "curve",
         "before",
     },
-    "slow_clients": {"scale", "gunicorn", "nginx", "setup"},
+    "slow_clients": {"scale", "gunicorn", "nginx", "nginx_readers", "setup"},
     "feed": {"quiet", "upload_in_flight", "setup"},
 }
 FEED_PHASE = {
@@ -85,7 +86,7 @@ FEED_PHASE = {
     "poll",
     "oldest_write_transaction_ms",
 }
-EXPECTED_TARGETS = 15
+EXPECTED_TARGETS = 16
 # The sections build their own data, so `--only` runs of two halves of them, side by side,
 # report what one run of all does, in the time of the longer half (about 40 s, not 60 s).
 HALVES = (
@@ -182,6 +183,10 @@ def test_quick_run_reports_every_figure(quick_results: dict[str, Any], figure: s
             if "skipped" not in run:
                 assert not missing(run, SLOW_RUN)
                 assert run["uploads_ok"] == run["uploads"]
+        readers = data["nginx_readers"]
+        if "skipped" not in readers:
+            assert not missing(readers, SLOW_READERS_RUN)
+            assert readers["readers_ok"] == readers["slow_readers"]
 
 
 @pytest.mark.slow
