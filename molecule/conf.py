@@ -20,9 +20,6 @@ def setting(name: str, default: T) -> Callable[[], T]:
     return read
 
 
-# A statement running longer than this is cancelled by PostgreSQL (sqlstate 57014).
-DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=30)
-
 # Upstream's since_secs ceiling: older activity has typically been pruned anyway.
 ACTIVITY_MAX_SINCE_SECONDS = 30 * 24 * 3600
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from molecule.conf import DEFAULT_STATEMENT_TIMEOUT
+# The one module of ours imported here: a parser with no imports beyond the standard library.
+# Settings import no app (its conf.py reads settings; the arrows point one way).
 from molecule.durations import parse_duration
-from pending_uploads import conf as pending_uploads_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -153,12 +153,9 @@ def _milliseconds(text: str) -> int:
 
 
 # Every session (web, commands, django-q2 jobs) runs with it: a runaway query is cancelled by
-# PostgreSQL itself, even after the worker that sent it has been killed. 0 disables it.
-DB_STATEMENT_TIMEOUT_MS = _env_parsed(
-    "DB_STATEMENT_TIMEOUT",
-    _milliseconds,
-    round(DEFAULT_STATEMENT_TIMEOUT.total_seconds() * 1000),
-)
+# PostgreSQL itself, even after the worker that sent it has been killed. 0 disables it. Its
+# default lives here, with the DATABASES setting it is part of: no app reads it.
+DB_STATEMENT_TIMEOUT_MS = _env_parsed("DB_STATEMENT_TIMEOUT", _milliseconds, 30_000)
 DATABASES["default"]["OPTIONS"].setdefault(
     "options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
 )
@@ -212,6 +209,9 @@ if os.environ.get("PENDING_UPLOADS_MAX_REQUEST_BYTES"):
     PENDING_UPLOADS_MAX_REQUEST_BYTES = _env_int("PENDING_UPLOADS_MAX_REQUEST_BYTES")
 if os.environ.get("PENDING_UPLOADS_MAX_FILES"):
     PENDING_UPLOADS_MAX_FILES = _env_int("PENDING_UPLOADS_MAX_FILES")
+    # Django's own part-count limit stays above the app's cap, so the app's "at most N files"
+    # answers, not Django (tests/pending_uploads/test_api.py checks Django's default does too).
+    DATA_UPLOAD_MAX_NUMBER_FILES = PENDING_UPLOADS_MAX_FILES + 1
 if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_SIZE"):
     PENDING_UPLOADS_SWEEP_BATCH_SIZE = _env_int("PENDING_UPLOADS_SWEEP_BATCH_SIZE")
 if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_BYTES"):
@@ -232,10 +232,6 @@ if os.environ.get("ACTIVITY_SWEEP_INTERVAL"):
     ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL")
 if os.environ.get("ACTIVITY_SWEEP_BATCH_SIZE"):
     ACTIVITY_SWEEP_BATCH_SIZE = _env_int("ACTIVITY_SWEEP_BATCH_SIZE")
-# One more than the per-request file cap, so that Django's own limit never answers first.
-DATA_UPLOAD_MAX_NUMBER_FILES = (
-    _env_int("PENDING_UPLOADS_MAX_FILES", pending_uploads_conf.DEFAULT_MAX_FILES) + 1
-)
 # Upstream's names for the phantom-busy job; ours win when both are set.
 if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
     "PHANTOM_BUSY_SWEEP_INTERVAL"

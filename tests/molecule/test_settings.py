@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import secrets
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.apps import apps
+from django.conf import settings
 from django.db import connection
 
 from devtools.processes import database_url_from_settings
@@ -221,7 +224,80 @@ def test_statement_timeout_and_upstream_phantom_busy_names(env, printed):
     assert result.stdout.strip() == printed
 
 
+PRINT_FILE_CAPS = (
+    "import django; django.setup(); from django.conf import settings; "
+    "from pending_uploads import conf; "
+    "print(conf.max_files(), settings.DATA_UPLOAD_MAX_NUMBER_FILES)"
+)
+
+
+@pytest.mark.parametrize(
+    ("max_files", "printed"), [(None, "64 100"), ("150", "150 151"), ("10", "10 11")]
+)
+def test_djangos_part_count_limit_stays_above_the_file_cap(max_files, printed):
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_FILE_CAPS],
+        env=production_env(PENDING_UPLOADS_MAX_FILES=max_files),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == printed
+
+
 def test_a_bad_statement_timeout_is_a_one_line_error():
     result = run_manage("check", env=production_env(DB_STATEMENT_TIMEOUT="soon"))
     assert result.returncode != 0
     assert "DB_STATEMENT_TIMEOUT: invalid duration 'soon'" in result.stderr
+
+
+# Imported by the settings although it lives in the molecule package: a parser that imports
+# only the standard library, so it cannot read a setting (checked below).
+LEAF_MODULES = {"molecule.durations"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module an ``import`` in ``path`` names, ``from a import b`` as both a and a.b."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and node.module, f"relative import in {path}"
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def module_path(name: str) -> Path:
+    return Path(settings.BASE_DIR, *name.split(".")).with_suffix(".py")
+
+
+def test_settings_import_no_app_module() -> None:
+    # The apps of this repository (packages at its top); Django's and third-party apps are
+    # libraries.
+    ours = {
+        config.name
+        for config in apps.get_app_configs()
+        if Path(config.path).parent == Path(settings.BASE_DIR)
+    }
+    assert ours == {"molecule", "pending_uploads", "scheduler"}
+    imported = imported_modules(module_path("molecule.settings"))
+
+    of_ours = {name for name in imported if name.partition(".")[0] in ours}
+    apps_imported = {
+        name
+        for name in of_ours
+        if not any(name == leaf or name.startswith(f"{leaf}.") for leaf in LEAF_MODULES)
+    }
+
+    assert apps_imported == set(), sorted(apps_imported)
+    for leaf in LEAF_MODULES:
+        outside = {
+            name
+            for name in imported_modules(module_path(leaf))
+            if name.partition(".")[0] not in sys.stdlib_module_names
+        }
+        assert outside == set(), f"{leaf} imports {sorted(outside)}"
