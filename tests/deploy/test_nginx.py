@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import uuid
@@ -19,8 +20,9 @@ from typing import Any
 import pytest
 
 from devtools.processes import ServiceStack
-from devtools.processes.nginx import NginxProxy, client_tls_context, nginx_binary
+from devtools.processes.nginx import SITE_CONF, NginxProxy, client_tls_context, nginx_binary
 from devtools.processes.slow_clients import SlowUpload, connect, response_read
+from pending_uploads import conf
 from tests.helpers import service_stack
 from tests.integration.conftest import tables_truncate
 from tests.integration.test_faults import http as http_json
@@ -199,13 +201,21 @@ def test_large_upload_is_buffered_by_nginx_and_the_download_streams(proxied: Pro
     assert hashlib.sha256(content).digest() == hashlib.sha256(b"s" * BUFFERED_UPLOAD_BYTES).digest()
 
 
+def test_the_proxy_body_cap_is_the_apps_default_request_cap() -> None:
+    (size,) = re.findall(r"(?m)^\s*client_max_body_size (\d+)m;", SITE_CONF.read_text())
+
+    # Every body the app would take passes nginx, a file of exactly the per-file cap included.
+    assert int(size) * 1024 * 1024 == conf.max_request_bytes()
+    assert conf.max_request_bytes() > conf.max_file_bytes()
+
+
 def test_body_over_the_proxy_cap_gets_413_json_from_nginx(proxied: Proxied) -> None:
     workspace_id, token = proxied.register_directly()
     sock = connect(proxied.proxy.tls_port, tls=proxied.tls)
     head = (
         f"POST /workspaces/{workspace_id}/chat/uploads HTTP/1.1\r\nHost: {HOST}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
-        f"Content-Length: {101 * 1024 * 1024 + 1}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {conf.max_request_bytes() + 1}\r\nConnection: close\r\n\r\n"
     )
     sock.sendall(head.encode())
 

@@ -128,11 +128,21 @@ def test_an_ack_racing_the_sweep(transactional_db, register, sweep_outcome, answ
 def test_limits_publish_the_caps_without_auth(api):
     response = api.get("/uploads/limits")
 
+    # The request cap is the per-file cap plus 1 MiB for the multipart envelope, so a file of
+    # exactly per_file_bytes fits in a request.
     assert response.content == (
-        b'{"per_file_bytes":104857600,"per_request_bytes":104857600,'
+        b'{"per_file_bytes":104857600,"per_request_bytes":105906176,'
         b'"max_attachments_per_message":10}'
     )
-    assert conf.max_file_bytes() == conf.max_request_bytes() == 104857600
+    assert conf.max_request_bytes() == conf.max_file_bytes() + conf.MULTIPART_ENVELOPE_BYTES
+
+
+@pytest.mark.django_db
+@override_settings(PENDING_UPLOADS_MAX_FILE_BYTES=4000)
+def test_the_default_request_cap_follows_the_file_cap(api):
+    limits = api.get("/uploads/limits").json()
+
+    assert (limits["per_file_bytes"], limits["per_request_bytes"]) == (4000, 4000 + 1024 * 1024)
 
 
 def padded_request(size: int) -> bytes:
