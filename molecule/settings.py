@@ -48,8 +48,9 @@ def _env_int(name: str, default: int = 0) -> int:
     return _env_parsed(name, _integer, default)
 
 
-def _env_duration(name: str):
-    return _env_parsed(name, parse_duration)
+def _env_duration(name: str, *, positive: bool):
+    """A duration from the environment; negative, or 0 with ``positive``, stops in one line."""
+    return _env_parsed(name, lambda text: parse_duration(text, positive=positive))
 
 
 DEBUG = _env_bool("DEBUG", False)
@@ -217,26 +218,26 @@ if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_SIZE"):
 if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_BYTES"):
     PENDING_UPLOADS_SWEEP_BATCH_BYTES = _env_int("PENDING_UPLOADS_SWEEP_BATCH_BYTES")
 if os.environ.get("PENDING_UPLOADS_TTL"):
-    PENDING_UPLOADS_TTL = _env_duration("PENDING_UPLOADS_TTL")
+    PENDING_UPLOADS_TTL = _env_duration("PENDING_UPLOADS_TTL", positive=True)
 if os.environ.get("PENDING_UPLOADS_ACK_RETENTION"):
-    PENDING_UPLOADS_ACK_RETENTION = _env_duration("PENDING_UPLOADS_ACK_RETENTION")
+    PENDING_UPLOADS_ACK_RETENTION = _env_duration("PENDING_UPLOADS_ACK_RETENTION", positive=False)
 if os.environ.get("PENDING_UPLOADS_SWEEP_INTERVAL"):
-    PENDING_UPLOADS_SWEEP_INTERVAL = _env_duration("PENDING_UPLOADS_SWEEP_INTERVAL")
+    PENDING_UPLOADS_SWEEP_INTERVAL = _env_duration("PENDING_UPLOADS_SWEEP_INTERVAL", positive=True)
 if os.environ.get("PHANTOM_BUSY_STALE_AFTER"):
-    PHANTOM_BUSY_STALE_AFTER = _env_duration("PHANTOM_BUSY_STALE_AFTER")
+    PHANTOM_BUSY_STALE_AFTER = _env_duration("PHANTOM_BUSY_STALE_AFTER", positive=True)
 if os.environ.get("PHANTOM_BUSY_SWEEP_INTERVAL"):
-    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEP_INTERVAL")
+    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEP_INTERVAL", positive=True)
 if os.environ.get("ACTIVITY_RETENTION"):
-    ACTIVITY_RETENTION = _env_duration("ACTIVITY_RETENTION")
+    ACTIVITY_RETENTION = _env_duration("ACTIVITY_RETENTION", positive=False)
 if os.environ.get("ACTIVITY_SWEEP_INTERVAL"):
-    ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL")
+    ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL", positive=True)
 if os.environ.get("ACTIVITY_SWEEP_BATCH_SIZE"):
     ACTIVITY_SWEEP_BATCH_SIZE = _env_int("ACTIVITY_SWEEP_BATCH_SIZE")
 # Upstream's names for the phantom-busy job; ours win when both are set.
 if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
     "PHANTOM_BUSY_SWEEP_INTERVAL"
 ):
-    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S")
+    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S", positive=True)
 if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
     PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
 

@@ -18,7 +18,6 @@ from molecule.durations import parse_duration
         ("0", timedelta(0)),
         ("1.5h", timedelta(minutes=90)),
         ("0.5m", timedelta(seconds=30)),
-        ("-5m", timedelta(minutes=-5)),
         (" 10s ", timedelta(seconds=10)),
         ("5 m", timedelta(minutes=5)),
     ],
@@ -59,3 +58,27 @@ def test_parse_duration_rejects_with_one_line_value_error(text: str) -> None:
     assert "\n" not in message
     # The message names the input, so an operator sees which value was refused.
     assert repr(text) in message
+
+
+@pytest.mark.parametrize(
+    ("text", "positive", "reason"),
+    [
+        ("-5", False, "must not be negative"),
+        ("-5m", False, "must not be negative"),
+        ("-0.5h", True, "must not be negative"),
+        ("0", True, "must be more than 0"),
+        ("0.0s", True, "must be more than 0"),
+        ("-0", True, "must be more than 0"),
+    ],
+)
+def test_parse_duration_refuses_negative_and_for_positive_zero(
+    text: str, positive: bool, reason: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration(text, positive=positive)
+    assert str(caught.value) == f"invalid duration {text!r}: {reason}"
+
+
+@pytest.mark.parametrize(("text", "positive"), [("0", False), ("-0", False), ("1s", True)])
+def test_parse_duration_accepts_zero_unless_positive(text: str, positive: bool) -> None:
+    assert parse_duration(text, positive=positive) >= timedelta(0)

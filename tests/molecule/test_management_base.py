@@ -141,6 +141,26 @@ def usage_cases() -> list[Any]:
                 id=f"{sweep.name}-out-of-range",
             ),
         ]
+    # A negative duration, for every command; 0 where it means nothing (a stale threshold).
+    for sweep in SWEEPS.values():
+        option = f"manage.py {sweep.name}: error: argument {sweep.duration_option}: "
+        cases.append(
+            pytest.param(
+                sweep.name,
+                (sweep.duration_option, "-5"),
+                f"{option}invalid duration '-5': must not be negative",
+                id=f"{sweep.name}-negative",
+            )
+        )
+    cases.append(
+        pytest.param(
+            "sweep_phantom_busy",
+            ("--stale-after", "0"),
+            "manage.py sweep_phantom_busy: error: argument --stale-after: "
+            "invalid duration '0': must be more than 0",
+            id="sweep_phantom_busy-zero",
+        )
+    )
     # Argument parsing is the base's: one command stands for all three.
     cases.append(
         pytest.param(

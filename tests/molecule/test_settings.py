@@ -247,6 +247,48 @@ def test_djangos_part_count_limit_stays_above_the_file_cap(max_files, printed):
     assert result.stdout.strip() == printed
 
 
+# A duration setting that means nothing: a negative one, or 0 where it is a TTL, an interval or
+# a stale threshold (a retention or a statement timeout of 0 means something: keep nothing,
+# no timeout).
+MEANINGLESS_DURATIONS = [
+    ("PENDING_UPLOADS_TTL", "0", "must be more than 0"),
+    ("PENDING_UPLOADS_TTL", "-1h", "must not be negative"),
+    ("PENDING_UPLOADS_ACK_RETENTION", "-5", "must not be negative"),
+    ("PENDING_UPLOADS_SWEEP_INTERVAL", "0", "must be more than 0"),
+    ("PHANTOM_BUSY_STALE_AFTER", "0s", "must be more than 0"),
+    ("PHANTOM_BUSY_SWEEP_INTERVAL", "0", "must be more than 0"),
+    ("PHANTOM_BUSY_SWEEPER_INTERVAL_S", "0", "must be more than 0"),
+    ("ACTIVITY_RETENTION", "-1d", "must not be negative"),
+    ("ACTIVITY_SWEEP_INTERVAL", "0m", "must be more than 0"),
+    ("DB_STATEMENT_TIMEOUT", "-5", "must not be negative"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    MEANINGLESS_DURATIONS,
+    ids=[f"{name}={value}" for name, value, _ in MEANINGLESS_DURATIONS],
+)
+def test_a_meaningless_duration_setting_stops_in_one_line(name, value, reason):
+    # The alias is read only when our name is unset.
+    env = production_env(**{"PHANTOM_BUSY_SWEEP_INTERVAL": None, name: value})
+
+    result = run_manage("check", env=env)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"configuration error: {name}: invalid duration {value!r}: {reason}"
+    ]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["PENDING_UPLOADS_ACK_RETENTION", "DB_STATEMENT_TIMEOUT"])
+def test_a_retention_or_statement_timeout_of_0_is_accepted(name):
+    result = run_manage("check", env=production_env(**{name: "0"}))
+
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_bad_statement_timeout_is_a_one_line_error():
     result = run_manage("check", env=production_env(DB_STATEMENT_TIMEOUT="soon"))
     assert result.returncode != 0

@@ -117,7 +117,8 @@ def test_dry_run_changes_nothing_and_says_would_sweep(rows) -> None:
 
 @pytest.mark.parametrize(
     ("retention", "acked"),
-    [("90s", 5), ("30m", 4), ("1h", 3), ("7200", 2), ("2d", 1), ("1.5h", 3)],
+    # A retention of 0 keeps no acked row.
+    [("0", 6), ("90s", 5), ("30m", 4), ("1h", 3), ("7200", 2), ("2d", 1), ("1.5h", 3)],
 )
 def test_ack_retention_accepts_every_duration_form(db, retention: str, acked: int) -> None:
     workspace_id = uuid.uuid4()

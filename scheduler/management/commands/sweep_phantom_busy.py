@@ -17,8 +17,10 @@ class Command(SweepCommand):
     duration_option = "--stale-after"
     duration_help = (
         "Activity silence that makes a busy workspace phantom (90s, 30m, 1h, 2d or "
-        "seconds); default PHANTOM_BUSY_STALE_AFTER."
+        "seconds, more than 0); default PHANTOM_BUSY_STALE_AFTER."
     )
+    # Every busy workspace has been silent for 0 s: 0 would reset them all.
+    duration_positive = True
     error = PhantomBusySweepError
 
     def sweep(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
