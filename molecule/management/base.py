@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from molecule.durations import parse_duration
 from molecule.errors import first_line
@@ -70,6 +71,11 @@ class SweepCommand(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one line of JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A database that cannot be reached is not a failed sweep (nothing ran, and nothing can
+        # be counted): its OperationalError goes to manage.py, which prints it in one line,
+        # "database unavailable: ...", exit code 1, as it does for migrate. Connecting first
+        # keeps the service's failure logs for sweeps that started.
+        connection.ensure_connection()
         try:
             summary, payload = self.sweep(options)  # type: ignore[attr-defined]
         except self.error as exc:
