@@ -11,8 +11,10 @@ from typing import Any, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import DatabaseError, IntegrityError, transaction
+from django.template.defaultfilters import pluralize
 
 from molecule import conf, metrics
+from molecule.durations import format_duration
 from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.retention import ActivitySweepError, ActivitySweepResult
@@ -137,8 +139,9 @@ def activity_sweep(*, retention: timedelta | None = None) -> ActivitySweepReport
     except ActivitySweepError as exc:
         activity_count_error()
         logger.error(
-            "activity sweep failed after %d rows deleted: %s",
+            "activity sweep failed after %d row%s deleted: %s",
             exc.partial.deleted,
+            pluralize(exc.partial.deleted),
             first_line(exc),
         )
         raise
@@ -148,10 +151,12 @@ def activity_sweep(*, retention: timedelta | None = None) -> ActivitySweepReport
     except DatabaseError:
         logger.exception("could not record the activity sweep's timestamp")
     logger.info(
-        "activity sweep: %d rows older than %ss deleted in %d batches, %.1f ms",
+        "activity sweep: %d row%s older than %s deleted in %d batch%s, %.1f ms",
         result.deleted,
-        int(kept.total_seconds()),
+        pluralize(result.deleted),
+        format_duration(kept),
         result.batches,
+        pluralize(result.batches, "es"),
         duration_ms,
     )
     return ActivitySweepReport(result.deleted, result.batches, kept, duration_ms, False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
@@ -34,8 +35,9 @@ class PhantomBusyWorkspaceAdmin(WorkspaceAdmin):
             except PhantomBusySweepError as exc:
                 messages.error(request, str(exc))
             else:
+                count = len(report.workspaces)
                 messages.success(
-                    request, f"Reset {len(report.workspaces)} phantom-busy workspaces."
+                    request, f"Reset {count} phantom-busy workspace{pluralize(count)}."
                 )
         return HttpResponseRedirect(reverse("admin:molecule_workspace_changelist"))
 

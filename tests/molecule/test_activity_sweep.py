@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -72,7 +73,7 @@ def test_sweep_deletes_past_the_default_retention_counts_and_logs_one_line(table
     assert stamp == pytest.approx(float(run_sql("SELECT EXTRACT(EPOCH FROM now())")[0][0]))
     lines = [r.getMessage() for r in caplog.records if r.name == "molecule.services"]
     assert len(lines) == 1
-    assert lines[0].startswith("activity sweep: 7 rows older than 2592000s deleted in 3 batches")
+    assert lines[0].startswith("activity sweep: 7 rows older than 30 d deleted in 3 batches, ")
 
 
 @override_settings(ACTIVITY_RETENTION=timedelta(days=1))
@@ -153,7 +154,7 @@ def test_failing_job_never_raises_and_counts_one_error(
 def test_command_prints_one_summary_line(table) -> None:
     out = sweep_activity()
 
-    assert out.startswith("swept 7 activity rows older than 2592000s in ")
+    assert out.startswith("swept 7 activity rows older than 30 d in ")
     assert out.endswith(" ms\n")
     assert rows_left() == 3
 
@@ -175,7 +176,15 @@ def test_command_json_is_one_line_with_the_documented_keys(table) -> None:
 def test_command_dry_run_changes_nothing(table) -> None:
     out = sweep_activity("--dry-run", "--retention", "1d")
 
-    assert out.startswith("would sweep 10 activity rows older than 86400s in ")
+    assert out.startswith("would sweep 10 activity rows older than 1 d in ")
     assert out.endswith(" ms (dry run)\n")
     assert json.loads(sweep_activity("--dry-run", "--json"))["dry_run"] is True
     assert rows_left() == 10
+
+
+def test_command_summary_agrees_in_number_and_shows_the_retention_in_units(db) -> None:
+    add_rows(1, timedelta(minutes=2))
+
+    out = sweep_activity("--retention", "90s")
+
+    assert re.fullmatch(r"swept 1 activity row older than 1 min 30 s in \d+ ms\n", out), out

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from molecule.admin_utils import compact_time, human_duration
+from molecule.admin_utils import compact_time
 from molecule.models import ActivityLog, Workspace
 from molecule.services import activity_append
 from tests.helpers import RegisteredWorkspace, assert_metric_delta, metrics_saved
@@ -123,7 +123,7 @@ def test_reset_phantom_busy_now(admin_client: Client, register: Register) -> Non
     response = admin_client.post(RESET, follow=True)
 
     assert response.redirect_chain == [(WORKSPACES, 302)]
-    assert [str(m) for m in response.context["messages"]] == ["Reset 1 phantom-busy workspaces."]
+    assert [str(m) for m in response.context["messages"]] == ["Reset 1 phantom-busy workspace."]
     phantom.refresh_from_db()
     active.refresh_from_db()
     assert (phantom.active_tasks, phantom.current_task) == (0, "")
@@ -267,23 +267,6 @@ def test_machine_written_fields_are_read_only(admin_client: Client, register: Re
     assert (after.name, after.delivery_mode, after.url) == ("agent-7", "poll", None)
     assert (after.active_tasks, after.current_task) == (2, "indexing")
     assert after.token_hash == workspace.token_hash
-
-
-@pytest.mark.parametrize(
-    ("seconds", "shown"),
-    [
-        (-5, "0 s"),
-        (45, "45 s"),
-        (60, "1 min"),
-        (41 * 60 + 10, "41 min"),
-        (3600, "1 h"),
-        (5400, "1 h 30 min"),
-        (24 * 3600, "24 h"),
-        (3 * 86400, "3 d"),
-    ],
-)
-def test_human_duration(seconds: float, shown: str) -> None:
-    assert human_duration(seconds) == shown
 
 
 def test_compact_time_of_nothing_is_a_dash() -> None:

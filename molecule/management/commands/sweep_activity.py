@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.template.defaultfilters import pluralize
+
+from molecule.durations import format_duration
 from molecule.management.base import SweepCommand
 from molecule.retention import ActivitySweepError
 from molecule.services import activity_sweep, activity_sweep_preview
@@ -27,8 +30,8 @@ class Command(SweepCommand):
         seconds = int(report.retention.total_seconds())
         verb = "would sweep" if report.dry_run else "swept"
         return (
-            f"{verb} {report.deleted} activity rows older than {seconds}s "
-            f"in {report.duration_ms:.0f} ms",
+            f"{verb} {report.deleted} activity row{pluralize(report.deleted)} older than "
+            f"{format_duration(report.retention)} in {report.duration_ms:.0f} ms",
             {
                 "deleted": report.deleted,
                 "batches": report.batches,

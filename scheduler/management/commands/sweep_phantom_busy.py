@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.template.defaultfilters import pluralize
+
+from molecule.durations import format_duration
 from molecule.management.base import SweepCommand
 from scheduler.services import PhantomBusySweepError, workspaces_reset_phantom_busy
 
@@ -29,9 +32,10 @@ class Command(SweepCommand):
         )
         stale_seconds = int(report.stale_after.total_seconds())
         verb = "would reset" if report.dry_run else "reset"
+        count = len(report.workspaces)
         lines = [
-            f"{verb} {len(report.workspaces)} phantom-busy workspaces "
-            f"(no activity for {stale_seconds}s)"
+            f"{verb} {count} phantom-busy workspace{pluralize(count)} "
+            f"(no activity for {format_duration(report.stale_after)})"
         ]
         lines += [f"  {ref.id} {ref.name}" for ref in report.workspaces]
         return (
