@@ -101,7 +101,15 @@ def test_token_hash_never_appears(admin_client: Client, register: Register) -> N
 
 
 def test_workspaces_cannot_be_added_in_the_admin(admin_client: Client) -> None:
-    assert admin_client.get(reverse("admin:molecule_workspace_add")).status_code == 403
+    add = reverse("admin:molecule_workspace_add")
+    form = {"status": "online", "name": "made-by-hand", "delivery_mode": "poll"}
+
+    response = admin_client.post(add, form)
+
+    # Nothing is created: workspaces register themselves and get their token from the API.
+    assert response.status_code == 403
+    assert not Workspace.objects.exists()
+    assert add not in admin_client.get(WORKSPACES).content.decode()
 
 
 # --- Reset phantom-busy now -------------------------------------------------------------------
