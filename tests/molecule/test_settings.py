@@ -170,6 +170,15 @@ def test_a_misconfigured_process_refuses_to_start_with_one_line(
     assert "Traceback" not in stack.log_text()
 
 
+def python_prints(code: str, env: dict[str, str]) -> str:
+    """What ``python -c code`` prints with ``env``; it must exit 0."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 PRINT_UPSTREAM_ALIASES = (
     "import django; django.setup(); from django.conf import settings; "
     "from scheduler import conf; "
@@ -204,24 +213,13 @@ PRINT_UPSTREAM_ALIASES = (
     ids=["defaults", "upstream-names", "ours-win", "ms"],
 )
 def test_statement_timeout_and_upstream_phantom_busy_names(env, printed):
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_UPSTREAM_ALIASES],
-        env=production_env(
-            **{
-                "DB_STATEMENT_TIMEOUT": None,
-                "PHANTOM_BUSY_SWEEP_INTERVAL": None,
-                "PHANTOM_BUSY_SWEEPER_INTERVAL_S": None,
-                "PHANTOM_BUSY_SWEEPER_DISABLED": None,
-                **env,
-            }
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    unset = {
+        "DB_STATEMENT_TIMEOUT": None,
+        "PHANTOM_BUSY_SWEEP_INTERVAL": None,
+        "PHANTOM_BUSY_SWEEPER_INTERVAL_S": None,
+        "PHANTOM_BUSY_SWEEPER_DISABLED": None,
+    }
+    assert python_prints(PRINT_UPSTREAM_ALIASES, production_env(**{**unset, **env})) == printed
 
 
 PRINT_FILE_CAPS = (
@@ -235,16 +233,8 @@ PRINT_FILE_CAPS = (
     ("max_files", "printed"), [(None, "64 100"), ("150", "150 151"), ("10", "10 11")]
 )
 def test_djangos_part_count_limit_stays_above_the_file_cap(max_files, printed):
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_FILE_CAPS],
-        env=production_env(PENDING_UPLOADS_MAX_FILES=max_files),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    env = production_env(PENDING_UPLOADS_MAX_FILES=max_files)
+    assert python_prints(PRINT_FILE_CAPS, env) == printed
 
 
 # A duration setting that means nothing: a negative one, or 0 where it is a TTL, an interval or
