@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import timedelta
 
@@ -18,7 +17,14 @@ from molecule.models import ActivityLog
 from pending_uploads import conf
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
-from tests.helpers import RegisteredWorkspace, assert_json_error, body_of, current_database_url
+from tests.helpers import (
+    RegisteredWorkspace,
+    assert_json_error,
+    body_of,
+    current_database_url,
+    run_sql,
+)
+from tests.integration.conftest import HANG_TIMEOUT, wait_until
 from tests.pending_uploads.test_api import (
     BOUNDARY,
     ack,
@@ -70,19 +76,20 @@ def test_an_acked_but_expired_file_is_404(api, poll_workspace):
     assert_json_error(ack(api, ws, file_id), 404)
 
 
-def _wait_for_lock_wait(query_fragment: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                [f"%{query_fragment}%"],
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the ack never waited on the sweep's lock")
+LOCK_WAITS_SQL = """
+SELECT count(*) FROM pg_stat_activity
+ WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE %s
+"""
+
+
+def _wait_for_lock_wait(query_fragment: str) -> None:
+    """Until a statement of this database containing ``query_fragment`` waits on a lock."""
+    wait_until(
+        lambda: run_sql(LOCK_WAITS_SQL, [f"%{query_fragment}%"])[0][0],
+        timeout=HANG_TIMEOUT,
+        interval=0.02,
+        what="the ack to wait on the sweep's lock",
+    )
 
 
 @pytest.mark.parametrize(
