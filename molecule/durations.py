@@ -1,5 +1,4 @@
-"""Operator-facing durations: parse ``90s``, ``30m``, ``1h``, ``2d`` or plain seconds; show
-``1 min 30 s``, ``10 min``, ``30 d``."""
+"""Operator-facing durations: parse ``90s``, ``1h``, ``2d`` or seconds; show ``1 min 30 s``."""
 
 import re
 from datetime import timedelta

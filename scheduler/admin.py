@@ -1,5 +1,4 @@
-"""The scheduler's admin: the workspace list's Reset phantom-busy button, and django-q2's task
-pages (scheduled, successful, failed and queued tasks) cut to fit a 1280 px window."""
+"""The workspace list's Reset phantom-busy button, and django-q2's task pages fit to 1280 px."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The admin in a real headless Chromium: pending uploads (log in, list, filter, open,
-download) and django-q2's task pages, each fitting a 1280 px window."""
+"""The admin in headless Chromium: pending uploads (log in, list, open) and the task pages."""
 
 from __future__ import annotations
 
