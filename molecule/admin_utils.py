@@ -150,20 +150,6 @@ def json_pretty(text: str, *, limit: int = JSON_SHOWN_BYTES) -> str:
     return "".join(parts)
 
 
-def human_duration(seconds: float) -> str:
-    """``45 s``, ``41 min``, ``1 h``, ``1 h 30 min``, ``2 d``: for messages to operators."""
-    seconds = max(round(seconds), 0)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h" if not minutes else f"{hours} h {minutes} min"
-    return f"{round(hours / 24)} d"
-
-
 class LargeTableAdmin(admin.ModelAdmin):
     """Changelist settings for a table of a million rows: no full count, no facets."""
 

@@ -20,15 +20,6 @@ def setting(name: str, default: T) -> Callable[[], T]:
     return read
 
 
-# A statement running longer than this is cancelled by PostgreSQL (sqlstate 57014).
-DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=30)
-
-# libpq's TCP settings (settings.py): a peer silent for idle + interval x count seconds, or data
-# unacknowledged for tcp_user_timeout, is a dead connection (a partition), found in about 8 s.
-DEFAULT_DB_KEEPALIVES_IDLE = 4
-DEFAULT_DB_KEEPALIVES_INTERVAL = 2
-DEFAULT_DB_KEEPALIVES_COUNT = 2
-DEFAULT_DB_TCP_USER_TIMEOUT = timedelta(seconds=8)
 # A web process cuts a connection whose operation waited this long for PostgreSQL
 # (molecule.dbdeadline): with the 2 s health check and the 5 s connect_timeout, a frozen
 # database answers every request with a 503 within 10 s. 0 disables it.
@@ -47,11 +38,6 @@ external_platform_url = setting("EXTERNAL_PLATFORM_URL", "")
 # Peers whose X-Forwarded-For is believed: the shipped nginx, on the same host as gunicorn.
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
 trusted_proxies = setting("TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES)
-
-# Admin logins (django-axes, which reads its settings once at import: settings.py sets them
-# from these). Wrong passwords per username and address before a lockout, and how long it lasts.
-DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT = 5
-DEFAULT_ADMIN_LOGIN_COOLOFF = timedelta(minutes=15)
 
 # The hard horizon: every activity row goes after it, acknowledged or not. The same as the
 # feed's since_secs cap.

@@ -12,9 +12,11 @@ from typing import Any, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
 from django.db import DatabaseError, IntegrityError, transaction
+from django.template.defaultfilters import pluralize
 
 from molecule import conf, metrics, quotas
 from molecule.addresses import url_check
+from molecule.durations import format_duration
 from molecule.errors import first_line
 from molecule.jobs import failure_count
 from molecule.models import ActivityLog, InboxDeliveryState, MetricTotal, Workspace
@@ -294,8 +296,8 @@ def activity_horizons_clamp_note(horizons: ActivityHorizons) -> str:
     if horizons.clamped_from is None:
         return ""
     return (
-        f"retention {int(horizons.clamped_from.total_seconds())}s is below the soft retention "
-        f"{int(horizons.soft.total_seconds())}s: both are {int(horizons.soft.total_seconds())}s"
+        f"retention {format_duration(horizons.clamped_from)} is below the soft retention "
+        f"{format_duration(horizons.soft)}: both are {format_duration(horizons.soft)}"
     )
 
 
@@ -335,8 +337,9 @@ def activity_sweep(
     except ActivitySweepError as exc:
         activity_count_error()
         logger.error(
-            "activity sweep failed after %d rows deleted: %s",
+            "activity sweep failed after %d row%s deleted: %s",
             exc.partial.deleted,
+            pluralize(exc.partial.deleted),
             first_line(exc),
         )
         raise
@@ -349,12 +352,14 @@ def activity_sweep(
     # One line per run; a warning when the configured horizons contradict each other.
     logger.log(
         logging.WARNING if note else logging.INFO,
-        "activity sweep: %d rows acknowledged and older than %ss, or older than %ss, "
-        "deleted in %d batches, %.1f ms%s",
+        "activity sweep: %d row%s acknowledged and older than %s, or older than %s, "
+        "deleted in %d batch%s, %.1f ms%s",
         result.deleted,
-        int(horizons.soft.total_seconds()),
-        int(horizons.hard.total_seconds()),
+        pluralize(result.deleted),
+        format_duration(horizons.soft),
+        format_duration(horizons.hard),
         result.batches,
+        pluralize(result.batches, "es"),
         duration_ms,
         f" ({note})" if note else "",
     )

@@ -3,22 +3,15 @@
 import os
 import re
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from molecule.conf import (
-    DEFAULT_ADMIN_LOGIN_COOLOFF,
-    DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT,
-    DEFAULT_DB_KEEPALIVES_COUNT,
-    DEFAULT_DB_KEEPALIVES_IDLE,
-    DEFAULT_DB_KEEPALIVES_INTERVAL,
-    DEFAULT_DB_TCP_USER_TIMEOUT,
-    DEFAULT_STATEMENT_TIMEOUT,
-)
+# The one module of ours imported here: a parser with no imports beyond the standard library.
+# Settings import no app (its conf.py reads settings; the arrows point one way).
 from molecule.durations import parse_duration
-from pending_uploads import conf as pending_uploads_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,8 +55,9 @@ def _env_int(name: str, default: int = 0) -> int:
     return _env_parsed(name, _integer, default)
 
 
-def _env_duration(name: str):
-    return _env_parsed(name, parse_duration)
+def _env_duration(name: str, *, positive: bool):
+    """A duration from the environment; negative, or 0 with ``positive``, stops in one line."""
+    return _env_parsed(name, lambda text: parse_duration(text, positive=positive))
 
 
 # Upstream's values; it logs a warning for any other and runs self-hosted, where a typo here
@@ -175,18 +169,17 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", _env_int("DB_CONNECT_TIMEOUT", 5))
 DATABASES["default"]["OPTIONS"].setdefault("application_name", "molecule-uploads")
 # TCP keepalives and tcp_user_timeout: a connection to a partitioned server fails in seconds
-# instead of the kernel's two hours (libpq ignores them on Unix sockets). A frozen server's
-# kernel still answers the probes: molecule.dbdeadline (DB_CLIENT_TIMEOUT) covers that case.
+# instead of the kernel's two hours (libpq ignores them on Unix sockets): a peer silent for
+# idle + interval x count seconds (4 + 2 x 2), or data unacknowledged for 8 s, is dead.
+# Their defaults live here, with the DATABASES setting they are part of: no app reads them.
+# A frozen server's kernel still answers the probes: molecule.dbdeadline (DB_CLIENT_TIMEOUT)
+# covers that case.
 DATABASES["default"]["OPTIONS"].setdefault("keepalives", 1)
+DATABASES["default"]["OPTIONS"].setdefault("keepalives_idle", _env_int("DB_KEEPALIVES_IDLE", 4))
 DATABASES["default"]["OPTIONS"].setdefault(
-    "keepalives_idle", _env_int("DB_KEEPALIVES_IDLE", DEFAULT_DB_KEEPALIVES_IDLE)
+    "keepalives_interval", _env_int("DB_KEEPALIVES_INTERVAL", 2)
 )
-DATABASES["default"]["OPTIONS"].setdefault(
-    "keepalives_interval", _env_int("DB_KEEPALIVES_INTERVAL", DEFAULT_DB_KEEPALIVES_INTERVAL)
-)
-DATABASES["default"]["OPTIONS"].setdefault(
-    "keepalives_count", _env_int("DB_KEEPALIVES_COUNT", DEFAULT_DB_KEEPALIVES_COUNT)
-)
+DATABASES["default"]["OPTIONS"].setdefault("keepalives_count", _env_int("DB_KEEPALIVES_COUNT", 2))
 
 
 def _milliseconds(text: str) -> int:
@@ -200,37 +193,33 @@ def _milliseconds(text: str) -> int:
 
 
 # Every session (web, commands, django-q2 jobs) runs with it: a runaway query is cancelled by
-# PostgreSQL itself, even after the worker that sent it has been killed. 0 disables it.
-DB_STATEMENT_TIMEOUT_MS = _env_parsed(
-    "DB_STATEMENT_TIMEOUT",
-    _milliseconds,
-    round(DEFAULT_STATEMENT_TIMEOUT.total_seconds() * 1000),
-)
+# PostgreSQL itself, even after the worker that sent it has been killed. 0 disables it. Its
+# default lives here, with the DATABASES setting it is part of: no app reads it.
+DB_STATEMENT_TIMEOUT_MS = _env_parsed("DB_STATEMENT_TIMEOUT", _milliseconds, 30_000)
 DATABASES["default"]["OPTIONS"].setdefault(
     "options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
 )
 DATABASES["default"]["OPTIONS"].setdefault(
     "tcp_user_timeout",
-    _env_parsed(
-        "DB_TCP_USER_TIMEOUT",
-        _milliseconds,
-        round(DEFAULT_DB_TCP_USER_TIMEOUT.total_seconds() * 1000),
-    ),
+    _env_parsed("DB_TCP_USER_TIMEOUT", _milliseconds, 8_000),
 )
 if os.environ.get("DB_CLIENT_TIMEOUT"):
-    DB_CLIENT_TIMEOUT = _env_duration("DB_CLIENT_TIMEOUT")
+    DB_CLIENT_TIMEOUT = _env_duration("DB_CLIENT_TIMEOUT", positive=False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Admin logins: django-axes refuses a username from an address after AXES_FAILURE_LIMIT
 # wrong passwords, for AXES_COOLOFF_TIME (its backend first, so a locked-out login never
-# reaches the password check). axes reads these once at import, so they are set here.
+# reaches the password check). axes reads these once at import, so they and their defaults
+# (5 failures, 15 min) live here.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = _env_int("AXES_FAILURE_LIMIT", DEFAULT_ADMIN_LOGIN_FAILURE_LIMIT)
-AXES_COOLOFF_TIME = _env_parsed("AXES_COOLOFF_TIME", parse_duration, DEFAULT_ADMIN_LOGIN_COOLOFF)
+AXES_FAILURE_LIMIT = _env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = _env_parsed(
+    "AXES_COOLOFF_TIME", lambda text: parse_duration(text, positive=True), timedelta(minutes=15)
+)
 # Per username and address together: an attacker cannot lock the real admin out from elsewhere.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
@@ -289,36 +278,41 @@ if os.environ.get("PENDING_UPLOADS_MAX_REQUEST_BYTES"):
     PENDING_UPLOADS_MAX_REQUEST_BYTES = _env_int("PENDING_UPLOADS_MAX_REQUEST_BYTES")
 if os.environ.get("PENDING_UPLOADS_MAX_FILES"):
     PENDING_UPLOADS_MAX_FILES = _env_int("PENDING_UPLOADS_MAX_FILES")
+    # Django's own part-count limit stays above the app's cap, so the app's "at most N files"
+    # answers, not Django (tests/pending_uploads/test_api.py checks Django's default does too).
+    DATA_UPLOAD_MAX_NUMBER_FILES = PENDING_UPLOADS_MAX_FILES + 1
 if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_SIZE"):
     PENDING_UPLOADS_SWEEP_BATCH_SIZE = _env_int("PENDING_UPLOADS_SWEEP_BATCH_SIZE")
 if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_BYTES"):
     PENDING_UPLOADS_SWEEP_BATCH_BYTES = _env_int("PENDING_UPLOADS_SWEEP_BATCH_BYTES")
 if os.environ.get("PENDING_UPLOADS_TTL"):
-    PENDING_UPLOADS_TTL = _env_duration("PENDING_UPLOADS_TTL")
+    PENDING_UPLOADS_TTL = _env_duration("PENDING_UPLOADS_TTL", positive=True)
 if os.environ.get("PENDING_UPLOADS_ACK_RETENTION"):
-    PENDING_UPLOADS_ACK_RETENTION = _env_duration("PENDING_UPLOADS_ACK_RETENTION")
+    PENDING_UPLOADS_ACK_RETENTION = _env_duration("PENDING_UPLOADS_ACK_RETENTION", positive=False)
 if os.environ.get("PENDING_UPLOADS_SWEEP_INTERVAL"):
-    PENDING_UPLOADS_SWEEP_INTERVAL = _env_duration("PENDING_UPLOADS_SWEEP_INTERVAL")
+    PENDING_UPLOADS_SWEEP_INTERVAL = _env_duration("PENDING_UPLOADS_SWEEP_INTERVAL", positive=True)
 if os.environ.get("PHANTOM_BUSY_STALE_AFTER"):
-    PHANTOM_BUSY_STALE_AFTER = _env_duration("PHANTOM_BUSY_STALE_AFTER")
+    PHANTOM_BUSY_STALE_AFTER = _env_duration("PHANTOM_BUSY_STALE_AFTER", positive=True)
 if os.environ.get("PHANTOM_BUSY_SWEEP_INTERVAL"):
-    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEP_INTERVAL")
+    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEP_INTERVAL", positive=True)
 if os.environ.get("ACTIVITY_RETENTION"):
-    ACTIVITY_RETENTION = _env_duration("ACTIVITY_RETENTION")
+    ACTIVITY_RETENTION = _env_duration("ACTIVITY_RETENTION", positive=False)
 if os.environ.get("ACTIVITY_SOFT_RETENTION"):
-    ACTIVITY_SOFT_RETENTION = _env_duration("ACTIVITY_SOFT_RETENTION")
+    ACTIVITY_SOFT_RETENTION = _env_duration("ACTIVITY_SOFT_RETENTION", positive=False)
 if os.environ.get("EXTERNAL_PLATFORM_URL"):
     EXTERNAL_PLATFORM_URL = _env_parsed("EXTERNAL_PLATFORM_URL", _http_url)
 if os.environ.get("ACTIVITY_SWEEP_INTERVAL"):
-    ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL")
+    ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL", positive=True)
 if os.environ.get("ACTIVITY_SWEEP_BATCH_SIZE"):
     ACTIVITY_SWEEP_BATCH_SIZE = _env_int("ACTIVITY_SWEEP_BATCH_SIZE")
 if os.environ.get("PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT"):
     PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT = _env_duration(
-        "PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT"
+        "PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT", positive=True
     )
 if os.environ.get("PENDING_UPLOADS_FORWARD_TIMEOUT"):
-    PENDING_UPLOADS_FORWARD_TIMEOUT = _env_duration("PENDING_UPLOADS_FORWARD_TIMEOUT")
+    PENDING_UPLOADS_FORWARD_TIMEOUT = _env_duration(
+        "PENDING_UPLOADS_FORWARD_TIMEOUT", positive=True
+    )
 if os.environ.get("PENDING_UPLOADS_FORWARD_MAX_CONCURRENT"):
     PENDING_UPLOADS_FORWARD_MAX_CONCURRENT = _env_int("PENDING_UPLOADS_FORWARD_MAX_CONCURRENT")
 # The address guard's switches (molecule/addresses.py), upstream's names. MOLECULE_ENV is its
@@ -329,26 +323,22 @@ if os.environ.get("MOLECULE_DEPLOY_MODE"):
     MOLECULE_DEPLOY_MODE = _env_parsed("MOLECULE_DEPLOY_MODE", _deploy_mode)
 if os.environ.get("MOLECULE_ORG_ID"):
     MOLECULE_ORG_ID = os.environ["MOLECULE_ORG_ID"]
-# One more than the per-request file cap, so that Django's own limit never answers first.
-DATA_UPLOAD_MAX_NUMBER_FILES = (
-    _env_int("PENDING_UPLOADS_MAX_FILES", pending_uploads_conf.DEFAULT_MAX_FILES) + 1
-)
 # Upstream's names for the phantom-busy job; ours win when both are set.
 if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
     "PHANTOM_BUSY_SWEEP_INTERVAL"
 ):
-    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S")
+    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEPER_INTERVAL_S", positive=True)
 if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
     PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
 
 if os.environ.get("WORKSPACE_PRUNE_AFTER"):
-    WORKSPACE_PRUNE_AFTER = _env_duration("WORKSPACE_PRUNE_AFTER")
+    WORKSPACE_PRUNE_AFTER = _env_duration("WORKSPACE_PRUNE_AFTER", positive=True)
 if os.environ.get("WORKSPACE_PRUNE_INTERVAL"):
-    WORKSPACE_PRUNE_INTERVAL = _env_duration("WORKSPACE_PRUNE_INTERVAL")
+    WORKSPACE_PRUNE_INTERVAL = _env_duration("WORKSPACE_PRUNE_INTERVAL", positive=True)
 if os.environ.get("WORKSPACE_PRUNE_BATCH_SIZE"):
     WORKSPACE_PRUNE_BATCH_SIZE = _env_int("WORKSPACE_PRUNE_BATCH_SIZE")
 if os.environ.get("TOKEN_ROTATION_OVERLAP"):
-    TOKEN_ROTATION_OVERLAP = _env_duration("TOKEN_ROTATION_OVERLAP")
+    TOKEN_ROTATION_OVERLAP = _env_duration("TOKEN_ROTATION_OVERLAP", positive=False)
 if os.environ.get("QUOTA_PENDING_BYTES"):
     QUOTA_PENDING_BYTES = _env_int("QUOTA_PENDING_BYTES")
 if os.environ.get("QUOTA_ACTIVITY_BYTES"):
@@ -356,7 +346,7 @@ if os.environ.get("QUOTA_ACTIVITY_BYTES"):
 if os.environ.get("QUOTA_UPLOADS"):
     QUOTA_UPLOADS = _env_int("QUOTA_UPLOADS")
 if os.environ.get("QUOTA_WINDOW"):
-    QUOTA_WINDOW = _env_duration("QUOTA_WINDOW")
+    QUOTA_WINDOW = _env_duration("QUOTA_WINDOW", positive=True)
 if os.environ.get("TRUSTED_PROXIES"):
     TRUSTED_PROXIES = tuple(_env_list("TRUSTED_PROXIES"))
 

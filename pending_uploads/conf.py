@@ -2,12 +2,17 @@
 
 from datetime import timedelta
 
+from django.conf import settings
+
 from molecule.conf import setting
 
-# Upstream's per-file and per-request cap (100 MB). The database CHECK
-# pending_uploads_size_bytes_check carries this default cap.
+# Upstream's per-file cap (100 MB). The database CHECK pending_uploads_size_bytes_check carries
+# this default cap.
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
-DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+# What a request carries besides its files: boundaries and part headers (about 150 bytes per
+# file, so 64 files need about 10 KiB). The default request cap is the per-file cap plus this,
+# so that a file of exactly the per-file cap uploads.
+MULTIPART_ENVELOPE_BYTES = 1024 * 1024
 DEFAULT_MAX_FILES = 64
 DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_ACK_RETENTION = timedelta(hours=1)
@@ -17,7 +22,14 @@ DEFAULT_SWEEP_BATCH_SIZE = 2500
 DEFAULT_SWEEP_BATCH_BYTES = 32 * 1024 * 1024
 
 max_file_bytes = setting("PENDING_UPLOADS_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)
-max_request_bytes = setting("PENDING_UPLOADS_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)
+
+
+def max_request_bytes() -> int:
+    """settings.PENDING_UPLOADS_MAX_REQUEST_BYTES, default the per-file cap plus the envelope."""
+    value = getattr(settings, "PENDING_UPLOADS_MAX_REQUEST_BYTES", None)
+    return max_file_bytes() + MULTIPART_ENVELOPE_BYTES if value is None else value
+
+
 # Advisory, as upstream's is: published by GET /uploads/limits, not enforced (max_files is).
 max_attachments_per_message = setting("PENDING_UPLOADS_MAX_ATTACHMENTS_PER_MESSAGE", 10)
 max_files = setting("PENDING_UPLOADS_MAX_FILES", DEFAULT_MAX_FILES)

@@ -55,8 +55,10 @@ class PendingUpload(models.Model):
                 name="pending_uploads_ws_unacked_idx",
                 condition=models.Q(acked_at__isnull=True),
             ),
+            # The sweep's expired arm walks it by expires_at; the admin's expired filter pages
+            # it newest first, by (expires_at, file_id), rows of one expires_at included.
             models.Index(
-                fields=["expires_at"],
+                fields=["expires_at", "file_id"],
                 name="pending_uploads_expiry_idx",
                 condition=models.Q(acked_at__isnull=True),
             ),

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, IntegrityError, transaction
 
+from molecule.durations import format_duration
 from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.services import activity_append_many
@@ -162,12 +163,12 @@ def uploads_sweep(
     if not dry_run:
         gauges_ms = uploads_record_run(duration)
     logger.info(
-        "pending uploads sweep%s: %d acked, %d expired in %.1f ms (retention %ss)",
+        "pending uploads sweep%s: %d acked, %d expired in %.1f ms (retention %s)",
         " (dry run)" if dry_run else "",
         result.acked,
         result.expired,
         duration * 1000,
-        int(retention.total_seconds()),
+        format_duration(retention),
     )
     return SweepReport(result, duration * 1000, dry_run, gauges_ms)
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.apps import AppConfig
+from django.core.management.base import OutputWrapper
 from django.db import DatabaseError, transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django_q.models import Schedule
 
+from molecule.durations import format_duration
 from molecule.errors import first_line
 from molecule.managers import WorkspaceRef
 from molecule.models import MetricTotal, Workspace
@@ -26,14 +30,23 @@ def _interval_minutes(interval: timedelta) -> int:
     return max(1, round(interval.total_seconds() / 60))
 
 
-def schedules_sync(*, using: str = "default") -> list[Schedule]:
-    """Upsert every declared schedule by name; changed intervals take effect at once."""
+def _log(line: str) -> None:
+    logger.info("%s", line)
+
+
+def schedules_sync(
+    *, using: str = "default", echo: Callable[[str], object] = _log
+) -> list[Schedule]:
+    """Upsert every declared schedule by name; changed intervals take effect at once.
+
+    Each schedule's outcome is one line to ``echo``, logged at INFO by default.
+    """
     now = timezone.now()
     synced = []
     for spec in SCHEDULES:
         if not spec.enabled():
             removed, _ = Schedule.objects.using(using).filter(name=spec.name).delete()
-            logger.info("schedule %s disabled%s", spec.name, ", removed" if removed else "")
+            echo(f"schedule {spec.name} disabled{', removed' if removed else ''}")
             continue
         minutes = _interval_minutes(spec.interval())
         schedule, created = Schedule.objects.using(using).update_or_create(
@@ -56,20 +69,31 @@ def schedules_sync(*, using: str = "default") -> list[Schedule]:
         if schedule.next_run and schedule.next_run > now + timedelta(minutes=minutes):
             schedule.next_run = now + timedelta(minutes=minutes)
             schedule.save(update_fields=["next_run"])
-        logger.info(
-            "schedule %s %s: %s every %d min",
-            spec.name,
-            "created" if created else "updated",
-            spec.func,
-            minutes,
+        echo(
+            f"schedule {spec.name} {'created' if created else 'updated'}: {spec.func} "
+            f"every {format_duration(timedelta(minutes=minutes))}"
         )
         synced.append(schedule)
     return synced
 
 
-def schedules_sync_after_migrate(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
+def schedules_sync_after_migrate(
+    sender: AppConfig,
+    using: str = "default",
+    verbosity: int = 1,
+    stdout: OutputWrapper | None = None,
+    **kwargs: Any,
+) -> None:
     # post_migrate fires once per app with models; django_q's owns the schedule table.
-    if sender.label == "django_q":
+    if sender.label != "django_q":
+        return
+    # migrate's lines go through its stdout, these after them: a log line on stderr would cut
+    # into its "Applying ... OK" output. -v 0 is quiet; a sender without stdout (flush) logs.
+    if verbosity < 1:
+        schedules_sync(using=using, echo=lambda line: None)
+    elif stdout is not None:
+        schedules_sync(using=using, echo=stdout.write)
+    else:
         schedules_sync(using=using)
 
 
@@ -100,7 +124,6 @@ def workspaces_reset_phantom_busy(
 ) -> PhantomBusyReport:
     """Reset active_tasks of busy workspaces with no activity for ``stale_after``."""
     stale = conf.phantom_busy_stale_after() if stale_after is None else stale_after
-    minutes = stale.total_seconds() / 60
     try:
         with transaction.atomic():
             reset = Workspace.objects.reset_phantom_busy(
@@ -116,14 +139,17 @@ def workspaces_reset_phantom_busy(
     # The UPDATE has committed, and counted the resets in the same statement: log each row.
     for ref in reset:
         logger.info(
-            "phantom-busy reset workspace id=%s name=%s: no activity for %g min",
+            "phantom-busy reset workspace id=%s name=%s: no activity for %s",
             ref.id,
             ref.name,
-            minutes,
+            format_duration(stale),
         )
     if reset:
         logger.info(
-            "phantom-busy sweep reset %d workspaces (stale after %g min)", len(reset), minutes
+            "phantom-busy sweep reset %d workspace%s (stale after %s)",
+            len(reset),
+            pluralize(len(reset)),
+            format_duration(stale),
         )
     try:
         MetricTotal.objects.gauges_set(

@@ -1,4 +1,5 @@
-"""Helpers shared by the test modules: workspaces with tokens, SQL, child processes, metrics."""
+"""Helpers shared by the test modules: workspaces with tokens, SQL, child processes, metrics,
+task rows."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from django.db import OperationalError, connection, connections
 from django.test import Client, override_settings
 from django.utils import timezone
 from django_prometheus import testutils
+from django_q.humanhash import uuid as task_uuid
+from django_q.models import Schedule, Task
+from django_q.tasks import async_task
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.processes import ServiceStack, database_url_from_settings, run_captured
@@ -29,6 +33,8 @@ from molecule.models import MetricTotal, Workspace
 from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_SIZE
 from pending_uploads.managers import SweepResult
 from pending_uploads.models import PendingUpload
+from scheduler.schedules import SCHEDULES
+from scheduler.services import schedules_sync
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 # A port nothing listens on: connecting is refused at once.
@@ -310,3 +316,52 @@ def upload_sweep(retention: timedelta, **options: Any) -> SweepResult:
     options.setdefault("batch_size", DEFAULT_SWEEP_BATCH_SIZE)
     options.setdefault("batch_bytes", DEFAULT_SWEEP_BATCH_BYTES)
     return PendingUpload.objects.sweep(retention, **options)
+
+
+# What a failed sweep leaves: the service's one-line error, as long as PostgreSQL writes it.
+SWEEP_ERROR = (
+    "pending_uploads sweep failed: connection failed: connection to server at "
+    '"db-primary.internal.example.com" (10.20.30.40), port 5432 failed: FATAL: remaining '
+    "connection slots are reserved for roles with the SUPERUSER attribute"
+)
+
+
+def django_q_task_rows() -> None:
+    """Realistic rows for every task page: long names, dotted paths, arguments and results."""
+    schedules_sync()
+    now = timezone.now()
+    # An operator's one-off schedule, with arguments.
+    Schedule.objects.create(
+        name="pending_uploads.sweep (operator, after the 2026-12-02 incident, zero retention)",
+        func="pending_uploads.tasks.sweep_pending_uploads",
+        kwargs="ack_retention=datetime.timedelta(0), dry_run=False",
+        schedule_type=Schedule.ONCE,
+        next_run=now + timedelta(hours=3),
+    )
+    for n in range(30):
+        spec = SCHEDULES[n % len(SCHEDULES)]
+        name, task_id = task_uuid()
+        failed = n % 5 == 4
+        started = now - timedelta(minutes=5 * n, seconds=n)
+        Task.objects.create(
+            id=task_id,
+            name=name,
+            func=spec.func,
+            args=("molecule-uploads-production-eu-west-1", 2500) if n % 3 else None,
+            kwargs={"ack_retention": "1 h", "requested_by": "operator@example.com"},
+            result=(
+                f"Traceback (most recent call last):\n  ...\nOperationalError: {SWEEP_ERROR}"
+                if failed
+                else {"acked": 12_345 + n, "expired": 678, "error": SWEEP_ERROR if n == 7 else None}
+            ),
+            group=spec.name,
+            cluster="molecule-uploads-production-eu-west-1-worker-07",
+            started=started,
+            stopped=started + timedelta(seconds=3, milliseconds=n),
+            success=not failed,
+            attempt_count=1,
+        )
+    last = Task.objects.filter(success=True).latest("started")
+    Schedule.objects.filter(func=last.func).update(task=last.id)
+    for spec in SCHEDULES:
+        async_task(spec.func, "molecule-uploads-production-eu-west-1", group=spec.name)

@@ -5,20 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from molecule.durations import parse_duration
 from molecule.errors import first_line
 
 
-def duration_argument(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def duration_argument(*, positive: bool) -> Callable[[str], timedelta]:
+    """An argparse type: a duration, refused in one line when negative (or 0 with positive)."""
+
+    def parse(text: str) -> timedelta:
+        try:
+            return parse_duration(text, positive=positive)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 class SweepCommand(BaseCommand):
@@ -32,6 +39,8 @@ class SweepCommand(BaseCommand):
     # The duration option, e.g. "--retention"; it defaults to None (the setting's value).
     duration_option: str
     duration_help: str
+    # True where 0 means nothing (a stale threshold); a retention of 0 keeps nothing.
+    duration_positive: bool = False
     # The service's failure, turned into a one-line CommandError.
     error: type[Exception]
 
@@ -51,7 +60,7 @@ class SweepCommand(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             self.duration_option,
-            type=duration_argument,
+            type=duration_argument(positive=self.duration_positive),
             default=None,
             metavar="DURATION",
             help=self.duration_help,
@@ -62,6 +71,11 @@ class SweepCommand(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one line of JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A database that cannot be reached is not a failed sweep (nothing ran, and nothing can
+        # be counted): its OperationalError goes to manage.py, which prints it in one line,
+        # "database unavailable: ...", exit code 1, as it does for migrate. Connecting first
+        # keeps the service's failure logs for sweeps that started.
+        connection.ensure_connection()
         try:
             summary, payload = self.sweep(options)  # type: ignore[attr-defined]
         except self.error as exc:

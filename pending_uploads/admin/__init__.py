@@ -94,7 +94,8 @@ class PendingUploadAdmin(MachineWrittenAdmin):
             messages.warning(
                 request,
                 f"The search reads one UUID and up to {MAX_SEARCH_WORDS} filename words; "
-                f"{terms.ignored} more term(s) were ignored.",
+                f"{terms.ignored} more {'term was' if terms.ignored == 1 else 'terms were'} "
+                "ignored.",
             )
         if terms.empty or terms.impossible:
             return queryset.none(), False

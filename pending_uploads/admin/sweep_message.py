@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from molecule.admin_utils import COUNT_CAP, human_duration
+from molecule.admin_utils import COUNT_CAP
+from molecule.durations import format_duration
 from pending_uploads.managers import SweepLeftAlone
 
 
@@ -14,13 +15,13 @@ def _count(count: int) -> str:
 
 def left_alone_message(left: SweepLeftAlone, retention: timedelta) -> str:
     """What the sweep did not delete, and when the next of each kind becomes sweepable."""
-    keep = human_duration(retention.total_seconds())
+    keep = format_duration(retention)
     acked = left.acked_within_retention
     if acked:
         verb = "row is" if acked == 1 else "rows are"
-        due = human_duration(left.acked_next_due_seconds or 0)
+        due = format_duration(left.acked_next_due_seconds or 0, approximate=True)
         acked_text = (
-            f"{_count(acked)} acked {verb} still within their {keep} retention"
+            f"{_count(acked)} acked {verb} still within the {keep} retention"
             f" (the next is due in {due})"
         )
     else:
@@ -28,7 +29,7 @@ def left_alone_message(left: SweepLeftAlone, retention: timedelta) -> str:
     unacked = left.unacked_unexpired
     if unacked:
         verb = "row has" if unacked == 1 else "rows have"
-        due = human_duration(left.unacked_next_expiry_seconds or 0)
+        due = format_duration(left.unacked_next_expiry_seconds or 0, approximate=True)
         unacked_text = f"{_count(unacked)} unacked {verb} not expired (the next expires in {due})"
     else:
         unacked_text = "no unacked rows waiting"

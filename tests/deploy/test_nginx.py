@@ -35,6 +35,7 @@ from devtools.processes.slow_clients import (
     source_address,
     upload_file,
 )
+from pending_uploads import conf
 from tests.helpers import current_database_url, service_stack
 from tests.integration.conftest import tables_truncate, wait_until
 from tests.integration.test_faults import http as http_json
@@ -293,7 +294,7 @@ def test_body_over_the_proxy_cap_gets_413_json_from_nginx(proxied: Proxied) -> N
     head = (
         f"POST /workspaces/{workspace_id}/chat/uploads HTTP/1.1\r\nHost: {HOST}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
-        f"Content-Length: {101 * 1024 * 1024 + 1}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {conf.max_request_bytes() + 1}\r\nConnection: close\r\n\r\n"
     )
     sock.sendall(head.encode())
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.processes.nginx import SITE_CONF
-from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_REQUEST_BYTES
+from pending_uploads import conf
 
 GUNICORN_CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
@@ -52,9 +52,10 @@ def test_nginx_holds_the_largest_file_and_body_the_app_accepts() -> None:
     server_body, upload_body = directive("client_max_body_size")[:2]
 
     # A whole download waits in nginx's temporary file, never in a gunicorn thread.
-    assert size(temp_file) >= DEFAULT_MAX_FILE_BYTES
-    # The app answers its own 413 up to its request cap; nginx refuses beyond.
-    assert size(upload_body) > DEFAULT_MAX_REQUEST_BYTES
+    assert size(temp_file) >= conf.max_file_bytes()
+    # Every body the app would take passes nginx, a file of exactly the per-file cap with its
+    # multipart envelope included; the app answers its own 413 up to there, nginx beyond.
+    assert size(upload_body) == conf.max_request_bytes() > conf.max_file_bytes()
     assert size(server_body) == APP_JSON_BYTES
 
 

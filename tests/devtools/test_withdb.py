@@ -15,7 +15,7 @@ import pytest
 
 from devtools.devenv import BASE_DIR
 from devtools.processes import free_port, http_get, process_children
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import HANG_TIMEOUT, wait_until
 
 PRINT_ENV = (
     "import os; print(os.environ['DATABASE_URL']); print(os.environ['SECRET_KEY']);"
@@ -121,10 +121,12 @@ def test_a_killed_command_does_not_leave_the_server_it_needed(tmp_path: Path, pg
         server = postmaster_pid(pg_dir)
         (command,) = process_children(wrapper.pid)
         os.kill(command, signal.SIGKILL)
-        assert wrapper.wait(timeout=15) == 128 + signal.SIGKILL
+        assert wrapper.wait(timeout=HANG_TIMEOUT) == 128 + signal.SIGKILL
     finally:
         if wrapper.poll() is None:
             wrapper.kill()
     assert server is not None
-    wait_until(lambda: postmaster_pid(pg_dir) is None, timeout=5, what="the postmaster to stop")
+    wait_until(
+        lambda: postmaster_pid(pg_dir) is None, timeout=HANG_TIMEOUT, what="the postmaster to stop"
+    )
     assert "Traceback" not in wrapper.stderr.read()

@@ -117,6 +117,12 @@ def on_every_web_worker(
     return results
 
 
+# A bound on a hang, never a target: a process that should stop, or a wait that should end,
+# gets this long, so a loaded 2-core machine cannot trip it. No test asserts how fast
+# something happened; speeds are measured in bench/.
+HANG_TIMEOUT = 60.0
+
+
 def wait_until(
     condition: Callable[[], Any],
     *,

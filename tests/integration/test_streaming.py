@@ -1,5 +1,6 @@
-"""Large files through a real gunicorn worker: 99 MiB round trip, a sweep mid-download, a
-client that hangs up mid-download. One 99 MiB upload is shared by every case."""
+"""Large files through a real gunicorn worker: a file of exactly the per-file cap (100 MiB) up
+and back, a sweep mid-download, a client that hangs up mid-download. One upload of that file,
+at the default caps, is shared by every case."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from devtools.processes import ServiceStack
+from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
 from pending_uploads.managers import CHUNK_BYTES
 from tests.helpers import current_database_url, service_stack
 from tests.integration.conftest import tables_truncate, wait_until
@@ -24,7 +26,6 @@ from tests.integration.conftest import tables_truncate, wait_until
 # alone; the rows themselves are committed by gunicorn, outside the test transaction.
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
-MIB = 1024 * 1024
 BOUNDARY = "streaming-test-boundary"
 # What the service's own connections look like in pg_stat_activity while nothing is served.
 BUSY_BACKENDS_SQL = """
@@ -76,7 +77,7 @@ def _call(served_port: int, method: str, path: str, body: bytes, headers: dict[s
 def served(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    """One sync gunicorn worker holding one 99 MiB upload."""
+    """One sync gunicorn worker holding one upload of exactly the default per-file cap."""
     workdir = tmp_path_factory.mktemp("streaming")
     stack = service_stack(workdir, web_workers=1)
     with django_db_blocker.unblock():
@@ -93,7 +94,10 @@ def served(
                 {"Content-Type": "application/json"},
             )
             auth = {"Authorization": f"Bearer {answer['auth_token']}"}
-            content = os.urandom(99 * MIB)
+            per_file_bytes = _call(stack.port, "GET", "/uploads/limits", b"", {})["per_file_bytes"]
+            assert per_file_bytes == DEFAULT_MAX_FILE_BYTES
+            # The published cap itself: the request cap leaves room for the multipart envelope.
+            content = os.urandom(per_file_bytes)
             head = (
                 f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files";'
                 ' filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
@@ -116,7 +120,7 @@ def busy_backends() -> int:
         return conn.execute(BUSY_BACKENDS_SQL).fetchone()[0]
 
 
-def test_a_99_mib_file_comes_back_byte_for_byte(served: Served) -> None:
+def test_a_file_of_the_per_file_cap_comes_back_byte_for_byte(served: Served) -> None:
     conn = served.connection()
     try:
         conn.request("GET", served.content_path(served.file_id), headers=served.auth)
@@ -125,7 +129,7 @@ def test_a_99_mib_file_comes_back_byte_for_byte(served: Served) -> None:
     finally:
         conn.close()
     assert response.status == 200
-    assert response.getheader("Content-Length") == str(99 * MIB)
+    assert response.getheader("Content-Length") == str(DEFAULT_MAX_FILE_BYTES)
     assert response.getheader("Content-Disposition") == (
         "attachment; filename=\"big.bin\"; filename*=UTF-8''big.bin"
     )
@@ -144,7 +148,7 @@ def test_a_client_that_hangs_up_mid_download_leaves_nothing_open(served: Served)
         while len(received) < CHUNK_BYTES:
             received += client.recv(CHUNK_BYTES)
         assert received.startswith(b"HTTP/1.1 200 ")
-    # Hung up with about 97 MiB still to send.
+    # Hung up with about 98 MiB still to send.
 
     # The worker notices on a later write, drops the download and holds no transaction.
     wait_until(lambda: busy_backends() == 0, timeout=20, what="the worker's backend to go idle")

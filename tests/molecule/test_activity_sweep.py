@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -77,7 +78,7 @@ def test_sweep_deletes_past_the_default_retention_counts_and_logs_one_line(table
     lines = [r.getMessage() for r in caplog.records if r.name == "molecule.services"]
     assert len(lines) == 1
     assert lines[0].startswith(
-        "activity sweep: 7 rows acknowledged and older than 604800s, or older than 2592000s, "
+        "activity sweep: 7 rows acknowledged and older than 7 d, or older than 30 d, "
         "deleted in 4 batches"
     )
     assert caplog.records[-1].levelno == logging.INFO
@@ -170,7 +171,7 @@ def test_command_prints_one_summary_line(table) -> None:
     out = sweep_activity()
 
     assert out.startswith(
-        "swept 7 activity rows acknowledged and older than 604800s, or older than 2592000s, in "
+        "swept 7 activity rows acknowledged and older than 7 d, or older than 30 d, in "
     )
     assert out.endswith(" ms\n")
     assert rows_left() == 3
@@ -203,7 +204,7 @@ def test_command_dry_run_changes_nothing(table) -> None:
     out = sweep_activity("--dry-run", "--retention", "1d", "--soft-retention", "1h")
 
     assert out.startswith(
-        "would sweep 10 activity rows acknowledged and older than 3600s, or older than 86400s, in "
+        "would sweep 10 activity rows acknowledged and older than 1 h, or older than 1 d, in "
     )
     assert out.endswith(" ms (dry run)\n")
     assert json.loads(sweep_activity("--dry-run", "--json"))["dry_run"] is True
@@ -237,15 +238,15 @@ def test_a_soft_horizon_beyond_the_hard_one_raises_it_and_says_so(table, caplog)
 
     first, second = out.splitlines()
     assert first.startswith(
-        "swept 0 activity rows acknowledged and older than 3456000s, or older than 3456000s, in "
+        "swept 0 activity rows acknowledged and older than 40 d, or older than 40 d, in "
     )
-    assert second == "retention 2592000s is below the soft retention 3456000s: both are 3456000s"
+    assert second == "retention 30 d is below the soft retention 40 d: both are 40 d"
     assert report.horizons.clamped_from == timedelta(days=30)
     assert json.loads(sweep_activity("--json"))["retention_clamped"] is True
     [record, *_] = [r for r in caplog.records if r.name == "molecule.services"]
     assert record.levelno == logging.WARNING
     assert record.getMessage().endswith(
-        "(retention 2592000s is below the soft retention 3456000s: both are 3456000s)"
+        "(retention 30 d is below the soft retention 40 d: both are 40 d)"
     )
     assert rows_left() == 10
 
@@ -257,6 +258,18 @@ def test_the_soft_retention_option_overrides_the_setting(table) -> None:
 
     # Acknowledged, but the 29-day-old rows are inside the 30-day soft horizon.
     assert out.startswith(
-        "swept 7 activity rows acknowledged and older than 2592000s, or older than 5184000s, in "
+        "swept 7 activity rows acknowledged and older than 30 d, or older than 60 d, in "
     )
     assert rows_left() == 3
+
+
+def test_command_summary_agrees_in_number_and_shows_the_retention_in_units(db) -> None:
+    add_rows(1, timedelta(minutes=2))
+
+    out = sweep_activity("--retention", "90s", "--soft-retention", "60s")
+
+    assert re.fullmatch(
+        r"swept 1 activity row acknowledged and older than 1 min, "
+        r"or older than 1 min 30 s, in \d+ ms\n",
+        out,
+    ), out

@@ -389,10 +389,18 @@ def test_heartbeat_without_the_workspaces_token_is_401(
     assert Workspace.objects.get(pk=ws.id).active_tasks == 0
 
 
-def test_heartbeat_for_an_unknown_workspace_is_401(api, poll_workspace):
-    body = {"workspace_id": str(uuid.uuid4()), "active_tasks": 1, "current_task": ""}
+def test_heartbeat_for_an_unknown_workspace_is_401_and_changes_nothing(api, poll_workspace):
+    unknown = uuid.uuid4()
+    body = {"workspace_id": str(unknown), "active_tasks": 7, "current_task": "ghost"}
+    owner_before = Workspace.objects.filter(pk=poll_workspace.id).values().get()
 
-    assert_json_error(post_json(api, "/registry/heartbeat", body, **poll_workspace.auth), 401)
+    response = post_json(api, "/registry/heartbeat", body, **poll_workspace.auth)
+
+    assert_json_error(response, 401)
+    # Not created by its heartbeat, and the token's own workspace is not the one updated.
+    assert not Workspace.objects.filter(pk=unknown).exists()
+    assert Workspace.objects.filter(pk=poll_workspace.id).values().get() == owner_before
+    assert not ActivityLog.objects.exists()
 
 
 # --- /workspaces/<id>/activity ----------------------------------------------------------------

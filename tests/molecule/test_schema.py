@@ -30,7 +30,7 @@ def indexdef(name: str) -> str:
         ),
         (
             "pending_uploads_expiry_idx",
-            "ON public.pending_uploads USING btree (expires_at) WHERE (acked_at IS NULL)",
+            "ON public.pending_uploads USING btree (expires_at, file_id) WHERE (acked_at IS NULL)",
         ),
         (
             "pending_uploads_acked_idx",

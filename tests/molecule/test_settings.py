@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import secrets
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.apps import apps
+from django.conf import settings
 from django.db import connection
 
 from devtools.processes import database_url_from_settings
@@ -188,6 +191,15 @@ def test_a_misconfigured_process_refuses_to_start_with_one_line(
     assert "Traceback" not in stack.log_text()
 
 
+def python_prints(code: str, env: dict[str, str]) -> str:
+    """What ``python -c code`` prints with ``env``; it must exit 0."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 PRINT_UPSTREAM_ALIASES = (
     "import django; django.setup(); from django.conf import settings; "
     "from scheduler import conf; "
@@ -198,16 +210,7 @@ PRINT_UPSTREAM_ALIASES = (
 
 def printed_by(code: str, **env: str | None) -> str:
     """What ``python -c code`` prints in a production environment with ``env``."""
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=production_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return python_prints(code, production_env(**env))
 
 
 @pytest.mark.parametrize(
@@ -243,6 +246,63 @@ def test_statement_timeout_and_upstream_phantom_busy_names(env, printed):
         "PHANTOM_BUSY_SWEEPER_DISABLED",
     )
     assert printed_by(PRINT_UPSTREAM_ALIASES, **{**dict.fromkeys(unset), **env}) == printed
+
+
+PRINT_FILE_CAPS = (
+    "import django; django.setup(); from django.conf import settings; "
+    "from pending_uploads import conf; "
+    "print(conf.max_files(), settings.DATA_UPLOAD_MAX_NUMBER_FILES)"
+)
+
+
+@pytest.mark.parametrize(
+    ("max_files", "printed"), [(None, "64 100"), ("150", "150 151"), ("10", "10 11")]
+)
+def test_djangos_part_count_limit_stays_above_the_file_cap(max_files, printed):
+    env = production_env(PENDING_UPLOADS_MAX_FILES=max_files)
+    assert python_prints(PRINT_FILE_CAPS, env) == printed
+
+
+# A duration setting that means nothing: a negative one, or 0 where it is a TTL, an interval or
+# a stale threshold (a retention or a statement timeout of 0 means something: keep nothing,
+# no timeout).
+MEANINGLESS_DURATIONS = [
+    ("PENDING_UPLOADS_TTL", "0", "must be more than 0"),
+    ("PENDING_UPLOADS_TTL", "-1h", "must not be negative"),
+    ("PENDING_UPLOADS_ACK_RETENTION", "-5", "must not be negative"),
+    ("PENDING_UPLOADS_SWEEP_INTERVAL", "0", "must be more than 0"),
+    ("PHANTOM_BUSY_STALE_AFTER", "0s", "must be more than 0"),
+    ("PHANTOM_BUSY_SWEEP_INTERVAL", "0", "must be more than 0"),
+    ("PHANTOM_BUSY_SWEEPER_INTERVAL_S", "0", "must be more than 0"),
+    ("ACTIVITY_RETENTION", "-1d", "must not be negative"),
+    ("ACTIVITY_SWEEP_INTERVAL", "0m", "must be more than 0"),
+    ("DB_STATEMENT_TIMEOUT", "-5", "must not be negative"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    MEANINGLESS_DURATIONS,
+    ids=[f"{name}={value}" for name, value, _ in MEANINGLESS_DURATIONS],
+)
+def test_a_meaningless_duration_setting_stops_in_one_line(name, value, reason):
+    # The alias is read only when our name is unset.
+    env = production_env(**{"PHANTOM_BUSY_SWEEP_INTERVAL": None, name: value})
+
+    result = run_manage("check", env=env)
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"configuration error: {name}: invalid duration {value!r}: {reason}"
+    ]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["PENDING_UPLOADS_ACK_RETENTION", "DB_STATEMENT_TIMEOUT"])
+def test_a_retention_or_statement_timeout_of_0_is_accepted(name):
+    result = run_manage("check", env=production_env(**{name: "0"}))
+
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_bad_statement_timeout_is_a_one_line_error():
@@ -407,3 +467,53 @@ def test_a_bad_quota_is_a_one_line_error() -> None:
     assert result.stderr.strip().splitlines() == [
         "configuration error: QUOTA_UPLOADS: must be an integer, got 'many'"
     ]
+
+
+# Imported by the settings although it lives in the molecule package: a parser that imports
+# only the standard library, so it cannot read a setting (checked below).
+LEAF_MODULES = {"molecule.durations"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module an ``import`` in ``path`` names, ``from a import b`` as both a and a.b."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and node.module, f"relative import in {path}"
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def module_path(name: str) -> Path:
+    return Path(settings.BASE_DIR, *name.split(".")).with_suffix(".py")
+
+
+def test_settings_import_no_app_module() -> None:
+    # The apps of this repository (packages at its top); Django's and third-party apps are
+    # libraries.
+    ours = {
+        config.name
+        for config in apps.get_app_configs()
+        if Path(config.path).parent == Path(settings.BASE_DIR)
+    }
+    assert ours == {"molecule", "pending_uploads", "scheduler"}
+    imported = imported_modules(module_path("molecule.settings"))
+
+    of_ours = {name for name in imported if name.partition(".")[0] in ours}
+    apps_imported = {
+        name
+        for name in of_ours
+        if not any(name == leaf or name.startswith(f"{leaf}.") for leaf in LEAF_MODULES)
+    }
+
+    assert apps_imported == set(), sorted(apps_imported)
+    for leaf in LEAF_MODULES:
+        outside = {
+            name
+            for name in imported_modules(module_path(leaf))
+            if name.partition(".")[0] not in sys.stdlib_module_names
+        }
+        assert outside == set(), f"{leaf} imports {sorted(outside)}"

@@ -134,3 +134,29 @@ def test_date_hierarchy_reads_periods_off_the_index_whatever_the_filter(
     for sql in bounds:
         read = rows_read_from_pending_uploads(sql)
         assert read <= 10, (read, sql)
+
+
+# Rows that expired at one instant: an operator's UPDATE, or uploads whose TTL ran out together.
+TIE_EXPIRY_SQL = """
+UPDATE pending_uploads SET expires_at = now() - interval '30 minutes'
+ WHERE acked_at IS NULL AND mod(hashtext(filename), 4) <> 0
+"""
+
+
+def test_expired_filter_pages_rows_of_one_expires_at_off_the_expiry_index(
+    admin_client: Client, plan_table: uuid.UUID
+) -> None:
+    """Newest first by (expires_at, file_id): an index of expires_at alone sorts every tie."""
+    run_sql(TIE_EXPIRY_SQL)
+    run_sql("ANALYZE pending_uploads")
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(CHANGELIST, {"state": "expired"})
+    page = response.context["cl"].result_list
+    assert len(page) == 100
+    assert [row.file_id for row in page] == sorted((row.file_id for row in page), reverse=True)
+
+    sql = page_query(captured)
+    nodes = plan_of(sql)
+    assert "pending_uploads_expiry_idx" in {node.get("Index Name") for node in nodes}, sql
+    assert not any("Sort" in node["Node Type"] for node in nodes), sql
+    assert rows_read_from_pending_uploads(sql) <= 100, sql

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import timedelta
 
@@ -18,7 +17,14 @@ from molecule.models import ActivityLog
 from pending_uploads import conf
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
-from tests.helpers import RegisteredWorkspace, assert_json_error, body_of, current_database_url
+from tests.helpers import (
+    RegisteredWorkspace,
+    assert_json_error,
+    body_of,
+    current_database_url,
+    run_sql,
+)
+from tests.integration.conftest import HANG_TIMEOUT, wait_until
 from tests.pending_uploads.test_api import (
     BOUNDARY,
     ack,
@@ -70,19 +76,20 @@ def test_an_acked_but_expired_file_is_404(api, poll_workspace):
     assert_json_error(ack(api, ws, file_id), 404)
 
 
-def _wait_for_lock_wait(query_fragment: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                [f"%{query_fragment}%"],
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.02)
-    raise AssertionError("the ack never waited on the sweep's lock")
+LOCK_WAITS_SQL = """
+SELECT count(*) FROM pg_stat_activity
+ WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE %s
+"""
+
+
+def _wait_for_lock_wait(query_fragment: str) -> None:
+    """Until a statement of this database containing ``query_fragment`` waits on a lock."""
+    wait_until(
+        lambda: run_sql(LOCK_WAITS_SQL, [f"%{query_fragment}%"])[0][0],
+        timeout=HANG_TIMEOUT,
+        interval=0.02,
+        what="the ack to wait on the sweep's lock",
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,11 +135,21 @@ def test_an_ack_racing_the_sweep(transactional_db, register, sweep_outcome, answ
 def test_limits_publish_the_caps_without_auth(api):
     response = api.get("/uploads/limits")
 
+    # The request cap is the per-file cap plus 1 MiB for the multipart envelope, so a file of
+    # exactly per_file_bytes fits in a request.
     assert response.content == (
-        b'{"per_file_bytes":104857600,"per_request_bytes":104857600,'
+        b'{"per_file_bytes":104857600,"per_request_bytes":105906176,'
         b'"max_attachments_per_message":10}'
     )
-    assert conf.max_file_bytes() == conf.max_request_bytes() == 104857600
+    assert conf.max_request_bytes() == conf.max_file_bytes() + conf.MULTIPART_ENVELOPE_BYTES
+
+
+@pytest.mark.django_db
+@override_settings(PENDING_UPLOADS_MAX_FILE_BYTES=4000)
+def test_the_default_request_cap_follows_the_file_cap(api):
+    limits = api.get("/uploads/limits").json()
+
+    assert (limits["per_file_bytes"], limits["per_request_bytes"]) == (4000, 4000 + 1024 * 1024)
 
 
 def padded_request(size: int) -> bytes:

@@ -139,7 +139,7 @@ def test_sweep_logs_one_info_line_with_both_counts_and_the_duration(table, caplo
     ]
     assert len(lines) == 1, lines
     assert re.fullmatch(
-        r"pending uploads sweep: 2 acked, 1 expired in \d+\.\d ms \(retention 3600s\)", lines[0]
+        r"pending uploads sweep: 2 acked, 1 expired in \d+\.\d ms \(retention 1 h\)", lines[0]
     ), lines[0]
 
 

@@ -66,7 +66,7 @@ def test_prints_a_summary_and_one_line_per_workspace(fleet) -> None:
 
     alpha, bravo = fleet["hour"], fleet["twenty"]
     assert out == (
-        "reset 2 phantom-busy workspaces (no activity for 600s)\n"
+        "reset 2 phantom-busy workspaces (no activity for 10 min)\n"
         f"  {alpha.id} alpha\n"
         f"  {bravo.id} bravo\n"
     )
@@ -77,7 +77,16 @@ def test_prints_a_summary_and_one_line_per_workspace(fleet) -> None:
 
 def test_nothing_to_reset_prints_the_summary_only(db) -> None:
     assert sweep_phantom_busy("--stale-after", "10m") == (
-        "reset 0 phantom-busy workspaces (no activity for 600s)\n"
+        "reset 0 phantom-busy workspaces (no activity for 10 min)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stale_after", "shown"), [("1", "1 s"), ("90s", "1 min 30 s"), ("2d", "2 d")]
+)
+def test_the_threshold_is_shown_in_units(db, stale_after: str, shown: str) -> None:
+    assert sweep_phantom_busy("--stale-after", stale_after) == (
+        f"reset 0 phantom-busy workspaces (no activity for {shown})\n"
     )
 
 
@@ -105,7 +114,7 @@ def test_dry_run_lists_would_be_resets_and_changes_nothing(fleet) -> None:
     payload = json.loads(sweep_phantom_busy("--dry-run", "--stale-after", "30m", "--json"))
 
     assert out == (
-        "would reset 1 phantom-busy workspaces (no activity for 1800s) (dry run)\n"
+        "would reset 1 phantom-busy workspace (no activity for 30 min) (dry run)\n"
         f"  {fleet['hour'].id} alpha\n"
     )
     assert payload == {

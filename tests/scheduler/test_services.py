@@ -129,6 +129,18 @@ def test_logs_one_line_per_reset_row_and_a_summary(fleet, caplog) -> None:
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == SERVICE_LOGGER)
 
 
+def test_one_reset_logs_in_the_singular_with_the_threshold_in_units(db, register, caplog) -> None:
+    caplog.set_level(logging.INFO, logger=SERVICE_LOGGER)
+    solo = register("solo", active_tasks=1).workspace
+
+    workspaces_reset_phantom_busy(stale_after=timedelta(seconds=90))
+
+    assert [r.getMessage() for r in caplog.records if r.name == SERVICE_LOGGER] == [
+        f"phantom-busy reset workspace id={solo.id} name=solo: no activity for 1 min 30 s",
+        "phantom-busy sweep reset 1 workspace (stale after 1 min 30 s)",
+    ]
+
+
 def test_nothing_to_reset_logs_nothing_and_counts_nothing(fleet, caplog) -> None:
     workspaces_reset_phantom_busy(stale_after=STALE)
     caplog.clear()

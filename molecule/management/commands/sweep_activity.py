@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import CommandParser
+from django.template.defaultfilters import pluralize
 
+from molecule.durations import format_duration
 from molecule.management.base import SweepCommand, duration_argument
 from molecule.retention import ActivitySweepError
 from molecule.services import (
@@ -34,7 +36,7 @@ class Command(SweepCommand):
         super().add_arguments(parser)
         parser.add_argument(
             "--soft-retention",
-            type=duration_argument,
+            type=duration_argument(positive=False),
             default=None,
             metavar="DURATION",
             help="Delete acknowledged activity rows older than this; default "
@@ -48,8 +50,9 @@ class Command(SweepCommand):
         hard = int(report.horizons.hard.total_seconds())
         verb = "would sweep" if report.dry_run else "swept"
         summary = (
-            f"{verb} {report.deleted} activity rows acknowledged and older than {soft}s, "
-            f"or older than {hard}s, in {report.duration_ms:.0f} ms"
+            f"{verb} {report.deleted} activity row{pluralize(report.deleted)} acknowledged and "
+            f"older than {format_duration(report.horizons.soft)}, or older than "
+            f"{format_duration(report.horizons.hard)}, in {report.duration_ms:.0f} ms"
         )
         note = activity_horizons_clamp_note(report.horizons)
         return (

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.template.defaultfilters import pluralize
+
+from molecule.durations import format_duration
 from molecule.management.base import SweepCommand
 from scheduler.services import PhantomBusySweepError, workspaces_reset_phantom_busy
 
@@ -17,8 +20,10 @@ class Command(SweepCommand):
     duration_option = "--stale-after"
     duration_help = (
         "Activity silence that makes a busy workspace phantom (90s, 30m, 1h, 2d or "
-        "seconds); default PHANTOM_BUSY_STALE_AFTER."
+        "seconds, more than 0); default PHANTOM_BUSY_STALE_AFTER."
     )
+    # Every busy workspace has been silent for 0 s: 0 would reset them all.
+    duration_positive = True
     error = PhantomBusySweepError
 
     def sweep(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -27,9 +32,10 @@ class Command(SweepCommand):
         )
         stale_seconds = int(report.stale_after.total_seconds())
         verb = "would reset" if report.dry_run else "reset"
+        count = len(report.workspaces)
         lines = [
-            f"{verb} {len(report.workspaces)} phantom-busy workspaces "
-            f"(no activity for {stale_seconds}s)"
+            f"{verb} {count} phantom-busy workspace{pluralize(count)} "
+            f"(no activity for {format_duration(report.stale_after)})"
         ]
         lines += [f"  {ref.id} {ref.name}" for ref in report.workspaces]
         return (
