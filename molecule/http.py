@@ -53,12 +53,15 @@ class ApiResponse(JsonResponse):
 
 
 class ApiError(Exception):
-    """An expected client error, answered as ``{"error": message, **extra}``."""
+    """An expected client error, answered as ``{"error": message, **extra}`` with ``headers``."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -84,7 +87,10 @@ def api_view(*methods: str) -> Callable[[View], View]:
             try:
                 return view(request, *args, **kwargs)
             except ApiError as exc:
-                return json_error(exc.status, exc.message, **exc.extra)
+                response = json_error(exc.status, exc.message, **exc.extra)
+                for name, value in exc.headers.items():
+                    response[name] = value
+                return response
 
         return wrapper
 

@@ -26,3 +26,20 @@ ack_retention = setting("PENDING_UPLOADS_ACK_RETENTION", DEFAULT_ACK_RETENTION)
 sweep_interval = setting("PENDING_UPLOADS_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL)
 sweep_batch_size = setting("PENDING_UPLOADS_SWEEP_BATCH_SIZE", DEFAULT_SWEEP_BATCH_SIZE)
 sweep_batch_bytes = setting("PENDING_UPLOADS_SWEEP_BATCH_BYTES", DEFAULT_SWEEP_BATCH_BYTES)
+
+# --- Object storage. With no bucket, file bytes live in pending_uploads.content. Endpoint,
+# credentials and region are boto3's own environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION or an instance role), never settings of ours.
+# S3's smallest multipart part (except the last); smaller files go up in one PUT.
+MIN_S3_PART_BYTES = 5 * 1024 * 1024
+DEFAULT_S3_PART_BYTES = 8 * 1024 * 1024
+# An object with no row is reaped only when older than this: an upload in flight has written
+# its object and not yet committed its row.
+DEFAULT_REAP_GRACE = timedelta(hours=1)
+
+s3_bucket = setting("PENDING_UPLOADS_S3_BUCKET", "")
+s3_prefix = setting("PENDING_UPLOADS_S3_PREFIX", "")
+s3_part_bytes = setting("PENDING_UPLOADS_S3_PART_BYTES", DEFAULT_S3_PART_BYTES)
+# "path" for a store reached by host name that does not serve <bucket>.<host> (MinIO, Garage).
+s3_addressing_style = setting("PENDING_UPLOADS_S3_ADDRESSING_STYLE", "auto")
+reap_grace = setting("PENDING_UPLOADS_REAP_GRACE", DEFAULT_REAP_GRACE)

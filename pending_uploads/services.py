@@ -15,11 +15,12 @@ from django.db import DatabaseError, IntegrityError
 from molecule.errors import first_line
 from molecule.models import ActivityLog, MetricTotal, Workspace
 from molecule.services import activity_append
-from pending_uploads import conf, metrics
+from pending_uploads import conf, metrics, storage
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
-from pending_uploads.managers import FileTooLarge, NewUpload, SweepError, SweepResult
+from pending_uploads.managers import DrainResult, FileTooLarge, NewUpload, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import sanitize_filename, sanitize_mimetype
+from pending_uploads.storage import DELETE_BATCH, Deleted, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,9 @@ def uploads_receive(*, workspace: Workspace, files: Sequence[UploadedFile]) -> l
     return rows
 
 
+NO_OBJECTS = DrainResult(0, 0)
+
+
 @dataclass(frozen=True)
 class SweepReport:
     result: SweepResult
@@ -117,9 +121,17 @@ class SweepReport:
     dry_run: bool
     # Time spent refreshing the backlog gauges afterwards (None for a dry run).
     gauges_ms: float | None = None
+    # Bucket objects deleted from the outbox (before and after the batches), and the time
+    # that took (None for a dry run).
+    objects: DrainResult = NO_OBJECTS
+    drain_ms: float | None = None
 
     def job_result(self) -> dict[str, Any]:
-        return {"acked": self.result.acked, "expired": self.result.expired}
+        return {
+            "acked": self.result.acked,
+            "expired": self.result.expired,
+            "objects_deleted": self.objects.deleted,
+        }
 
 
 def uploads_sweep(
@@ -134,8 +146,15 @@ def uploads_sweep(
     loses no count. A failure adds the error outcome, is logged and raised as SweepError.
     """
     retention = conf.ack_retention() if ack_retention is None else ack_retention
-    started = time.perf_counter()
+    objects = NO_OBJECTS
+    drain_seconds = 0.0
     try:
+        if not dry_run:
+            # Queued deletes of earlier sweeps first: one that died after its commit left them.
+            drain_started = time.perf_counter()
+            objects += uploads_objects_drain()
+            drain_seconds += time.perf_counter() - drain_started
+        started = time.perf_counter()
         result = PendingUpload.objects.sweep(
             retention,
             batch_size=conf.sweep_batch_size(),
@@ -143,6 +162,11 @@ def uploads_sweep(
             dry_run=dry_run,
             on_batch=on_batch,
         )
+        duration = time.perf_counter() - started
+        if not dry_run:
+            drain_started = time.perf_counter()
+            objects += uploads_objects_drain()
+            drain_seconds += time.perf_counter() - drain_started
     except Exception as exc:
         partial = exc.partial if isinstance(exc, SweepError) else SweepResult(0, 0)
         if not dry_run:
@@ -157,19 +181,52 @@ def uploads_sweep(
         if isinstance(exc, SweepError):
             raise
         raise SweepError(f"pending_uploads sweep failed: {first_line(exc)}", partial) from exc
-    duration = time.perf_counter() - started
     gauges_ms = None
     if not dry_run:
         gauges_ms = uploads_record_run(duration)
     logger.info(
-        "pending uploads sweep%s: %d acked, %d expired in %.1f ms (retention %ss)",
+        "pending uploads sweep%s: %d acked, %d expired in %.1f ms (retention %ss)%s",
         " (dry run)" if dry_run else "",
         result.acked,
         result.expired,
         duration * 1000,
         int(retention.total_seconds()),
+        f"; {objects.deleted} objects deleted in {drain_seconds * 1000:.1f} ms"
+        if objects != NO_OBJECTS
+        else "",
     )
-    return SweepReport(result, duration * 1000, dry_run, gauges_ms)
+    drain_ms = None if dry_run else drain_seconds * 1000
+    return SweepReport(result, duration * 1000, dry_run, gauges_ms, objects, drain_ms)
+
+
+def uploads_objects_drain() -> DrainResult:
+    """Delete the bucket objects the outbox holds; what fails stays queued for the next sweep.
+
+    A bucket that cannot be reached is logged in one line and leaves the outbox as it was (its
+    pending gauge shows the backlog). Without a bucket setting there is nothing to drain to.
+    """
+    bucket = storage.bucket()
+    if bucket is None:
+        return NO_OBJECTS
+
+    def delete(keys: list[str]) -> Deleted:
+        deleted = bucket.delete(keys)
+        if deleted.failed:
+            key, reason = next(iter(deleted.failed.items()))
+            logger.warning(
+                "DeleteObjects refused %d of %d keys, which stay queued; first %s: %s",
+                len(deleted.failed),
+                len(keys),
+                key,
+                reason,
+            )
+        return deleted
+
+    try:
+        return PendingUpload.objects.outbox_drain(delete, batch_size=DELETE_BATCH)
+    except StorageUnavailable as exc:
+        logger.error("could not delete swept uploads' objects, they stay queued: %s", exc)
+        return NO_OBJECTS
 
 
 def uploads_count_error() -> None:
@@ -201,6 +258,7 @@ def uploads_record_run(duration: float) -> float | None:
             for state in metrics.BACKLOG_STATES
         }
         values[(metrics.oldest_unacked_age.name, "")] = backlog.oldest_unacked_age_seconds
+        values[(metrics.object_deletions_pending.name, "")] = backlog.objects_pending
         values[(metrics.last_sweep_timestamp.name, "")] = None  # the database's now()
         MetricTotal.objects.gauges_set(values)
         MetricTotal.objects.observe(

@@ -26,6 +26,10 @@ from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 # The picked rows are locked, so their ctids stay put until commit: the DELETE is a TID scan.
 # The counted CTE adds the batch's counts to metric_totals in the same statement, so the
 # counter commits with the delete: no crash can leave rows gone and uncounted.
+# The outboxed CTE is the transactional outbox: the bucket keys of the deleted rows commit with
+# their delete, and the drain (managers.outbox) deletes the objects afterwards. No crash can
+# leave an object without a row and without an outbox entry, nor delete an object whose row
+# is still there.
 SWEEP_BATCH_SQL = f"""
 WITH acked_picked AS (
     SELECT ctid, acked_at, size_bytes FROM pending_uploads
@@ -57,7 +61,11 @@ WITH acked_picked AS (
 ), deleted AS (
     DELETE FROM pending_uploads
      WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed))
- RETURNING acked_at, expires_at
+ RETURNING acked_at, expires_at, storage_key
+), outboxed AS (
+    INSERT INTO pending_uploads_object_deletions (key)
+    SELECT storage_key FROM deleted WHERE storage_key IS NOT NULL
+        ON CONFLICT (key) DO NOTHING
 ), tally AS (
     SELECT count(*) FILTER (WHERE acked_at IS NOT NULL) AS acked,
            count(*) FILTER (WHERE acked_at IS NULL) AS expired,
@@ -87,6 +95,7 @@ SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
 # The backlog gauges in one statement; the acked count is an index-only scan.
 BACKLOG_SQL = """
 SELECT (SELECT count(*) FROM pending_uploads WHERE acked_at IS NOT NULL),
+       (SELECT count(*) FROM pending_uploads_object_deletions),
        count(*) FILTER (WHERE fetched_at IS NULL),
        count(*) FILTER (WHERE fetched_at IS NOT NULL),
        EXTRACT(EPOCH FROM now() - min(created_at))
@@ -103,8 +112,8 @@ class SweepMixin(RoutedCursorsMixin):
     def backlog(self) -> Backlog:
         with self._cursor() as cursor:
             cursor.execute(BACKLOG_SQL)
-            acked, pending, fetched, oldest = cursor.fetchone()
-        return Backlog(pending, fetched, acked, float(oldest or 0.0))
+            acked, outbox, pending, fetched, oldest = cursor.fetchone()
+        return Backlog(pending, fetched, acked, float(oldest or 0.0), outbox)
 
     def sweep(
         self,
