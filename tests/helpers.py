@@ -263,6 +263,37 @@ def metric_value(name: str, *, exposition: str | None = None, **labels: str) -> 
     return testutils.get_metric(name, registry=_registry(exposition), **labels)
 
 
+def bucket_create() -> str:
+    """A new, empty bucket on the test S3 server; its name."""
+    from pending_uploads.storage.s3 import client
+
+    name = f"molecule-test-{uuid.uuid4().hex[:16]}"
+    client().create_bucket(Bucket=name)
+    return name
+
+
+def bucket_objects(bucket: str) -> dict[str, int]:
+    """Every object in ``bucket``: its size by key."""
+    from pending_uploads.storage.s3 import client
+
+    pages = client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+
+def bucket_remove(bucket: str) -> None:
+    """Delete ``bucket`` and what it holds (a real server keeps them; moto would not care)."""
+    from pending_uploads.storage.s3 import client
+
+    s3 = client()
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    keys = list(bucket_objects(bucket))
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk]})
+    s3.delete_bucket(Bucket=bucket)
+
+
 def upload_sweep(retention: timedelta, **options: Any) -> SweepResult:
     """The manager's sweep, with the service's default batch limits unless ``options`` set them."""
     options.setdefault("batch_size", DEFAULT_SWEEP_BATCH_SIZE)

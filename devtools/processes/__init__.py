@@ -11,9 +11,11 @@ from devtools.processes.commands import (
 )
 from devtools.processes.probes import database_url_from_settings, free_port, http_get, metric_value
 from devtools.processes.procfs import process_children, process_descendants, process_rss_bytes
+from devtools.processes.s3 import S3Server
 from devtools.processes.stack import ServiceStack
 
 __all__ = [
+    "S3Server",
     "ServiceStack",
     "database_url_from_settings",
     "free_port",
