@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
@@ -268,3 +268,67 @@ def uploads_record_run(duration: float) -> float | None:
         logger.exception("could not record the pending-uploads sweep's gauges")
         return None
     return gauges_ms
+
+
+class ReapError(Exception):
+    """The reaper could not list, check or delete the bucket's objects."""
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    # Objects under the prefix, and those that no row and no outbox entry names.
+    listed: int
+    orphans: int
+    orphan_bytes: int
+    oldest: datetime | None
+    # Orphans older than the grace period; deleted (or refused) only with delete=True.
+    reapable: int
+    deleted: int
+    failed: int
+
+
+def uploads_objects_reap(*, grace: timedelta | None = None, delete: bool = False) -> ReapReport:
+    """Find the bucket's objects that no row and no outbox entry names; delete those older
+    than ``grace`` when ``delete`` is set. Such an object is an upload that died between its
+    PUT and its commit; a younger one may be an upload in flight, so it is left alone.
+    """
+    bucket = storage.bucket()
+    if bucket is None:
+        raise ReapError("PENDING_UPLOADS_S3_BUCKET is unset: there is no bucket to reap")
+    grace = conf.reap_grace() if grace is None else grace
+    listed = orphans = orphan_bytes = reapable = deleted = failed = 0
+    oldest = None
+    try:
+        for page in bucket.listing():
+            listed += len(page)
+            found = PendingUpload.objects.outbox_orphans(
+                [(item.key, item.last_modified) for item in page], grace=grace
+            )
+            named = set(found.orphans)
+            for item in page:
+                if item.key in named:
+                    orphan_bytes += item.size
+                    oldest = (
+                        item.last_modified if oldest is None else min(oldest, item.last_modified)
+                    )
+            orphans += len(found.orphans)
+            reapable += len(found.reapable)
+            if delete and found.reapable:
+                result = bucket.delete(found.reapable)
+                deleted += len(result.keys)
+                failed += len(result.failed)
+    except (StorageUnavailable, DatabaseError) as exc:
+        raise ReapError(f"reaping the bucket's objects failed: {first_line(exc)}") from exc
+    report = ReapReport(listed, orphans, orphan_bytes, oldest, reapable, deleted, failed)
+    logger.info(
+        "upload objects reaped: %d listed, %d orphaned (%d bytes), %d past %ss, %d deleted, "
+        "%d failed",
+        listed,
+        orphans,
+        orphan_bytes,
+        reapable,
+        int(grace.total_seconds()),
+        deleted,
+        failed,
+    )
+    return report

@@ -16,7 +16,7 @@ from django.test import Client, override_settings
 from devtools.processes import S3Server
 from molecule.models import Workspace
 from molecule.services import workspace_register
-from tests.helpers import RegisteredWorkspace, bucket_create, bucket_remove
+from tests.helpers import RegisteredWorkspace, bucket_create, bucket_remove, s3_unreachable
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -89,3 +89,10 @@ def storage_mode(request: pytest.FixtureRequest) -> str:
     if request.param == "s3":
         request.getfixturevalue("s3_bucket")
     return request.param
+
+
+@pytest.fixture
+def unreachable_s3() -> Iterator[None]:
+    """boto3 pointed at a port nothing listens on for the whole test (see s3_unreachable)."""
+    with s3_unreachable():
+        yield

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -25,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.processes import ServiceStack, database_url_from_settings, run_captured
 from molecule.models import MetricTotal, Workspace
 from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_SIZE
-from pending_uploads.managers import SweepResult
+from pending_uploads.managers import NewUpload, SweepResult
 from pending_uploads.models import PendingUpload
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
@@ -64,13 +67,13 @@ def make_upload(
     content: bytes = b"hello",
     workspace_id: uuid.UUID | None = None,
 ) -> PendingUpload:
-    """Insert one row, then move it into ``state`` with .update() as the API would have."""
-    row = PendingUpload.objects.create(
-        workspace_id=workspace_id or uuid.uuid4(),
-        content=content,
-        size_bytes=len(content),
-        filename=filename,
-        mimetype=mimetype,
+    """Store one file as the API would (in the bucket when one is set), then move its row into
+    ``state`` with .update()."""
+    row = PendingUpload.objects.put(
+        workspace_id or uuid.uuid4(),
+        NewUpload(filename, mimetype, len(content), io.BytesIO(content)),
+        ttl=timedelta(hours=24),
+        max_bytes=len(content),
     )
     now = timezone.now()
     stamps: dict[str, dict[str, Any]] = {
@@ -292,6 +295,18 @@ def bucket_remove(bucket: str) -> None:
         chunk = keys[start : start + 1000]
         s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk]})
     s3.delete_bucket(Bucket=bucket)
+
+
+@contextlib.contextmanager
+def s3_unreachable() -> Iterator[None]:
+    """boto3 pointed at a port nothing listens on: every call is refused, after its retries."""
+    from pending_uploads.storage import s3
+
+    with (
+        mock.patch.dict(os.environ, {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1"}),
+        mock.patch.object(s3, "_clients", {}),
+    ):
+        yield
 
 
 def upload_sweep(retention: timedelta, **options: Any) -> SweepResult:
