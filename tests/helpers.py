@@ -283,6 +283,17 @@ def bucket_objects(bucket: str) -> dict[str, int]:
     return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
 
+def bucket_mismatch() -> tuple[set[str], set[str]]:
+    """In the test's bucket (if any): objects no row names, and rows' keys with no object.
+
+    Both empty: every object has its row, and every bucket row its object.
+    """
+    bucket = getattr(settings, "PENDING_UPLOADS_S3_BUCKET", "")
+    objects = set(bucket_objects(bucket)) if bucket else set()
+    keys = {key for (key,) in run_sql("SELECT storage_key FROM pending_uploads") if key}
+    return objects - keys, keys - objects
+
+
 def bucket_remove(bucket: str) -> None:
     """Delete ``bucket`` and what it holds (a real server keeps them; moto would not care)."""
     from pending_uploads.storage.s3 import client

@@ -18,7 +18,14 @@ from django.utils import timezone
 
 from molecule.models import ActivityLog
 from pending_uploads.models import PendingUpload
-from tests.helpers import RegisteredWorkspace, assert_json_error, body_of, bucket_objects, run_sql
+from tests.helpers import (
+    RegisteredWorkspace,
+    assert_json_error,
+    body_of,
+    bucket_mismatch,
+    bucket_objects,
+    run_sql,
+)
 
 # Every test runs twice: file bytes in PostgreSQL, and in a bucket on the test S3 server.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("storage_mode")]
@@ -35,17 +42,10 @@ SAFE_MIMETYPE = re.compile(r"[^/\s]+/[^/\s]+")
 def table_counts() -> tuple[int, int]:
     """Rows in pending_uploads and activity_logs, read with plain SQL; in bucket mode, it also
     checks that every object in the bucket is a row's, so "nothing stored" means no object."""
-    assert objects_without_rows() == set()
+    assert bucket_mismatch() == (set(), set())
     return run_sql(
         "SELECT (SELECT count(*) FROM pending_uploads), (SELECT count(*) FROM activity_logs)"
     )[0]
-
-
-def objects_without_rows() -> set[str]:
-    """Keys in the test's bucket (none in PostgreSQL mode) that no row names."""
-    bucket = getattr(settings, "PENDING_UPLOADS_S3_BUCKET", "")
-    keys = set(bucket_objects(bucket)) if bucket else set()
-    return keys - {key for (key,) in run_sql("SELECT storage_key FROM pending_uploads")}
 
 
 def stored_sizes() -> list[tuple[int, int]]:
