@@ -19,6 +19,7 @@ from unittest import mock
 import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.contrib.postgres.functions import TransactionNow
 from django.db import OperationalError, connection, connections
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -82,7 +83,12 @@ def make_upload(
         "acked": {"fetched_at": now, "acked_at": now},
         "expired": {"expires_at": now - timedelta(minutes=1)},
     }
-    PendingUpload.objects.filter(pk=row.pk).update(**stamps[state])
+    # The table's own defaults (the transaction's time), as a plain INSERT would have them.
+    defaults = {
+        "created_at": TransactionNow(),
+        "expires_at": TransactionNow() + timedelta(hours=24),
+    }
+    PendingUpload.objects.filter(pk=row.pk).update(**(defaults | stamps[state]))
     row.refresh_from_db()
     return row
 

@@ -600,6 +600,8 @@ def test_sweep_result_arithmetic():
     assert SweepResult(1, 2).total == 3
     assert SweepResult(0, 0).__add__((1, 2)) is NotImplemented
     assert managers.SweepError("x").partial == SweepResult(0, 0)
+    assert managers.DrainResult(1, 2) + managers.DrainResult(3, 4) == managers.DrainResult(4, 6)
+    assert managers.DrainResult(0, 0).__add__((1, 2)) is NotImplemented
 
 
 DAY_STARTS = [datetime(2025, 12, 31, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)]

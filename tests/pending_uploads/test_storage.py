@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from django.test import override_settings
 
 from molecule.models import ActivityLog
@@ -147,6 +148,12 @@ def test_a_missing_object_is_known_when_opened(s3_bucket):
         PendingUpload.objects.open_chunks(row.file_id, workspace_id=workspace_id)
 
     assert caught.value.key == row.storage_key
+    # A bucket that does not exist is the store's failure (503), not a missing file (404).
+    with (
+        override_settings(PENDING_UPLOADS_S3_BUCKET=f"{s3_bucket}-absent"),
+        pytest.raises(StorageUnavailable, match="NoSuchBucket"),
+    ):
+        PendingUpload.objects.open_chunks(row.file_id, workspace_id=workspace_id)
 
 
 def test_an_unreachable_bucket_is_unavailable_not_a_hang(s3_bucket, unreachable_s3, caplog):
@@ -204,3 +211,57 @@ def test_an_unreachable_bucket_is_a_json_503_with_retry_after(
     assert "object storage unavailable" in caplog.text
     # Once the bucket is back, the same file is served.
     assert body_of(api.get(content_url(row), **poll_workspace.auth)) == b"there"
+
+
+# --- Failures inside the backends --------------------------------------------------------------
+
+
+@override_settings(PENDING_UPLOADS_S3_PART_BYTES=PART)
+def test_a_multipart_upload_that_cannot_be_aborted_is_logged_and_raises(
+    s3_bucket, monkeypatch, caplog
+):
+    real_call = s3_backend.S3Storage._call
+
+    def failing(self, operation: str, **params):
+        if operation in ("upload_part", "abort_multipart_upload"):
+            raise StorageUnavailable(f"{operation}: connection reset")
+        return real_call(self, operation, **params)
+
+    monkeypatch.setattr(s3_backend.S3Storage, "_call", failing)
+
+    with pytest.raises(StorageUnavailable, match="upload_part"):
+        put_batch(uuid.uuid4(), new_upload(b"x" * (PART + 1)))
+
+    assert "could not abort the multipart upload of " in caplog.text
+    assert PendingUpload.objects.count() == 0
+
+
+class StallingBody:
+    """A GET body whose second read times out, as a store that stalls mid-transfer does."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def iter_chunks(self, size: int):
+        yield b"first"
+        raise ReadTimeoutError(endpoint_url="http://store")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_store_that_stalls_mid_download_ends_the_body_short(caplog):
+    body = StallingBody()
+
+    received = b"".join(s3_backend._stream("a/b", body))
+
+    assert received == b"first"
+    assert body.closed
+    assert "reading object a/b failed mid-download: Read timeout" in caplog.text
+
+
+def test_without_a_bucket_there_is_nothing_to_discard_or_delete(s3_bucket):
+    rows = [PendingUpload(file_id=uuid.uuid4(), workspace_id=uuid.uuid4(), size_bytes=1)]
+    storage.bucket().discard(rows)  # nothing was saved: no call at all
+    with override_settings(PENDING_UPLOADS_S3_BUCKET=""), pytest.raises(StorageUnavailable):
+        storage.backend().delete(["a/b"])
