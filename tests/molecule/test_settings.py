@@ -225,3 +225,47 @@ def test_a_bad_statement_timeout_is_a_one_line_error():
     result = run_manage("check", env=production_env(DB_STATEMENT_TIMEOUT="soon"))
     assert result.returncode != 0
     assert "DB_STATEMENT_TIMEOUT: invalid duration 'soon'" in result.stderr
+
+
+PRINT_STORAGE = (
+    "import django; django.setup(); from pending_uploads import conf; "
+    "print(repr(conf.s3_bucket()), repr(conf.s3_prefix()), conf.s3_part_bytes(), "
+    "conf.s3_addressing_style(), conf.reap_grace())"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "printed"),
+    [
+        ({}, "'' '' 8388608 auto 1:00:00"),
+        (
+            {
+                "PENDING_UPLOADS_S3_BUCKET": "uploads",
+                "PENDING_UPLOADS_S3_PREFIX": "molecule/",
+                "PENDING_UPLOADS_S3_PART_BYTES": "16777216",
+                "PENDING_UPLOADS_S3_ADDRESSING_STYLE": "path",
+                "PENDING_UPLOADS_REAP_GRACE": "6h",
+            },
+            "'uploads' 'molecule/' 16777216 path 6:00:00",
+        ),
+    ],
+    ids=["defaults", "set"],
+)
+def test_object_storage_settings_come_from_the_environment(env, printed):
+    names = (
+        "PENDING_UPLOADS_S3_BUCKET",
+        "PENDING_UPLOADS_S3_PREFIX",
+        "PENDING_UPLOADS_S3_PART_BYTES",
+        "PENDING_UPLOADS_S3_ADDRESSING_STYLE",
+        "PENDING_UPLOADS_REAP_GRACE",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_STORAGE],
+        env=production_env(**(dict.fromkeys(names) | env)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == printed
