@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_SIZE
 from scheduler.conf import DEFAULT_PHANTOM_BUSY_STALE_AFTER
 
 # Section names, in the order they run (--only picks a subset).
-SECTIONS = ("sweep", "toast", "empty", "interference", "phantom", "api", "memory", "slow")
+SECTIONS = (
+    "sweep",
+    "toast",
+    "empty",
+    "interference",
+    "phantom",
+    "api",
+    "memory",
+    "slow",
+    "bucket_sweep",
+    "bucket_memory",
+)
 
 # Long enough that no generated row crosses an eligibility boundary while the run lasts
 # (the nearest rows sit 1 h past it and 6 h before it); the sweep's cost does not depend on it.
@@ -49,6 +60,8 @@ class Scale:
     # One large file through the API and through raw psycopg, sequentially, this many times.
     big_file_bytes: int
     big_file_reps: int
+    # Bucket sweep: at most this many of the eligible rows get a real object (bench/bucket.py).
+    bucket_objects: int
 
     @property
     def main_rows(self) -> int:
@@ -83,7 +96,19 @@ _KNOBS = {
     "memory_reps": (3, 1),
     "big_file_bytes": (99 * 1024 * 1024, 3 * 1024 * 1024),
     "big_file_reps": (5, 2),
+    "bucket_objects": (10_000, 100),
 }
 
 FULL = Scale(name="full", **{knob: full for knob, (full, _) in _KNOBS.items()})
 QUICK = Scale(name="quick", **{knob: quick for knob, (_, quick) in _KNOBS.items()})
+
+# Between the two, for a first look at scale on a shared machine (--medium): the full scale's
+# knobs with the middle table size of its curve, two repetitions and one memory run per size.
+MEDIUM = replace(
+    FULL,
+    name="medium",
+    sweep_sizes=(100_000, 300_000),
+    sweep_reps=2,
+    memory_sizes=FULL.memory_sizes[-1:],
+    memory_reps=1,
+)

@@ -128,6 +128,58 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
             rows.append(_one("  growth : file size", memory["growth_ratio"], "x"))
     if "slow_clients" in figures:
         rows += slow_report.slow_rows(figures["slow_clients"])
+    rows += _bucket_rows(figures)
+    return rows
+
+
+def _bucket_rows(figures: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    if "bucket_sweep" in figures:
+        sweep = figures["bucket_sweep"]
+        eligible = sweep["eligible_acked"] + sweep["eligible_expired"]
+        head = f"Bucket sweep ({sweep['rows']:,} rows, {eligible:,} eligible)"
+        rows.append(_stat(f"{head}: SQL batches", sweep["sql"]["seconds"], "s"))
+        rows.append(_stat("  object deletes (outbox drain)", sweep["drain"]["seconds"], "s"))
+        rows.append(_stat("  together", sweep["total"]["seconds"], "s"))
+        rows.append(
+            _stat("  unbounded CTE, bytes inline", sweep["unbounded_inline"]["seconds"], "s")
+        )
+        rows.append(_stat("  throughput, SQL batches", sweep["sql"]["rows_per_s"], "rows/s"))
+        rows.append(_stat("  throughput, together", sweep["total"]["rows_per_s"], "rows/s"))
+        rows.append(
+            _stat(
+                "  throughput, unbounded inline", sweep["unbounded_inline"]["rows_per_s"], "rows/s"
+            )
+        )
+        rows.append(_one("  SQL batches : unbounded inline", sweep["sql_throughput_ratio"], "x"))
+        rows.append(_one("  together : unbounded inline", sweep["throughput_ratio"], "x"))
+        rows.append(_stat("  object deletes/s", sweep["drain"]["objects_per_s"], "objects/s"))
+        rows.append(_stat("  longest SQL batch", sweep["sql"]["longest_statement_ms"], "ms"))
+        rows.append(
+            _stat(
+                "  longest statement, unbounded inline",
+                sweep["unbounded_inline"]["longest_statement_ms"],
+                "ms",
+            )
+        )
+        rows.append(
+            _stat("  WAL per deleted row, SQL batches", sweep["wal_bytes_per_row"]["sql"], "B")
+        )
+        rows.append(
+            _stat(
+                "  WAL per deleted row, unbounded inline",
+                sweep["wal_bytes_per_row"]["unbounded_inline"],
+                "B",
+            )
+        )
+        rows.append(_one("  objects left in the bucket", sweep["drain"]["objects_left"]))
+    if "bucket_memory" in figures:
+        memory = figures["bucket_memory"]
+        head = f"Worker memory through the bucket, {memory['file_mib']:g} MiB upload + fetch"
+        rows.append(_stat(f"{head}: RSS before", memory["rss_before_mib"], "MiB"))
+        rows.append(_stat("  peak RSS growth, upload", memory["peak_upload_growth_mib"], "MiB"))
+        rows.append(_stat("  peak RSS growth, fetch", memory["peak_fetch_growth_mib"], "MiB"))
+        rows.append(_stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"))
     return rows
 
 

@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
 MAX_ATTEMPTS = 3
+# Connections kept per client: one per gthread thread (GUNICORN_THREADS, 16 by default) that
+# may stream a download at once, with room to spare; botocore's default is 10.
+MAX_POOL_CONNECTIONS = 32
 # S3's own answers for a key or bucket that does not exist.
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
@@ -57,6 +60,7 @@ def client() -> Any:
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 read_timeout=READ_TIMEOUT_SECONDS,
                 retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+                max_pool_connections=MAX_POOL_CONNECTIONS,
                 s3={"addressing_style": style},
                 # Only the checksums an operation requires: botocore's default CRC32 trailers
                 # on every PUT are refused by several S3-compatible stores.

@@ -74,11 +74,27 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "before",
     },
     "slow_clients": {"scale", "gunicorn", "nginx", "setup"},
+    "bucket_sweep": {
+        "rows",
+        "eligible_acked",
+        "eligible_expired",
+        "sql",
+        "drain",
+        "total",
+        "unbounded_inline",
+        "wal_bytes_per_row",
+        "throughput_ratio",
+        "sql_throughput_ratio",
+    },
+    "bucket_memory": {"file_mib", "peak_upload_growth_mib", "peak_fetch_growth_mib"},
 }
-EXPECTED_TARGETS = 14
+EXPECTED_TARGETS = 16
 # The sections build their own data, so `--only` runs of two halves of them, side by side,
 # report what one run of all does, in the time of the longer half (about 40 s, not 60 s).
-HALVES = (("sweep", "toast", "empty"), ("interference", "phantom", "api", "memory", "slow"))
+HALVES = (
+    ("sweep", "toast", "empty", "bucket_sweep"),
+    ("interference", "phantom", "api", "memory", "slow", "bucket_memory"),
+)
 
 
 def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
@@ -159,6 +175,9 @@ def test_quick_run_reports_every_figure(quick_results: dict[str, Any], figure: s
             assert not missing(data["big_file"][operation], {"api_mib_s", "raw_mib_s", "ratio"})
     if figure == "memory":
         assert len(data["curve"]) >= 2
+    if figure == "bucket_sweep":
+        assert data["drain"]["objects_left"] == 0
+        assert data["drain"]["objects_deleted"] == data["sql"]["rows_deleted"] > 0
     if figure == "slow_clients":
         for run in (data["gunicorn"], data["nginx"]):
             if "skipped" not in run:
