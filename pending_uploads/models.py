@@ -97,14 +97,21 @@ class PendingUpload(models.Model):
 
 class ObjectDeletion(models.Model):
     """A bucket object whose row the sweep deleted: written by the sweep's own statement,
-    removed once the object delete succeeded (the transactional outbox)."""
+    removed once the object delete succeeded (the transactional outbox).
 
-    key = models.TextField(primary_key=True)
+    Keyed by an identity, not by the object key: each insert appends to one small index, where
+    a unique index on random keys dirtied a leaf page per key and cost the sweep a third of
+    its time. A key is never queued twice (its row is deleted once), and the reaper's lookups
+    by key read the outbox whole, which is empty or small.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    key = models.TextField()
     created_at = models.DateTimeField(db_default=TransactionNow())
 
     class Meta:
         db_table = "pending_uploads_object_deletions"
-        ordering = ["key"]
+        ordering = ["id"]
 
     def __str__(self) -> str:
         return self.key

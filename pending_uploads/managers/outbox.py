@@ -16,12 +16,12 @@ from pending_uploads.managers.types import DrainResult, OrphanPage
 from pending_uploads.storage import Deleted
 
 # Raw for FOR UPDATE SKIP LOCKED: concurrent drains (two sweepers) claim disjoint keys and
-# never wait for each other. Keyset on the key, so one drain visits each queued key once, and
+# never wait for each other. Keyset on the id, so one drain visits each queued key once, and
 # a key whose delete keeps failing cannot hold the drain in a loop.
 OUTBOX_CLAIM_SQL = """
-SELECT key FROM pending_uploads_object_deletions
- WHERE key > %(after)s
- ORDER BY key
+SELECT id, key FROM pending_uploads_object_deletions
+ WHERE id > %(after)s
+ ORDER BY id
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED
 """
@@ -31,7 +31,7 @@ SELECT key FROM pending_uploads_object_deletions
 # added here too.
 OUTBOX_DONE_SQL = f"""
 WITH removed AS (
-    DELETE FROM pending_uploads_object_deletions WHERE key = ANY(%(deleted)s::text[])
+    DELETE FROM pending_uploads_object_deletions WHERE id = ANY(%(deleted)s::bigint[])
  RETURNING 1
 ), increments (metric, label, n) AS (
     SELECT %(deleted_counter)s, '', count(*)::double precision FROM removed
@@ -42,8 +42,9 @@ SELECT count(*) FROM removed
 """  # noqa: S608 - composed of constants; every value is a bound parameter
 
 # Raw to check a listing page of up to 1,000 objects in one round trip. A bucket row is found
-# by its primary key (the key ends in its file_id) and must name the key itself; the outbox by
-# its key. The grace period is decided by the database's clock against S3's LastModified.
+# by its primary key (the key ends in its file_id) and must name the key itself; the outbox,
+# empty or small, is read whole (a hashed anti-join). The grace period is decided by the
+# database's clock against S3's LastModified.
 ORPHANS_SQL = """
 SELECT k.key, k.modified < now() - make_interval(secs => %(grace_seconds)s)
   FROM unnest(%(keys)s::text[], %(file_ids)s::uuid[], %(modified)s::timestamptz[])
@@ -67,18 +68,20 @@ class OutboxMixin(RoutedCursorsMixin):
         harmless. Errors of ``delete`` roll the claim back and propagate.
         """
         done = DrainResult(0, 0)
-        after = ""
+        after = 0
         while True:
             with transaction.atomic(using=self.db), self._cursor() as cursor:
                 cursor.execute(OUTBOX_CLAIM_SQL, {"after": after, "limit": batch_size})
-                keys = [key for (key,) in cursor.fetchall()]
-                if not keys:
+                claimed = dict(cursor.fetchall())
+                if not claimed:
                     return done
+                keys = list(claimed.values())
                 deleted = delete(keys)
+                gone = set(deleted.keys)
                 cursor.execute(
                     OUTBOX_DONE_SQL,
                     {
-                        "deleted": deleted.keys,
+                        "deleted": [id_ for id_, key in claimed.items() if key in gone],
                         "failed": len(deleted.failed),
                         "deleted_counter": metrics.objects_deleted.name,
                         "failed_counter": metrics.object_delete_errors.name,
@@ -86,9 +89,9 @@ class OutboxMixin(RoutedCursorsMixin):
                 )
                 (removed,) = cursor.fetchone()
             done += DrainResult(removed, len(deleted.failed))
-            if len(keys) < batch_size:
+            if len(claimed) < batch_size:
                 return done
-            after = keys[-1]
+            after = max(claimed)
 
     def outbox_orphans(
         self, objects: Sequence[tuple[str, datetime]], *, grace: timedelta

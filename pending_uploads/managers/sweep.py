@@ -65,7 +65,6 @@ WITH acked_picked AS (
 ), outboxed AS (
     INSERT INTO pending_uploads_object_deletions (key)
     SELECT storage_key FROM deleted WHERE storage_key IS NOT NULL
-        ON CONFLICT (key) DO NOTHING
 ), tally AS (
     SELECT count(*) FILTER (WHERE acked_at IS NOT NULL) AS acked,
            count(*) FILTER (WHERE acked_at IS NULL) AS expired,

@@ -34,12 +34,13 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="ObjectDeletion",
             fields=[
-                ("key", models.TextField(primary_key=True, serialize=False)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("key", models.TextField()),
                 ("created_at", models.DateTimeField(db_default=django.contrib.postgres.functions.TransactionNow())),
             ],
             options={
                 "db_table": "pending_uploads_object_deletions",
-                "ordering": ["key"],
+                "ordering": ["id"],
             },
         ),
         migrations.AddField(
