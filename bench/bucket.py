@@ -88,15 +88,11 @@ def bucket(name: str) -> Iterator[str]:
 
 
 def keyed_dataset(db: BenchDatabases, rows: int) -> str:
-    name = f"keyed_{rows}"
-    if not db.has_template(name):
-        logger.info("building %s (%d rows, bytes in a bucket)", name, rows)
-        db.fresh()
-        with db.connect() as conn:
-            datasets.fill_keyed_uploads(conn, rows)
-            conn.execute("VACUUM (FREEZE, ANALYZE) pending_uploads")
-        db.save_template(name)
-    return name
+    return db.built(
+        f"keyed_{rows}",
+        f"{rows} rows, bytes in a bucket",
+        lambda conn: datasets.fill_keyed_uploads(conn, rows),
+    )
 
 
 def put_eligible_objects(db: BenchDatabases, name: str, most: int) -> int:

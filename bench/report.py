@@ -120,12 +120,7 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
             rows.append(_one("  throughput API : raw", big[operation]["ratio"], "x"))
     if "memory" in figures:
         for memory in figures["memory"]["curve"]:
-            head = f"Worker memory, {memory['file_mib']:g} MiB upload + fetch"
-            rows.append(_stat(f"{head}: RSS before", memory["rss_before_mib"], "MiB"))
-            rows.append(_stat("  peak RSS growth, upload", memory["peak_upload_growth_mib"], "MiB"))
-            rows.append(_stat("  peak RSS growth, fetch", memory["peak_fetch_growth_mib"], "MiB"))
-            rows.append(_stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"))
-            rows.append(_one("  growth : file size", memory["growth_ratio"], "x"))
+            rows += _memory_rows(f"Worker memory, {memory['file_mib']:g} MiB", memory)
     if "slow_clients" in figures:
         rows += slow_report.slow_rows(figures["slow_clients"])
     rows += _bucket_rows(figures)
@@ -175,12 +170,21 @@ def _bucket_rows(figures: dict[str, Any]) -> list[Row]:
         rows.append(_one("  objects left in the bucket", sweep["drain"]["objects_left"]))
     if "bucket_memory" in figures:
         memory = figures["bucket_memory"]
-        head = f"Worker memory through the bucket, {memory['file_mib']:g} MiB upload + fetch"
-        rows.append(_stat(f"{head}: RSS before", memory["rss_before_mib"], "MiB"))
-        rows.append(_stat("  peak RSS growth, upload", memory["peak_upload_growth_mib"], "MiB"))
-        rows.append(_stat("  peak RSS growth, fetch", memory["peak_fetch_growth_mib"], "MiB"))
-        rows.append(_stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"))
+        rows += _memory_rows(
+            f"Worker memory through the bucket, {memory['file_mib']:g} MiB", memory
+        )
     return rows
+
+
+def _memory_rows(title: str, memory: dict[str, Any]) -> list[Row]:
+    """One size's point: a fresh worker's RSS, and its peak growth for an upload + fetch."""
+    return [
+        _stat(f"{title} upload + fetch: RSS before", memory["rss_before_mib"], "MiB"),
+        _stat("  peak RSS growth, upload", memory["peak_upload_growth_mib"], "MiB"),
+        _stat("  peak RSS growth, fetch", memory["peak_fetch_growth_mib"], "MiB"),
+        _stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"),
+        _one("  growth : file size", memory["growth_ratio"], "x"),
+    ]
 
 
 def cell(value: Any) -> str:

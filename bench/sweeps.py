@@ -54,27 +54,17 @@ IO_COUNTERS = (
 
 def upload_dataset(db: BenchDatabases, rows: int) -> str:
     """The name of the template with ``rows`` 1 KiB rows, building it the first time."""
-    name = f"up_{rows}"
-    if not db.has_template(name):
-        logger.info("building %s (%d rows of 1 KiB)", name, rows)
-        db.fresh()
-        with db.connect() as conn:
-            datasets.fill_uploads(conn, rows)
-            conn.execute("VACUUM (FREEZE, ANALYZE) pending_uploads")
-        db.save_template(name)
-    return name
+    return db.built(
+        f"up_{rows}", f"{rows} rows of 1 KiB", lambda conn: datasets.fill_uploads(conn, rows)
+    )
 
 
 def toast_dataset(db: BenchDatabases, rows: int, size: int) -> str:
-    name = f"toast_{rows}"
-    if not db.has_template(name):
-        logger.info("building %s (%d rows of %d KiB)", name, rows, size // 1024)
-        db.fresh()
-        with db.connect() as conn:
-            datasets.fill_toast_uploads(conn, rows, size)
-            conn.execute("VACUUM (FREEZE, ANALYZE) pending_uploads")
-        db.save_template(name)
-    return name
+    return db.built(
+        f"toast_{rows}",
+        f"{rows} rows of {size // 1024} KiB",
+        lambda conn: datasets.fill_toast_uploads(conn, rows, size),
+    )
 
 
 def eligible_counts(db: BenchDatabases) -> dict[str, int]:

@@ -201,24 +201,27 @@ PRINT_UPSTREAM_ALIASES = (
     ids=["defaults", "upstream-names", "ours-win", "ms"],
 )
 def test_statement_timeout_and_upstream_phantom_busy_names(env, printed):
+    names = (
+        "DB_STATEMENT_TIMEOUT",
+        "PHANTOM_BUSY_SWEEP_INTERVAL",
+        "PHANTOM_BUSY_SWEEPER_INTERVAL_S",
+        "PHANTOM_BUSY_SWEEPER_DISABLED",
+    )
+    assert settings_printed(PRINT_UPSTREAM_ALIASES, names, env) == printed
+
+
+def settings_printed(code: str, names: tuple[str, ...], env: dict[str, str]) -> str:
+    """What ``code`` prints in production settings with ``names`` unset except as ``env``."""
     result = subprocess.run(
-        [sys.executable, "-c", PRINT_UPSTREAM_ALIASES],
-        env=production_env(
-            **{
-                "DB_STATEMENT_TIMEOUT": None,
-                "PHANTOM_BUSY_SWEEP_INTERVAL": None,
-                "PHANTOM_BUSY_SWEEPER_INTERVAL_S": None,
-                "PHANTOM_BUSY_SWEEPER_DISABLED": None,
-                **env,
-            }
-        ),
+        [sys.executable, "-c", code],
+        env=production_env(**(dict.fromkeys(names) | env)),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    return result.stdout.strip()
 
 
 def test_a_bad_statement_timeout_is_a_one_line_error():
@@ -259,13 +262,4 @@ def test_object_storage_settings_come_from_the_environment(env, printed):
         "PENDING_UPLOADS_S3_ADDRESSING_STYLE",
         "PENDING_UPLOADS_REAP_GRACE",
     )
-    result = subprocess.run(
-        [sys.executable, "-c", PRINT_STORAGE],
-        env=production_env(**(dict.fromkeys(names) | env)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == printed
+    assert settings_printed(PRINT_STORAGE, names, env) == printed
