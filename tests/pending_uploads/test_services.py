@@ -294,7 +294,7 @@ def committed_table(transactional_db) -> dict[str, list[uuid.UUID]]:
 def test_job_sweeps_and_reports_counts(committed_table) -> None:
     before = metrics_saved()
 
-    assert tasks.sweep_pending_uploads() == {"acked": 1, "expired": 1, "objects_deleted": 0}
+    assert tasks.sweep_pending_uploads() == {"acked": 1, "expired": 1}
 
     assert remaining() == set(committed_table["live"])
     assert_metric_deltas(before, SWEPT, "outcome", {"acked": 1, "expired": 1, "error": 0})
@@ -322,7 +322,7 @@ def test_raising_sweep_does_not_escape_the_job_and_the_next_run_counts(
     assert "RuntimeError: database went away" in caplog.text
 
     monkeypatch.undo()
-    assert tasks.sweep_pending_uploads() == {"acked": 1, "expired": 1, "objects_deleted": 0}
+    assert tasks.sweep_pending_uploads() == {"acked": 1, "expired": 1}
     assert_metric_deltas(before, SWEPT, "outcome", {"acked": 1, "expired": 1, "error": 1})
     assert remaining() == set(committed_table["live"])
 
