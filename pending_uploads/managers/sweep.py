@@ -22,7 +22,9 @@ from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 # the planner counts the NULL fraction twice, expects a tenth of the rows and sorts a bitmap
 # scan of every eligible row on each batch instead of walking the index.
 # Each arm also stops at max_bytes of content (but takes at least one row): deleting large,
-# TOASTed files costs by the byte, and a batch must stay a short statement.
+# TOASTed files costs by the byte, and a batch must stay a short statement. A bucket row's
+# bytes are not in the table, so they count as 0: deleting its row costs the same whatever
+# the file's size (its object is deleted later, by the outbox drain).
 # The picked rows are locked, so their ctids stay put until commit: the DELETE is a TID scan.
 # The counted CTE adds the batch's counts to metric_totals in the same statement, so the
 # counter commits with the delete: no crash can leave rows gone and uncounted.
@@ -32,14 +34,16 @@ from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 # is still there.
 SWEEP_BATCH_SQL = f"""
 WITH acked_picked AS (
-    SELECT ctid, acked_at, size_bytes FROM pending_uploads
+    SELECT ctid, acked_at, CASE WHEN storage_key IS NULL THEN size_bytes ELSE 0 END AS bytes
+      FROM pending_uploads
      WHERE acked_at <= now() - make_interval(secs => %(retention_seconds)s)
        AND acked_at >= %(acked_from)s
      ORDER BY acked_at
      LIMIT %(acked_limit)s
        FOR UPDATE SKIP LOCKED
 ), expired_picked AS (
-    SELECT ctid, expires_at, size_bytes FROM pending_uploads
+    SELECT ctid, expires_at, CASE WHEN storage_key IS NULL THEN size_bytes ELSE 0 END AS bytes
+      FROM pending_uploads
      WHERE acked_at IS NULL
        AND expires_at <= now()
        AND expires_at >= %(expired_from)s
@@ -48,16 +52,16 @@ WITH acked_picked AS (
        FOR UPDATE SKIP LOCKED
 ), doomed AS (
     SELECT ctid FROM (
-        SELECT ctid, size_bytes,
-               sum(size_bytes) OVER (ORDER BY acked_at ROWS UNBOUNDED PRECEDING) AS running
+        SELECT ctid, bytes,
+               sum(bytes) OVER (ORDER BY acked_at ROWS UNBOUNDED PRECEDING) AS running
           FROM acked_picked
-    ) AS acked WHERE running - size_bytes < %(max_bytes)s
+    ) AS acked WHERE running - bytes < %(max_bytes)s
     UNION ALL
     SELECT ctid FROM (
-        SELECT ctid, size_bytes,
-               sum(size_bytes) OVER (ORDER BY expires_at ROWS UNBOUNDED PRECEDING) AS running
+        SELECT ctid, bytes,
+               sum(bytes) OVER (ORDER BY expires_at ROWS UNBOUNDED PRECEDING) AS running
           FROM expired_picked
-    ) AS expired WHERE running - size_bytes < %(max_bytes)s
+    ) AS expired WHERE running - bytes < %(max_bytes)s
 ), deleted AS (
     DELETE FROM pending_uploads
      WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed))
