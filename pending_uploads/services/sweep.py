@@ -56,9 +56,7 @@ def uploads_sweep(
     try:
         if not dry_run:
             # Queued deletes of earlier sweeps first: one that died after its commit left them.
-            drain_started = time.perf_counter()
-            objects += uploads_objects_drain()
-            drain_seconds += time.perf_counter() - drain_started
+            objects, drain_seconds = _drain_timed()
         started = time.perf_counter()
         result = PendingUpload.objects.sweep(
             retention,
@@ -69,9 +67,8 @@ def uploads_sweep(
         )
         duration = time.perf_counter() - started
         if not dry_run:
-            drain_started = time.perf_counter()
-            objects += uploads_objects_drain()
-            drain_seconds += time.perf_counter() - drain_started
+            more, seconds = _drain_timed()
+            objects, drain_seconds = objects + more, drain_seconds + seconds
     except Exception as exc:
         partial = exc.partial if isinstance(exc, SweepError) else SweepResult(0, 0)
         if not dry_run:
@@ -102,6 +99,12 @@ def uploads_sweep(
     )
     drain_ms = None if dry_run else drain_seconds * 1000
     return SweepReport(result, duration * 1000, dry_run, gauges_ms, objects, drain_ms)
+
+
+def _drain_timed() -> tuple[DrainResult, float]:
+    started = time.perf_counter()
+    drained = uploads_objects_drain()
+    return drained, time.perf_counter() - started
 
 
 def uploads_count_error() -> None:
