@@ -23,11 +23,14 @@ from bench.database import BenchDatabases
 from bench.memory import MIB, one_rep, size_point
 from bench.stats import Stopwatch, ratio, summary
 from bench.sweeps import (
+    FIRST_BATCH_PARAMS,
     RETENTION_PARAMS,
+    UNBOUNDED_SWEEP_SQL,
     aggregate,
     eligible_counts,
     run_ours,
     run_unbounded,
+    statement_io,
     upload_dataset,
 )
 from devtools.processes import S3Server
@@ -171,7 +174,15 @@ def bench_bucket_sweep(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
                 else:
                     inline_runs.append(run_inline_rep(db, inline))
                     logger.info("unbounded inline: %s", json.dumps(inline_runs[-1]))
-    return {"bucket_sweep": bucket_figure(counts, bucket_runs, inline_runs)}
+    from pending_uploads.managers import SWEEP_BATCH_SQL
+
+    figure = bucket_figure(counts, bucket_runs, inline_runs)
+    # Per statement, from EXPLAIN: exact even when other databases share the server's WAL.
+    figure["statement_io"] = {
+        "ours_first_batch": statement_io(db, keyed, SWEEP_BATCH_SQL, FIRST_BATCH_PARAMS),
+        "unbounded_inline": statement_io(db, inline, UNBOUNDED_SWEEP_SQL, RETENTION_PARAMS),
+    }
+    return {"bucket_sweep": figure}
 
 
 def bucket_figure(

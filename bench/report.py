@@ -158,15 +158,23 @@ def _bucket_rows(figures: dict[str, Any]) -> list[Row]:
             )
         )
         rows.append(
-            _stat("  WAL per deleted row, SQL batches", sweep["wal_bytes_per_row"]["sql"], "B")
+            _stat(
+                "  WAL per deleted row, SQL batches (server)",
+                sweep["wal_bytes_per_row"]["sql"],
+                "B",
+            )
         )
         rows.append(
             _stat(
-                "  WAL per deleted row, unbounded inline",
+                "  WAL per deleted row, unbounded inline (server)",
                 sweep["wal_bytes_per_row"]["unbounded_inline"],
                 "B",
             )
         )
+        for name, counters in sweep["statement_io"].items():
+            head = f"  per row, {name.replace('_', ' ')} (EXPLAIN)"
+            rows.append(_one(f"{head}: WAL bytes", counters["wal_bytes_per_row"], "B"))
+            rows.append(_one("    WAL full-page images", counters["wal_fpi_per_row"]))
         rows.append(_one("  objects left in the bucket", sweep["drain"]["objects_left"]))
     if "bucket_memory" in figures:
         memory = figures["bucket_memory"]

@@ -85,6 +85,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "wal_bytes_per_row",
         "throughput_ratio",
         "sql_throughput_ratio",
+        "statement_io",
     },
     "bucket_memory": {"file_mib", "peak_upload_growth_mib", "peak_fetch_growth_mib"},
 }
