@@ -19,6 +19,7 @@ from bench import report, targets
 from bench.config import (
     ACK_RETENTION,
     FULL,
+    MEDIUM,
     PHANTOM_STALE_AFTER,
     QUICK,
     SECTIONS,
@@ -37,7 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description="Benchmark the sweeps and the API against their alternatives.",
     )
-    parser.add_argument("--quick", action="store_true", help="tiny scale, for a smoke run")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_true", help="tiny scale, for a smoke run")
+    scale.add_argument(
+        "--medium", action="store_true", help="300k rows and one run of each memory size"
+    )
     parser.add_argument(
         "--only",
         nargs="+",
@@ -94,6 +99,7 @@ def machine_info(db: BenchDatabases) -> dict[str, Any]:
 
 def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
     from bench.api import bench_api
+    from bench.bucket import bench_bucket_memory, bench_bucket_sweep
     from bench.empty import bench_empty
     from bench.feed import bench_feed
     from bench.interference import bench_interference
@@ -112,14 +118,16 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
         "memory": bench_memory,
         "slow": bench_slow_clients,
         "feed": bench_feed,
+        "bucket_sweep": bench_bucket_sweep,
+        "bucket_memory": bench_bucket_memory,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[bench] %(message)s")
-    scale = QUICK if args.quick else FULL
-    output = args.output or RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
+    scale = QUICK if args.quick else MEDIUM if args.medium else FULL
+    output = args.output or RESULTS_DIR / f"{'latest' if scale is FULL else scale.name}.json"
     sections = [name for name in SECTIONS if not args.only or name in args.only]
     started = time.perf_counter()
     server = Server.start()
@@ -153,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     found = targets.targets(figures)
     results = {
         "schema_version": 1,
-        "command": "python -m bench" + (" --quick" if args.quick else ""),
+        "command": "python -m bench"
+        + (" --quick" if args.quick else " --medium" if args.medium else ""),
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 1),
         "section_seconds": timings,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_SIZE
@@ -19,6 +19,8 @@ SECTIONS = (
     "memory",
     "slow",
     "feed",
+    "bucket_sweep",
+    "bucket_memory",
 )
 
 # Long enough that no generated row crosses an eligibility boundary while the run lasts
@@ -62,6 +64,8 @@ class Scale:
     # Feed visibility: the upload kept in flight, and how long each phase (without, with) lasts.
     feed_upload_bytes: int
     feed_seconds: float
+    # Bucket sweep: at most this many of the eligible rows get a real object (bench/bucket.py).
+    bucket_objects: int
 
     @property
     def main_rows(self) -> int:
@@ -98,7 +102,19 @@ _KNOBS = {
     "big_file_reps": (5, 2),
     "feed_upload_bytes": (100_000_000, 8_000_000),
     "feed_seconds": (20.0, 3.0),
+    "bucket_objects": (10_000, 100),
 }
 
 FULL = Scale(name="full", **{knob: full for knob, (full, _) in _KNOBS.items()})
 QUICK = Scale(name="quick", **{knob: quick for knob, (_, quick) in _KNOBS.items()})
+
+# Between the two, for a first look at scale on a shared machine (--medium): the full scale's
+# knobs with the middle table size of its curve, two repetitions and one memory run per size.
+MEDIUM = replace(
+    FULL,
+    name="medium",
+    sweep_sizes=(100_000, 300_000),
+    sweep_reps=2,
+    memory_sizes=FULL.memory_sizes[-1:],
+    memory_reps=1,
+)

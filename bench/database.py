@@ -7,6 +7,7 @@ Every data set is built once into a template database; each run starts from a fr
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import secrets
@@ -14,12 +15,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
+logger = logging.getLogger("bench")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 FILE_COPY_ABOVE_BYTES = 256 * 1024 * 1024
 
@@ -136,6 +139,17 @@ class BenchDatabases:
                 "SELECT 1 FROM pg_database WHERE datname = %s", [self.template(dataset)]
             ).fetchone()
         return found is not None
+
+    def built(self, dataset: str, what: str, fill: Callable[[psycopg.Connection], None]) -> str:
+        """The template ``dataset``: ``fill`` run on a fresh database the first time, then kept."""
+        if not self.has_template(dataset):
+            logger.info("building %s (%s)", dataset, what)
+            self.fresh()
+            with self.connect() as conn:
+                fill(conn)
+                conn.execute("VACUUM (FREEZE, ANALYZE) pending_uploads")
+            self.save_template(dataset)
+        return dataset
 
     def fresh(self) -> None:
         """Replace the working database with an empty, migrated one."""

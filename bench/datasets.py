@@ -60,6 +60,20 @@ SELECT gen_random_uuid(), {WORKSPACE_OF_SQL.format(i="t.i", n=UPLOAD_WORKSPACES)
   FROM ({ROW_TIMES_SQL}) AS t
 """
 
+# The same rows with their bytes in a bucket: content NULL, the key the S3 backend would give
+# (<workspace_id>/<file_id>), and the SHA-256 of the 1 KiB the inline table holds.
+INSERT_KEYED_UPLOADS_SQL = f"""
+INSERT INTO pending_uploads (file_id, workspace_id, storage_key, content_sha256, size_bytes,
+                             filename, mimetype, created_at, fetched_at, acked_at, expires_at)
+SELECT k.file_id, k.workspace_id, k.workspace_id || '/' || k.file_id,
+       sha256(decode(repeat(md5(k.i::text), 64), 'hex')), 1024,
+       'file-' || k.i || '.bin', 'application/octet-stream',
+       k.created_at, k.fetched_at, k.acked_at, k.expires_at
+  FROM (SELECT gen_random_uuid() AS file_id,
+               {WORKSPACE_OF_SQL.format(i="t.i", n=UPLOAD_WORKSPACES)} AS workspace_id, t.*
+          FROM ({ROW_TIMES_SQL}) AS t) AS k
+"""
+
 # The TOAST rows arrive by COPY with default timestamps; this gives them the same spread.
 UPDATE_TIMES_SQL = f"""
 UPDATE pending_uploads AS p
@@ -73,6 +87,11 @@ UPDATE pending_uploads AS p
 def fill_uploads(conn: psycopg.Connection, rows: int, *, eligible: bool = True) -> None:
     """Insert ``rows`` rows of 1 KiB, 10 % eligible for the sweep unless ``eligible`` is false."""
     conn.execute(INSERT_UPLOADS_SQL, {"rows": rows, "eligible": eligible})
+
+
+def fill_keyed_uploads(conn: psycopg.Connection, rows: int) -> None:
+    """The rows of fill_uploads with their bytes in a bucket (the objects are put separately)."""
+    conn.execute(INSERT_KEYED_UPLOADS_SQL, {"rows": rows, "eligible": True})
 
 
 def fill_toast_uploads(conn: psycopg.Connection, rows: int, size: int) -> None:

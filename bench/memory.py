@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import shutil
 import tempfile
 import threading
@@ -17,17 +16,17 @@ from bench import loadgen
 from bench.config import Scale
 from bench.database import BenchDatabases
 from bench.stats import summary
+from devtools.processes import process_reset_peak, process_rss_bytes
 
 logger = logging.getLogger("bench")
 MIB = 1024 * 1024
 
 
 def status_kib(pid: int, field: str) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no {field} in /proc/{pid}/status")
-    return int(match.group(1))
+    found = process_rss_bytes(pid, field)
+    if found is None:
+        raise RuntimeError(f"no {field} for process {pid}")
+    return found // 1024
 
 
 class RssSampler(threading.Thread):
@@ -46,11 +45,18 @@ class RssSampler(threading.Thread):
             time.sleep(0.002)
 
 
-def one_rep(db: BenchDatabases, size: int, scratch: Path) -> dict[str, Any]:
+def one_rep(
+    db: BenchDatabases, size: int, scratch: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One fresh worker's RSS growth for one upload of ``size`` bytes and its fetch."""
     from devtools.processes import ServiceStack
 
     stack = ServiceStack(
-        database_url=db.url, metrics_dir=scratch / "metrics", web_workers=1, log_dir=scratch
+        database_url=db.url,
+        metrics_dir=scratch / "metrics",
+        web_workers=1,
+        log_dir=scratch,
+        extra_env=extra_env,
     )
     stack.start(web=True, qcluster=False)
     try:
@@ -75,7 +81,7 @@ def one_rep(db: BenchDatabases, size: int, scratch: Path) -> dict[str, Any]:
         # Warm the worker (imports, connection, caches) before taking the baseline.
         fetch(upload(b"warm-up" * 100))
         pid = stack.pids()["gunicorn_workers"][0]
-        reset_peak(pid)
+        process_reset_peak(pid)
         rss_before = status_kib(pid, "VmRSS")
         content = (bytes(range(256)) * (size // 256 + 1))[:size]
         sampler = RssSampler(pid)
@@ -83,7 +89,7 @@ def one_rep(db: BenchDatabases, size: int, scratch: Path) -> dict[str, Any]:
         file_id = upload(content)
         hwm_upload = status_kib(pid, "VmHWM")
         # Measured from the same baseline: what the allocator kept from the upload counts too.
-        reset_peak(pid)
+        process_reset_peak(pid)
         rss_after_upload = status_kib(pid, "VmRSS")
         served = fetch(file_id)
         hwm_fetch = status_kib(pid, "VmHWM")
@@ -102,12 +108,6 @@ def one_rep(db: BenchDatabases, size: int, scratch: Path) -> dict[str, Any]:
         "peak_fetch_growth_mib": (hwm_fetch - rss_before) / 1024,
         "peak_growth_mib": (peak_kib - rss_before) / 1024,
     }
-
-
-def reset_peak(pid: int) -> None:
-    """Reset VmHWM to the current RSS: writing 5 to clear_refs (Linux >= 4.0)."""
-    with contextlib.suppress(OSError):
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def bench_memory(db: BenchDatabases, scale: Scale) -> dict[str, Any]:

@@ -120,16 +120,12 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
             rows.append(_one("  throughput API : raw", big[operation]["ratio"], "x"))
     if "memory" in figures:
         for memory in figures["memory"]["curve"]:
-            head = f"Worker memory, {memory['file_mib']:g} MiB upload + fetch"
-            rows.append(_stat(f"{head}: RSS before", memory["rss_before_mib"], "MiB"))
-            rows.append(_stat("  peak RSS growth, upload", memory["peak_upload_growth_mib"], "MiB"))
-            rows.append(_stat("  peak RSS growth, fetch", memory["peak_fetch_growth_mib"], "MiB"))
-            rows.append(_stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"))
-            rows.append(_one("  growth : file size", memory["growth_ratio"], "x"))
+            rows += _memory_rows(f"Worker memory, {memory['file_mib']:g} MiB", memory)
     if "slow_clients" in figures:
         rows += slow_report.slow_rows(figures["slow_clients"])
     if "feed" in figures:
         rows += _feed_rows(figures["feed"])
+    rows += _bucket_rows(figures)
     return rows
 
 
@@ -150,6 +146,74 @@ def _feed_rows(feed: dict[str, Any]) -> list[Row]:
         lost = f"{phase['rows_missed']} / {phase['rows_delivered_twice']}"
         rows.append(_one("  rows missed / delivered twice", lost))
     return rows
+
+
+def _bucket_rows(figures: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    if "bucket_sweep" in figures:
+        sweep = figures["bucket_sweep"]
+        eligible = sweep["eligible_acked"] + sweep["eligible_expired"]
+        head = f"Bucket sweep ({sweep['rows']:,} rows, {eligible:,} eligible)"
+        rows.append(_stat(f"{head}: SQL batches", sweep["sql"]["seconds"], "s"))
+        rows.append(_stat("  object deletes (outbox drain)", sweep["drain"]["seconds"], "s"))
+        rows.append(_stat("  together", sweep["total"]["seconds"], "s"))
+        rows.append(
+            _stat("  unbounded CTE, bytes inline", sweep["unbounded_inline"]["seconds"], "s")
+        )
+        rows.append(_stat("  throughput, SQL batches", sweep["sql"]["rows_per_s"], "rows/s"))
+        rows.append(_stat("  throughput, together", sweep["total"]["rows_per_s"], "rows/s"))
+        rows.append(
+            _stat(
+                "  throughput, unbounded inline", sweep["unbounded_inline"]["rows_per_s"], "rows/s"
+            )
+        )
+        rows.append(_one("  SQL batches : unbounded inline", sweep["sql_throughput_ratio"], "x"))
+        rows.append(_one("  together : unbounded inline", sweep["throughput_ratio"], "x"))
+        rows.append(_stat("  object deletes/s", sweep["drain"]["objects_per_s"], "objects/s"))
+        rows.append(_stat("  longest SQL batch", sweep["sql"]["longest_statement_ms"], "ms"))
+        rows.append(
+            _stat(
+                "  longest statement, unbounded inline",
+                sweep["unbounded_inline"]["longest_statement_ms"],
+                "ms",
+            )
+        )
+        rows.append(
+            _stat(
+                "  WAL per deleted row, SQL batches (server)",
+                sweep["wal_bytes_per_row"]["sql"],
+                "B",
+            )
+        )
+        rows.append(
+            _stat(
+                "  WAL per deleted row, unbounded inline (server)",
+                sweep["wal_bytes_per_row"]["unbounded_inline"],
+                "B",
+            )
+        )
+        for name, counters in sweep["statement_io"].items():
+            head = f"  per row, {name.replace('_', ' ')} (EXPLAIN)"
+            rows.append(_one(f"{head}: WAL bytes", counters["wal_bytes_per_row"], "B"))
+            rows.append(_one("    WAL full-page images", counters["wal_fpi_per_row"]))
+        rows.append(_one("  objects left in the bucket", sweep["drain"]["objects_left"]))
+    if "bucket_memory" in figures:
+        memory = figures["bucket_memory"]
+        rows += _memory_rows(
+            f"Worker memory through the bucket, {memory['file_mib']:g} MiB", memory
+        )
+    return rows
+
+
+def _memory_rows(title: str, memory: dict[str, Any]) -> list[Row]:
+    """One size's point: a fresh worker's RSS, and its peak growth for an upload + fetch."""
+    return [
+        _stat(f"{title} upload + fetch: RSS before", memory["rss_before_mib"], "MiB"),
+        _stat("  peak RSS growth, upload", memory["peak_upload_growth_mib"], "MiB"),
+        _stat("  peak RSS growth, fetch", memory["peak_fetch_growth_mib"], "MiB"),
+        _stat("  peak RSS growth, overall", memory["peak_growth_mib"], "MiB"),
+        _one("  growth : file size", memory["growth_ratio"], "x"),
+    ]
 
 
 def cell(value: Any) -> str:

@@ -54,27 +54,17 @@ IO_COUNTERS = (
 
 def upload_dataset(db: BenchDatabases, rows: int) -> str:
     """The name of the template with ``rows`` 1 KiB rows, building it the first time."""
-    name = f"up_{rows}"
-    if not db.has_template(name):
-        logger.info("building %s (%d rows of 1 KiB)", name, rows)
-        db.fresh()
-        with db.connect() as conn:
-            datasets.fill_uploads(conn, rows)
-            conn.execute("VACUUM (FREEZE, ANALYZE) pending_uploads")
-        db.save_template(name)
-    return name
+    return db.built(
+        f"up_{rows}", f"{rows} rows of 1 KiB", lambda conn: datasets.fill_uploads(conn, rows)
+    )
 
 
 def toast_dataset(db: BenchDatabases, rows: int, size: int) -> str:
-    name = f"toast_{rows}"
-    if not db.has_template(name):
-        logger.info("building %s (%d rows of %d KiB)", name, rows, size // 1024)
-        db.fresh()
-        with db.connect() as conn:
-            datasets.fill_toast_uploads(conn, rows, size)
-            conn.execute("VACUUM (FREEZE, ANALYZE) pending_uploads")
-        db.save_template(name)
-    return name
+    return db.built(
+        f"toast_{rows}",
+        f"{rows} rows of {size // 1024} KiB",
+        lambda conn: datasets.fill_toast_uploads(conn, rows, size),
+    )
 
 
 def eligible_counts(db: BenchDatabases) -> dict[str, int]:
@@ -188,29 +178,40 @@ def io_profile(db: BenchDatabases, dataset: str) -> dict[str, Any]:
     """Buffers and WAL per deleted row: our first batch against the unbounded statement."""
     from pending_uploads.managers import SWEEP_BATCH_SQL
 
-    found = {}
-    for name, statement, params in (
-        ("ours_first_batch", SWEEP_BATCH_SQL, FIRST_BATCH_PARAMS),
-        ("unbounded", UNBOUNDED_SWEEP_SQL, RETENTION_PARAMS),
-    ):
-        db.restore(dataset)
-        with db.connect(autocommit=False) as conn:
-            explain = "EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) " + statement
-            plan = conn.execute(explain, params).fetchone()[0][0]["Plan"]
-            conn.rollback()
-        deleted = _deleted_rows(plan)
-        found[name] = {"rows_deleted": deleted} | {
-            key.lower().replace(" ", "_") + "_per_row": round(plan.get(key, 0) / max(deleted, 1), 2)
-            for key in IO_COUNTERS
-        }
-    return found
+    return {
+        "ours_first_batch": statement_io(db, dataset, SWEEP_BATCH_SQL, FIRST_BATCH_PARAMS),
+        "unbounded": statement_io(db, dataset, UNBOUNDED_SWEEP_SQL, RETENTION_PARAMS),
+    }
+
+
+def statement_io(
+    db: BenchDatabases, dataset: str, statement: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE, BUFFERS, WAL) of one sweep statement on a fresh copy, rolled back:
+    that statement's own counters per deleted row, whatever else the server writes."""
+    db.restore(dataset)
+    with db.connect(autocommit=False) as conn:
+        explain = "EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) " + statement
+        plan = conn.execute(explain, params).fetchone()[0][0]["Plan"]
+        conn.rollback()
+    deleted = _deleted_rows(plan)
+    return {"rows_deleted": deleted} | {
+        key.lower().replace(" ", "_") + "_per_row": round(plan.get(key, 0) / max(deleted, 1), 2)
+        for key in IO_COUNTERS
+    }
 
 
 def _deleted_rows(plan: dict[str, Any]) -> int:
+    """Rows the plan's DELETE from pending_uploads removed (the sweep statement also inserts
+    into the outbox and metric_totals: other ModifyTable nodes)."""
     pending = [plan]
     while pending:
         node = pending.pop()
-        if node["Node Type"] == "ModifyTable":
+        if (node["Node Type"], node.get("Operation"), node.get("Relation Name")) == (
+            "ModifyTable",
+            "Delete",
+            "pending_uploads",
+        ):
             return node["Actual Rows"]
         pending.extend(node.get("Plans", []))
     return 0

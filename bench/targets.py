@@ -104,6 +104,34 @@ _FIGURE_TARGETS: tuple[tuple[str, str, str, tuple[str, ...], Callable[[Any], boo
 )
 
 
+def _bucket_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    if "bucket_sweep" in figures:
+        sweep = figures["bucket_sweep"]
+        # The SQL part is ours; the object deletes after it go at the object store's pace
+        # (their figures are reported beside it).
+        found.append(
+            _goal(
+                "bucket sweep throughput, SQL batches (objects deleted after)",
+                ">= 1.0x unbounded CTE, bytes inline",
+                sweep["sql_throughput_ratio"],
+                lambda ratio: ratio >= 1.0,
+                also=sweep["drain"]["objects_left"] == 0,
+            )
+        )
+    if "bucket_memory" in figures:
+        memory = figures["bucket_memory"]
+        found.append(
+            _goal(
+                f"worker peak RSS growth through the bucket, {memory['file_mib']:g} MiB",
+                "<= 32 MiB",
+                memory["peak_growth_mib"]["median"],
+                lambda mib: mib <= 32,
+            )
+        )
+    return found
+
+
 def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
     for key, label in (("upload_sweep", "1 KiB rows"), ("toast_sweep", "TOAST rows")):
@@ -125,6 +153,7 @@ def targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
         found += _feed_targets(figures["feed"])
     if "slow_clients" in figures:
         found += [_target(*item) for item in slow_report.slow_targets(figures["slow_clients"])]
+    found += _bucket_targets(figures)
     return found
 
 

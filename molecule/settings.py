@@ -291,6 +291,18 @@ if os.environ.get("PENDING_UPLOADS_ACK_RETENTION"):
     PENDING_UPLOADS_ACK_RETENTION = _env_duration("PENDING_UPLOADS_ACK_RETENTION", positive=False)
 if os.environ.get("PENDING_UPLOADS_SWEEP_INTERVAL"):
     PENDING_UPLOADS_SWEEP_INTERVAL = _env_duration("PENDING_UPLOADS_SWEEP_INTERVAL", positive=True)
+    # Object storage: the bucket and its options. Endpoint, credentials and region are boto3's own
+# environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...), read by boto3, never here.
+if os.environ.get("PENDING_UPLOADS_S3_BUCKET"):
+    PENDING_UPLOADS_S3_BUCKET = os.environ["PENDING_UPLOADS_S3_BUCKET"]
+if os.environ.get("PENDING_UPLOADS_S3_PREFIX"):
+    PENDING_UPLOADS_S3_PREFIX = os.environ["PENDING_UPLOADS_S3_PREFIX"]
+if os.environ.get("PENDING_UPLOADS_S3_PART_BYTES"):
+    PENDING_UPLOADS_S3_PART_BYTES = _env_int("PENDING_UPLOADS_S3_PART_BYTES")
+if os.environ.get("PENDING_UPLOADS_S3_ADDRESSING_STYLE"):
+    PENDING_UPLOADS_S3_ADDRESSING_STYLE = os.environ["PENDING_UPLOADS_S3_ADDRESSING_STYLE"]
+if os.environ.get("PENDING_UPLOADS_REAP_GRACE"):
+    PENDING_UPLOADS_REAP_GRACE = _env_duration("PENDING_UPLOADS_REAP_GRACE", positive=False)
 if os.environ.get("PHANTOM_BUSY_STALE_AFTER"):
     PHANTOM_BUSY_STALE_AFTER = _env_duration("PHANTOM_BUSY_STALE_AFTER", positive=True)
 if os.environ.get("PHANTOM_BUSY_SWEEP_INTERVAL"):

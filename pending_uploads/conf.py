@@ -54,3 +54,20 @@ forward_timeout = setting("PENDING_UPLOADS_FORWARD_TIMEOUT", DEFAULT_FORWARD_TIM
 forward_max_concurrent = setting(
     "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT", DEFAULT_FORWARD_MAX_CONCURRENT
 )
+
+# --- Object storage. With no bucket, file bytes live in pending_uploads.content. Endpoint,
+# credentials and region are boto3's own environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION or an instance role), never settings of ours.
+# S3's smallest multipart part (except the last); smaller files go up in one PUT.
+MIN_S3_PART_BYTES = 5 * 1024 * 1024
+DEFAULT_S3_PART_BYTES = 8 * 1024 * 1024
+# An object with no row is reaped only when older than this: an upload in flight has written
+# its object and not yet committed its row.
+DEFAULT_REAP_GRACE = timedelta(hours=1)
+
+s3_bucket = setting("PENDING_UPLOADS_S3_BUCKET", "")
+s3_prefix = setting("PENDING_UPLOADS_S3_PREFIX", "")
+s3_part_bytes = setting("PENDING_UPLOADS_S3_PART_BYTES", DEFAULT_S3_PART_BYTES)
+# "path" for a store reached by host name that does not serve <bucket>.<host> (MinIO, Garage).
+s3_addressing_style = setting("PENDING_UPLOADS_S3_ADDRESSING_STYLE", "auto")
+reap_grace = setting("PENDING_UPLOADS_REAP_GRACE", DEFAULT_REAP_GRACE)

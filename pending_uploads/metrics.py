@@ -51,6 +51,29 @@ sweep_duration = stored_metric(
     buckets=SWEEP_DURATION_BUCKETS,
 )
 
+objects_deleted = stored_metric(
+    "molecule_pending_uploads_objects_deleted",
+    "Bucket objects deleted after the sweep deleted their rows (drained from the outbox, counted "
+    "in the statement that removes them from it). It follows the swept rows of bucket mode; "
+    "flat while rows are swept means the drain is failing (see the pending gauge).",
+    "counter",
+)
+
+object_delete_errors = stored_metric(
+    "molecule_pending_uploads_object_delete_errors",
+    "Per-key errors DeleteObjects reported while draining the outbox; each failed key stays "
+    "queued and is tried again by the next sweep. A steady rise means the bucket refuses "
+    "deletes (permissions, object lock).",
+    "counter",
+)
+
+object_deletions_pending = stored_metric(
+    "molecule_pending_uploads_object_deletions_pending",
+    "Bucket objects whose rows are deleted and whose object delete is still queued in the "
+    "outbox, at the last sweep. It should be 0 after every sweep; growth means the bucket is "
+    "unreachable or refuses deletes, and the bucket holds bytes nothing will serve.",
+    "gauge",
+)
 
 # --- Push mode: forwards to the workspace, counted in the web process that made them --------
 # prometheus_client objects, not metric_totals rows: a forward is a request's work, like

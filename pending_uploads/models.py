@@ -1,4 +1,5 @@
-"""The pending_uploads staging table: one row, bytes inline, per uploaded file."""
+"""The pending_uploads staging table (one row per uploaded file, its bytes inline or in a bucket)
+and the outbox of bucket objects whose rows the sweep deleted."""
 
 import uuid
 from datetime import timedelta
@@ -18,7 +19,11 @@ class PendingUpload(models.Model):
     file_id = models.UUIDField(primary_key=True, default=uuid.uuid4, db_default=RandomUUID())
     # Deliberately no foreign key: rows outlive their workspace and expire on their own.
     workspace_id = models.UUIDField()
-    content = models.BinaryField()
+    # The bytes, or NULL when they live in the bucket under storage_key (exactly one is set).
+    content = models.BinaryField(null=True)
+    storage_key = models.TextField(null=True, blank=True)  # noqa: DJ001 - NULL: bytes inline
+    # SHA-256 of a bucket object's bytes, computed while it streamed up.
+    content_sha256 = models.BinaryField(null=True, blank=True)
     size_bytes = models.BigIntegerField()
     filename = models.TextField()
     mimetype = models.TextField(default="", db_default="", blank=True)
@@ -47,6 +52,11 @@ class PendingUpload(models.Model):
             models.CheckConstraint(
                 condition=Range(Length("filename"), (1, 100)),
                 name="pending_uploads_filename_check",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(content__isnull=True, storage_key__isnull=False)
+                | models.Q(content__isnull=False, storage_key__isnull=True),
+                name="pending_uploads_bytes_check",
             ),
         ]
         indexes = [
@@ -85,3 +95,25 @@ class PendingUpload(models.Model):
     @property
     def uri(self) -> str:
         return f"platform-pending:{self.workspace_id}/{self.file_id}"
+
+
+class ObjectDeletion(models.Model):
+    """A bucket object whose row the sweep deleted: written by the sweep's own statement,
+    removed once the object delete succeeded (the transactional outbox).
+
+    Keyed by an identity, not by the object key: each insert appends to one small index, where
+    a unique index on random keys dirtied a leaf page per key and cost the sweep a third of
+    its time. A key is never queued twice (its row is deleted once), and the reaper's lookups
+    by key read the outbox whole, which is empty or small.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    key = models.TextField()
+    created_at = models.DateTimeField(db_default=TransactionNow())
+
+    class Meta:
+        db_table = "pending_uploads_object_deletions"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -27,11 +28,16 @@ from pending_uploads import conf, forward, quotas, services
 from pending_uploads.managers import AckOutcome, FileTooLarge, OpenedContent
 from pending_uploads.models import PendingUpload
 from pending_uploads.sanitize import FALLBACK_MIMETYPE
+from pending_uploads.storage import ObjectMissing, StorageUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Uploaded bytes are the user's, not ours: never let a browser render them in our origin.
 ATTACHMENT_CSP = "default-src 'none'; sandbox"
 # Seconds a client waits after a 503 because this worker's forwards are all in flight.
 FORWARD_BUSY_RETRY_AFTER = 5
+# Seconds a client should wait before fetching again when the bucket is unreachable.
+STORAGE_RETRY_AFTER = "5"
 
 
 @api_view("POST")
@@ -210,13 +216,34 @@ def pending_list(request: HttpRequest, workspace: Workspace) -> HttpResponse:
 def content(request: HttpRequest, workspace: Workspace, file_id: str) -> HttpResponseBase:
     # Unexpired rows are served acked or not, until the sweep deletes them (upstream's canvas
     # re-reads acked files for its previews). Every successful fetch stamps fetched_at.
-    opened = PendingUpload.objects.open_chunks(
-        parse_uuid(file_id, "file_id"), workspace_id=workspace.id
-    )
+    opened = open_content(parse_uuid(file_id, "file_id"), workspace_id=workspace.id)
     if opened is None:
         raise ApiError(404, "no such pending upload")
     PendingUpload.objects.mark_fetched(workspace.id, opened.row.file_id)
     return attachment_response(opened)
+
+
+def open_content(file_id: Any, *, workspace_id: Any) -> OpenedContent | None:
+    """open_chunks, with the bucket's failures decided before any header is sent.
+
+    A row whose object is gone answers 404: the bytes will not come back, and the runtime's
+    inbox treats 404 as a file to skip, not to retry. A bucket that cannot be reached answers
+    503 with Retry-After: the file is there, the next poll gets it.
+    """
+    try:
+        return PendingUpload.objects.open_chunks(file_id, workspace_id=workspace_id)
+    except ObjectMissing as exc:
+        logger.error(
+            "pending upload %s: its object %s is missing from the bucket", file_id, exc.key
+        )
+        raise ApiError(404, "the stored bytes of this pending upload are missing") from None
+    except StorageUnavailable as exc:
+        logger.warning("pending upload %s: object storage unavailable: %s", file_id, exc)
+        raise ApiError(
+            503,
+            "object storage unavailable, retry later",
+            headers={"Retry-After": STORAGE_RETRY_AFTER},
+        ) from None
 
 
 def attachment_response(opened: OpenedContent) -> StreamingHttpResponse:

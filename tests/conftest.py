@@ -1,20 +1,24 @@
-"""Shared fixtures: quick password hashes, registered workspaces with tokens, a CSRF client."""
+"""Shared fixtures: quick password hashes, registered workspaces with tokens, a CSRF client,
+an S3 server with a bucket per test, and the storage mode the API tests run in."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
+from devtools.processes import S3Server
 from molecule.models import Workspace
 from molecule.services import workspace_register
-from tests.helpers import RegisteredWorkspace
+from tests.helpers import RegisteredWorkspace, bucket_create, bucket_remove, s3_unreachable
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -98,3 +102,35 @@ def other_workspace(register) -> RegisteredWorkspace:
 def api() -> Client:
     # Real clients carry no CSRF token: enforcing the checks proves the API is exempt.
     return Client(enforce_csrf_checks=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto_server for the whole run (or AWS_ENDPOINT_URL_S3's server), in this process's
+    environment, so boto3 here and every child process (gunicorn, manage.py) reach it."""
+    with S3Server() as server, mock.patch.dict(os.environ, server.env):
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A new, empty bucket, set as PENDING_UPLOADS_S3_BUCKET for the test."""
+    name = bucket_create()
+    with override_settings(PENDING_UPLOADS_S3_BUCKET=name):
+        yield name
+    bucket_remove(name)
+
+
+@pytest.fixture(params=["postgres", "s3"])
+def storage_mode(request: pytest.FixtureRequest) -> str:
+    """Run the test once with the bytes in PostgreSQL and once with them in a bucket."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_bucket")
+    return request.param
+
+
+@pytest.fixture
+def unreachable_s3() -> Iterator[None]:
+    """boto3 pointed at a port nothing listens on for the whole test (see s3_unreachable)."""
+    with s3_unreachable():
+        yield

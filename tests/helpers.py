@@ -4,6 +4,7 @@ task rows."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.contrib.postgres.functions import TransactionNow
 from django.db import OperationalError, connection, connections
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -31,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.processes import ServiceStack, database_url_from_settings, run_captured
 from molecule.models import MetricTotal, Workspace
 from pending_uploads.conf import DEFAULT_SWEEP_BATCH_BYTES, DEFAULT_SWEEP_BATCH_SIZE
-from pending_uploads.managers import SweepResult
+from pending_uploads.managers import NewUpload, SweepResult
 from pending_uploads.models import PendingUpload
 from scheduler.schedules import SCHEDULES
 from scheduler.services import schedules_sync
@@ -74,13 +77,13 @@ def make_upload(
     content: bytes = b"hello",
     workspace_id: uuid.UUID | None = None,
 ) -> PendingUpload:
-    """Insert one row, then move it into ``state`` with .update() as the API would have."""
-    row = PendingUpload.objects.create(
-        workspace_id=workspace_id or uuid.uuid4(),
-        content=content,
-        size_bytes=len(content),
-        filename=filename,
-        mimetype=mimetype,
+    """Store one file as the API would (in the bucket when one is set), then move its row into
+    ``state`` with .update()."""
+    row = PendingUpload.objects.put(
+        workspace_id or uuid.uuid4(),
+        NewUpload(filename, mimetype, len(content), io.BytesIO(content)),
+        ttl=timedelta(hours=24),
+        max_bytes=len(content),
     )
     now = timezone.now()
     stamps: dict[str, dict[str, Any]] = {
@@ -89,7 +92,12 @@ def make_upload(
         "acked": {"fetched_at": now, "acked_at": now},
         "expired": {"expires_at": now - timedelta(minutes=1)},
     }
-    PendingUpload.objects.filter(pk=row.pk).update(**stamps[state])
+    # The table's own defaults (the transaction's time), as a plain INSERT would have them.
+    defaults = {
+        "created_at": TransactionNow(),
+        "expires_at": TransactionNow() + timedelta(hours=24),
+    }
+    PendingUpload.objects.filter(pk=row.pk).update(**(defaults | stamps[state]))
     row.refresh_from_db()
     return row
 
@@ -309,6 +317,60 @@ def metric_series(name: str, *, exposition: str | None = None) -> dict[tuple, fl
 def metric_value(name: str, *, exposition: str | None = None, **labels: str) -> float | None:
     """``name{labels}`` as /metrics shows it now, or None when the series is missing."""
     return testutils.get_metric(name, registry=_registry(exposition), **labels)
+
+
+def bucket_create() -> str:
+    """A new, empty bucket on the test S3 server; its name."""
+    from pending_uploads.storage.s3 import client
+
+    name = f"molecule-test-{uuid.uuid4().hex[:16]}"
+    client().create_bucket(Bucket=name)
+    return name
+
+
+def bucket_objects(bucket: str) -> dict[str, int]:
+    """Every object in ``bucket``: its size by key."""
+    from pending_uploads.storage.s3 import client
+
+    pages = client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+
+def bucket_mismatch() -> tuple[set[str], set[str]]:
+    """In the test's bucket (if any): objects no row names, and rows' keys with no object.
+
+    Both empty: every object has its row, and every bucket row its object.
+    """
+    bucket = getattr(settings, "PENDING_UPLOADS_S3_BUCKET", "")
+    objects = set(bucket_objects(bucket)) if bucket else set()
+    keys = {key for (key,) in run_sql("SELECT storage_key FROM pending_uploads") if key}
+    return objects - keys, keys - objects
+
+
+def bucket_remove(bucket: str) -> None:
+    """Delete ``bucket`` and what it holds (a real server keeps them; moto would not care)."""
+    from pending_uploads.storage.s3 import client
+
+    s3 = client()
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    keys = list(bucket_objects(bucket))
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk]})
+    s3.delete_bucket(Bucket=bucket)
+
+
+@contextlib.contextmanager
+def s3_unreachable() -> Iterator[None]:
+    """boto3 pointed at a port nothing listens on: every call is refused, after its retries."""
+    from pending_uploads.storage import s3
+
+    with (
+        mock.patch.dict(os.environ, {"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1"}),
+        mock.patch.object(s3, "_clients", {}),
+    ):
+        yield
 
 
 def upload_sweep(retention: timedelta, **options: Any) -> SweepResult:

@@ -10,10 +10,17 @@ from devtools.processes.commands import (
     stop_processes,
 )
 from devtools.processes.probes import database_url_from_settings, free_port, http_get, metric_value
-from devtools.processes.procfs import process_children, process_descendants, process_rss_bytes
+from devtools.processes.procfs import (
+    process_children,
+    process_descendants,
+    process_reset_peak,
+    process_rss_bytes,
+)
+from devtools.processes.s3 import S3Server
 from devtools.processes.stack import ServiceStack
 
 __all__ = [
+    "S3Server",
     "ServiceStack",
     "database_url_from_settings",
     "free_port",
@@ -23,6 +30,7 @@ __all__ = [
     "metric_value",
     "process_children",
     "process_descendants",
+    "process_reset_peak",
     "process_rss_bytes",
     "qcluster_command",
     "reset_metrics_dir",

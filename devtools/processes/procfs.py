@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -43,13 +44,13 @@ def process_descendants(pid: int) -> list[int]:
     return sorted(found)
 
 
-def process_rss_bytes(pid: int) -> int | None:
-    """Resident set size of ``pid`` (VmRSS), or None when it is gone."""
+def process_rss_bytes(pid: int, field: str = "VmRSS") -> int | None:
+    """Resident set size of ``pid`` (VmRSS, or its peak: VmHWM), or None when it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
     return int(match.group(1)) * 1024 if match else None
 
 
@@ -72,3 +73,9 @@ def process_open_file_bytes(pid: int, under: Path) -> int:
         except OSError:
             continue  # closed meanwhile
     return total
+
+
+def process_reset_peak(pid: int) -> None:
+    """Reset ``pid``'s VmHWM to its current RSS: writing 5 to clear_refs (Linux >= 4.0)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")

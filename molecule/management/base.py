@@ -1,4 +1,5 @@
-"""The base of the cron-safe sweep commands: a duration, --dry-run, --json, one-line errors."""
+"""The base of the cron-safe commands: --json and one-line errors; sweeps add a duration and
+--dry-run."""
 
 from __future__ import annotations
 
@@ -28,19 +29,13 @@ def duration_argument(*, positive: bool) -> Callable[[str], timedelta]:
     return parse
 
 
-class SweepCommand(BaseCommand):
-    """A cron-safe command: exit 0 on success, 1 on a database failure, 2 on bad arguments.
+class CronCommand(BaseCommand):
+    """A cron-safe command: exit 0 on success, 1 on its service's failure, 2 on bad arguments.
 
-    A subclass names its duration option and the error its service raises, and implements
-    ``sweep()``, which returns the summary and the --json payload. Both say whether it was a
-    dry run here: " (dry run)" ends the summary's first line, "dry_run" ends the payload.
+    A subclass names the error its service raises and implements ``run()``, which returns the
+    one-line summary and the --json payload.
     """
 
-    # The duration option, e.g. "--retention"; it defaults to None (the setting's value).
-    duration_option: str
-    duration_help: str
-    # True where 0 means nothing (a stale threshold); a retention of 0 keeps nothing.
-    duration_positive: bool = False
     # The service's failure, turned into a one-line CommandError.
     error: type[Exception]
 
@@ -58,6 +53,39 @@ class SweepCommand(BaseCommand):
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Print one line of JSON.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # A database that cannot be reached is not a failed run (nothing ran, and nothing can
+        # be counted): its OperationalError goes to manage.py, which prints it in one line,
+        # "database unavailable: ...", exit code 1, as it does for migrate. Connecting first
+        # keeps the service's failure logs for runs that started.
+        connection.ensure_connection()
+        try:
+            summary, payload = self.run(options)  # type: ignore[attr-defined]
+        except self.error as exc:
+            raise CommandError(first_line(exc), returncode=1) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(payload, separators=(",", ":")))
+        else:
+            self.stdout.write(summary)
+
+
+class SweepCommand(CronCommand):
+    """A cron-safe sweep: a duration option, --dry-run and --json.
+
+    A subclass names its duration option and implements ``sweep()``, which returns the summary
+    and the --json payload. Both say whether it was a dry run here: " (dry run)" ends the
+    summary's first line, "dry_run" ends the payload.
+    """
+
+    # The duration option, e.g. "--retention"; it defaults to None (the setting's value).
+    duration_option: str
+    duration_help: str
+    # True where 0 means nothing (a stale threshold); a retention of 0 keeps nothing.
+    duration_positive: bool = False
+
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             self.duration_option,
             type=duration_argument(positive=self.duration_positive),
@@ -68,23 +96,12 @@ class SweepCommand(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Report what would change; change nothing."
         )
-        parser.add_argument("--json", action="store_true", help="Print one line of JSON.")
+        super().add_arguments(parser)
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        # A database that cannot be reached is not a failed sweep (nothing ran, and nothing can
-        # be counted): its OperationalError goes to manage.py, which prints it in one line,
-        # "database unavailable: ...", exit code 1, as it does for migrate. Connecting first
-        # keeps the service's failure logs for sweeps that started.
-        connection.ensure_connection()
-        try:
-            summary, payload = self.sweep(options)  # type: ignore[attr-defined]
-        except self.error as exc:
-            raise CommandError(first_line(exc), returncode=1) from None
+    def run(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        summary, payload = self.sweep(options)  # type: ignore[attr-defined]
         payload["dry_run"] = options["dry_run"]
         if options["dry_run"]:
             head, newline, rest = summary.partition("\n")
             summary = f"{head} (dry run){newline}{rest}"
-        if options["json"]:
-            self.stdout.write(json.dumps(payload, separators=(",", ":")))
-        else:
-            self.stdout.write(summary)
+        return summary, payload

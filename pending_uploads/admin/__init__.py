@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from molecule.admin_utils import COUNT_CAP, MachineWrittenAdmin, compact_time, short_uuid
+from molecule.http import ApiError
 from pending_uploads import conf
 from pending_uploads.admin.filters import (
     STATE_ORDERING,
@@ -26,7 +27,7 @@ from pending_uploads.admin.sweep_message import left_alone_message
 from pending_uploads.managers import SweepError
 from pending_uploads.models import PendingUpload
 from pending_uploads.services import uploads_sweep
-from pending_uploads.views import attachment_response
+from pending_uploads.views import attachment_response, open_content
 
 __all__ = ["PendingUploadAdmin", "parse_search"]
 
@@ -144,7 +145,13 @@ class PendingUploadAdmin(MachineWrittenAdmin):
     def download_view(self, request: HttpRequest, file_id: uuid.UUID) -> HttpResponse:
         if not self.has_view_permission(request):
             raise Http404
-        opened = PendingUpload.objects.open_chunks(file_id, workspace_id=None)
+        try:
+            opened = open_content(file_id, workspace_id=None)
+        except ApiError as exc:
+            messages.error(request, f"Download failed: {exc.message}.")
+            return HttpResponseRedirect(
+                reverse("admin:pending_uploads_pendingupload_change", args=[file_id])
+            )
         if opened is None:
             raise Http404
         return attachment_response(opened)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,7 @@ from django.db import models, transaction
 from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
+from pending_uploads import storage
 from pending_uploads.managers.admin import (
     AdminQuerySetMixin,
     AdminReadsMixin,
@@ -23,6 +24,7 @@ from pending_uploads.managers.content import (
     ContentMixin,
     ShortFile,
 )
+from pending_uploads.managers.outbox import OutboxMixin
 from pending_uploads.managers.sweep import (
     SWEEP_BATCH_SQL,
     SWEEP_PREVIEW_SQL,
@@ -31,6 +33,7 @@ from pending_uploads.managers.sweep import (
 from pending_uploads.managers.types import (
     AckOutcome,
     Backlog,
+    DrainResult,
     FileTooLarge,
     NewUpload,
     OpenedContent,
@@ -47,6 +50,7 @@ __all__ = [
     "SWEEP_PREVIEW_SQL",
     "AckOutcome",
     "Backlog",
+    "DrainResult",
     "FileTooLarge",
     "FilenameWords",
     "NewUpload",
@@ -123,7 +127,11 @@ class PendingUploadQuerySet(AdminQuerySetMixin, models.QuerySet["PendingUpload"]
 
 
 class PendingUploadManager(
-    ContentMixin, SweepMixin, AdminReadsMixin, models.Manager.from_queryset(PendingUploadQuerySet)
+    ContentMixin,
+    SweepMixin,
+    OutboxMixin,
+    AdminReadsMixin,
+    models.Manager.from_queryset(PendingUploadQuerySet),
 ):  # type: ignore[misc]
     def put(
         self, workspace_id: uuid.UUID, upload: NewUpload, *, ttl: timedelta, max_bytes: int
@@ -137,28 +145,44 @@ class PendingUploadManager(
         *,
         ttl: timedelta,
         max_bytes: int,
+        then: Callable[[list[PendingUpload]], None] | None = None,
     ) -> list[PendingUpload]:
         """Insert every upload or none; every size is checked before the first write.
 
-        Call it inside a transaction to commit other writes (the activity rows) with the files.
+        Each file's bytes are stored first (in the bucket, before the transaction, so that it
+        stays short; in PostgreSQL, with the row), then one transaction inserts the rows and
+        runs ``then(rows)`` last, for writes that must commit with them (the quota charge, the
+        activity rows). If anything fails, ``then`` included, the objects already written are
+        deleted and nothing is stored.
         """
         uploads = list(uploads)
         for upload in uploads:
             if upload.size_bytes > max_bytes:
                 raise FileTooLarge(upload.filename, upload.size_bytes, max_bytes)
-        stored = []
-        with transaction.atomic(using=self.db):
-            for upload in uploads:
-                row = self.model(
-                    file_id=uuid.uuid4(),
-                    workspace_id=workspace_id,
-                    size_bytes=upload.size_bytes,
-                    filename=upload.filename,
-                    mimetype=upload.mimetype,
-                )
-                self.put_from_file(row, upload.source, ttl=ttl)
-                stored.append(row)
-        return stored
+        store = storage.backend()
+        rows = [
+            self.model(
+                file_id=uuid.uuid4(),
+                workspace_id=workspace_id,
+                size_bytes=upload.size_bytes,
+                filename=upload.filename,
+                mimetype=upload.mimetype,
+            )
+            for upload in uploads
+        ]
+        try:
+            sources = [
+                store.save(row, upload.source) for row, upload in zip(rows, uploads, strict=True)
+            ]
+            with transaction.atomic(using=self.db):
+                for row, source in zip(rows, sources, strict=True):
+                    self.put_from_file(row, source, ttl=ttl)
+                if then is not None:
+                    then(rows)
+        except BaseException:
+            store.discard(rows)
+            raise
+        return rows
 
     def mark_fetched(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> bool:
         """Stamp fetched_at with this fetch's time; False when the row is no longer fetchable."""

@@ -22,20 +22,28 @@ from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 # the planner counts the NULL fraction twice, expects a tenth of the rows and sorts a bitmap
 # scan of every eligible row on each batch instead of walking the index.
 # Each arm also stops at max_bytes of content (but takes at least one row): deleting large,
-# TOASTed files costs by the byte, and a batch must stay a short statement.
+# TOASTed files costs by the byte, and a batch must stay a short statement. A bucket row's
+# bytes are not in the table, so they count as 0: deleting its row costs the same whatever
+# the file's size (its object is deleted later, by the outbox drain).
 # The picked rows are locked, so their ctids stay put until commit: the DELETE is a TID scan.
 # The counted CTE adds the batch's counts to metric_totals in the same statement, so the
 # counter commits with the delete: no crash can leave rows gone and uncounted.
+# The outboxed CTE is the transactional outbox: the bucket keys of the deleted rows commit with
+# their delete, and the drain (managers.outbox) deletes the objects afterwards. No crash can
+# leave an object without a row and without an outbox entry, nor delete an object whose row
+# is still there.
 SWEEP_BATCH_SQL = f"""
 WITH acked_picked AS (
-    SELECT ctid, acked_at, size_bytes FROM pending_uploads
+    SELECT ctid, acked_at, CASE WHEN storage_key IS NULL THEN size_bytes ELSE 0 END AS bytes
+      FROM pending_uploads
      WHERE acked_at <= now() - make_interval(secs => %(retention_seconds)s)
        AND acked_at >= %(acked_from)s
      ORDER BY acked_at
      LIMIT %(acked_limit)s
        FOR UPDATE SKIP LOCKED
 ), expired_picked AS (
-    SELECT ctid, expires_at, size_bytes FROM pending_uploads
+    SELECT ctid, expires_at, CASE WHEN storage_key IS NULL THEN size_bytes ELSE 0 END AS bytes
+      FROM pending_uploads
      WHERE acked_at IS NULL
        AND expires_at <= now()
        AND expires_at >= %(expired_from)s
@@ -44,20 +52,23 @@ WITH acked_picked AS (
        FOR UPDATE SKIP LOCKED
 ), doomed AS (
     SELECT ctid FROM (
-        SELECT ctid, size_bytes,
-               sum(size_bytes) OVER (ORDER BY acked_at ROWS UNBOUNDED PRECEDING) AS running
+        SELECT ctid, bytes,
+               sum(bytes) OVER (ORDER BY acked_at ROWS UNBOUNDED PRECEDING) AS running
           FROM acked_picked
-    ) AS acked WHERE running - size_bytes < %(max_bytes)s
+    ) AS acked WHERE running - bytes < %(max_bytes)s
     UNION ALL
     SELECT ctid FROM (
-        SELECT ctid, size_bytes,
-               sum(size_bytes) OVER (ORDER BY expires_at ROWS UNBOUNDED PRECEDING) AS running
+        SELECT ctid, bytes,
+               sum(bytes) OVER (ORDER BY expires_at ROWS UNBOUNDED PRECEDING) AS running
           FROM expired_picked
-    ) AS expired WHERE running - size_bytes < %(max_bytes)s
+    ) AS expired WHERE running - bytes < %(max_bytes)s
 ), deleted AS (
     DELETE FROM pending_uploads
      WHERE ctid = ANY (ARRAY(SELECT ctid FROM doomed))
- RETURNING acked_at, expires_at
+ RETURNING acked_at, expires_at, storage_key
+), outboxed AS (
+    INSERT INTO pending_uploads_object_deletions (key)
+    SELECT storage_key FROM deleted WHERE storage_key IS NOT NULL
 ), tally AS (
     SELECT count(*) FILTER (WHERE acked_at IS NOT NULL) AS acked,
            count(*) FILTER (WHERE acked_at IS NULL) AS expired,
@@ -87,6 +98,7 @@ SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
 # The backlog gauges in one statement; the acked count is an index-only scan.
 BACKLOG_SQL = """
 SELECT (SELECT count(*) FROM pending_uploads WHERE acked_at IS NOT NULL),
+       (SELECT count(*) FROM pending_uploads_object_deletions),
        count(*) FILTER (WHERE fetched_at IS NULL),
        count(*) FILTER (WHERE fetched_at IS NOT NULL),
        EXTRACT(EPOCH FROM now() - min(created_at))
@@ -103,8 +115,8 @@ class SweepMixin(RoutedCursorsMixin):
     def backlog(self) -> Backlog:
         with self._cursor() as cursor:
             cursor.execute(BACKLOG_SQL)
-            acked, pending, fetched, oldest = cursor.fetchone()
-        return Backlog(pending, fetched, acked, float(oldest or 0.0))
+            acked, outbox, pending, fetched, oldest = cursor.fetchone()
+        return Backlog(pending, fetched, acked, float(oldest or 0.0), outbox)
 
     def sweep(
         self,

@@ -30,6 +30,8 @@ class Backlog(NamedTuple):
     fetched: int
     acked: int
     oldest_unacked_age_seconds: float
+    # Bucket objects whose rows are deleted, waiting in the outbox for their delete.
+    objects_pending: int = 0
 
 
 class SweepError(Exception):
@@ -38,6 +40,26 @@ class SweepError(Exception):
     def __init__(self, message: str, partial: SweepResult | None = None) -> None:
         super().__init__(message)
         self.partial = partial or SweepResult(0, 0)
+
+
+class DrainResult(NamedTuple):
+    """Objects the outbox drain deleted, and keys whose delete failed (they stay queued)."""
+
+    deleted: int
+    failed: int
+
+    def __add__(self, other: object) -> DrainResult:
+        if not isinstance(other, DrainResult):
+            return NotImplemented
+        return DrainResult(self.deleted + other.deleted, self.failed + other.failed)
+
+
+class OrphanPage(NamedTuple):
+    """Of one listing page: the objects no row and no outbox entry names, and the reapable."""
+
+    orphans: list[str]
+    # Orphans older than the grace period (an upload in flight is younger).
+    reapable: list[str]
 
 
 class FileTooLarge(Exception):

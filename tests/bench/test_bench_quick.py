@@ -76,6 +76,20 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
     },
     "slow_clients": {"scale", "gunicorn", "nginx", "nginx_readers", "setup"},
     "feed": {"quiet", "upload_in_flight", "setup"},
+    "bucket_sweep": {
+        "rows",
+        "eligible_acked",
+        "eligible_expired",
+        "sql",
+        "drain",
+        "total",
+        "unbounded_inline",
+        "wal_bytes_per_row",
+        "throughput_ratio",
+        "sql_throughput_ratio",
+        "statement_io",
+    },
+    "bucket_memory": {"file_mib", "peak_upload_growth_mib", "peak_fetch_growth_mib"},
 }
 FEED_PHASE = {
     "rows_committed",
@@ -86,12 +100,12 @@ FEED_PHASE = {
     "poll",
     "oldest_write_transaction_ms",
 }
-EXPECTED_TARGETS = 16
+EXPECTED_TARGETS = 18
 # The sections build their own data, so `--only` runs of two halves of them, side by side,
 # report what one run of all does, in the time of the longer half (about 40 s, not 60 s).
 HALVES = (
-    ("sweep", "toast", "empty", "feed"),
-    ("interference", "phantom", "api", "memory", "slow"),
+    ("sweep", "toast", "empty", "feed", "bucket_sweep"),
+    ("interference", "phantom", "api", "memory", "slow", "bucket_memory"),
 )
 
 
@@ -178,6 +192,9 @@ def test_quick_run_reports_every_figure(quick_results: dict[str, Any], figure: s
             assert not missing(data[phase], FEED_PHASE)
             assert data[phase]["rows_missed"] == data[phase]["rows_delivered_twice"] == 0
         assert data["upload_in_flight"]["uploads"] >= 1
+    if figure == "bucket_sweep":
+        assert data["drain"]["objects_left"] == 0
+        assert data["drain"]["objects_deleted"] == data["sql"]["rows_deleted"] > 0
     if figure == "slow_clients":
         for run in (data["gunicorn"], data["nginx"]):
             if "skipped" not in run:

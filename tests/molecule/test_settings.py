@@ -369,6 +369,13 @@ PUSH_VARIABLES = (
 )
 
 
+PRINT_STORAGE = (
+    "import django; django.setup(); from pending_uploads import conf; "
+    "print(repr(conf.s3_bucket()), repr(conf.s3_prefix()), conf.s3_part_bytes(), "
+    "conf.s3_addressing_style(), conf.reap_grace())"
+)
+
+
 @pytest.mark.parametrize(
     ("env", "printed"),
     [
@@ -517,3 +524,31 @@ def test_settings_import_no_app_module() -> None:
             if name.partition(".")[0] not in sys.stdlib_module_names
         }
         assert outside == set(), f"{leaf} imports {sorted(outside)}"
+
+
+@pytest.mark.parametrize(
+    ("env", "printed"),
+    [
+        ({}, "'' '' 8388608 auto 1:00:00"),
+        (
+            {
+                "PENDING_UPLOADS_S3_BUCKET": "uploads",
+                "PENDING_UPLOADS_S3_PREFIX": "molecule/",
+                "PENDING_UPLOADS_S3_PART_BYTES": "16777216",
+                "PENDING_UPLOADS_S3_ADDRESSING_STYLE": "path",
+                "PENDING_UPLOADS_REAP_GRACE": "6h",
+            },
+            "'uploads' 'molecule/' 16777216 path 6:00:00",
+        ),
+    ],
+    ids=["defaults", "set"],
+)
+def test_object_storage_settings_come_from_the_environment(env, printed):
+    names = (
+        "PENDING_UPLOADS_S3_BUCKET",
+        "PENDING_UPLOADS_S3_PREFIX",
+        "PENDING_UPLOADS_S3_PART_BYTES",
+        "PENDING_UPLOADS_S3_ADDRESSING_STYLE",
+        "PENDING_UPLOADS_REAP_GRACE",
+    )
+    assert printed_by(PRINT_STORAGE, **{**dict.fromkeys(names), **env}) == printed

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from pending_uploads.admin import parse_search
 from pending_uploads.models import PendingUpload
+from pending_uploads.storage import s3
 from tests.helpers import body_of, make_upload, run_sql
 
 pytestmark = pytest.mark.django_db
@@ -379,6 +380,7 @@ def test_detail_page_links_to_download_and_never_shows_bytes(admin_client: Clien
     assert f'href="{download}"' in response.content.decode()
 
 
+@pytest.mark.usefixtures("storage_mode")
 def test_download_serves_the_bytes_as_an_attachment(admin_client: Client) -> None:
     payload = b"<html><script>alert(1)</script></html>"
     row = make_upload(filename="page.html", mimetype="text/html", content=payload)
@@ -395,6 +397,23 @@ def test_download_serves_the_bytes_as_an_attachment(admin_client: Client) -> Non
     csp = response["Content-Security-Policy"]
     assert "default-src 'none'" in csp
     assert "sandbox" in csp
+
+
+def test_download_of_a_missing_object_goes_back_to_the_row_with_the_reason(
+    admin_client: Client, s3_bucket: str
+) -> None:
+    row = make_upload(content=b"lost")
+    s3.client().delete_object(Bucket=s3_bucket, Key=row.storage_key)
+    url = reverse("admin:pending_uploads_pendingupload_download", args=[row.file_id])
+
+    response = admin_client.get(url, follow=True)
+
+    assert response.redirect_chain == [
+        (reverse("admin:pending_uploads_pendingupload_change", args=[row.file_id]), 302)
+    ]
+    assert [str(m) for m in response.context["messages"]] == [
+        "Download failed: the stored bytes of this pending upload are missing."
+    ]
 
 
 def test_download_of_an_unknown_file_is_404(admin_client: Client) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse
 from django.test import Client, override_settings
@@ -17,9 +18,17 @@ from django.utils import timezone
 
 from molecule.models import ActivityLog
 from pending_uploads.models import PendingUpload
-from tests.helpers import RegisteredWorkspace, assert_json_error, body_of, run_sql
+from tests.helpers import (
+    RegisteredWorkspace,
+    assert_json_error,
+    body_of,
+    bucket_mismatch,
+    bucket_objects,
+    run_sql,
+)
 
-pytestmark = pytest.mark.django_db
+# Every test runs twice: file bytes in PostgreSQL, and in a bucket on the test S3 server.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("storage_mode")]
 
 MIB = 1024 * 1024
 DEFAULT_CAP = 100 * MIB
@@ -29,10 +38,19 @@ SAFE_MIMETYPE = re.compile(r"[^/\s]+/[^/\s]+")
 
 
 def table_counts() -> tuple[int, int]:
-    """Rows in pending_uploads and activity_logs, read with plain SQL."""
+    """Rows in pending_uploads and activity_logs, read with plain SQL; in bucket mode, it also
+    checks that every object in the bucket is a row's, so "nothing stored" means no object."""
+    assert bucket_mismatch() == (set(), set())
     return run_sql(
         "SELECT (SELECT count(*) FROM pending_uploads), (SELECT count(*) FROM activity_logs)"
     )[0]
+
+
+def stored_sizes() -> list[tuple[int, int]]:
+    """Each row's size and the length of its stored bytes: its content, or its object."""
+    rows = run_sql("SELECT size_bytes, octet_length(content), storage_key FROM pending_uploads")
+    objects = bucket_objects(settings.PENDING_UPLOADS_S3_BUCKET) if rows and rows[0][2] else {}
+    return [(size, objects[key] if key else length) for size, length, key in rows]
 
 
 def upload(
@@ -425,9 +443,7 @@ def test_the_default_cap_accepts_exactly_100_mib(api, poll_workspace):
     response = upload(api, poll_workspace, [text_file("max.bin", b"\1" * DEFAULT_CAP)])
 
     assert response.status_code == 200, response.content
-    assert run_sql("SELECT size_bytes, octet_length(content) FROM pending_uploads") == [
-        (DEFAULT_CAP, DEFAULT_CAP)
-    ]
+    assert stored_sizes() == [(DEFAULT_CAP, DEFAULT_CAP)]
 
 
 @override_settings(PENDING_UPLOADS_MAX_REQUEST_BYTES=4096)

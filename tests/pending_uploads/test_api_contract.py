@@ -36,6 +36,9 @@ from tests.pending_uploads.test_api import (
     upload,
 )
 
+# Every test runs twice: file bytes in PostgreSQL, and in a bucket on the test S3 server.
+pytestmark = pytest.mark.usefixtures("storage_mode")
+
 MIB = 1024 * 1024
 
 

@@ -1,4 +1,5 @@
-"""manage.py sweep_uploads: output, --json, --dry-run, durations, progress and exit codes."""
+"""manage.py sweep_uploads (output, --json, --dry-run, durations, progress, exit codes, the
+objects it deletes with a bucket) and manage.py reap_upload_objects."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
+from pending_uploads import storage
 from pending_uploads.managers import NewUpload, PendingUploadManager, SweepError, SweepResult
 from pending_uploads.models import PendingUpload
 from tests.helpers import (
     assert_metric_delta,
     assert_metric_deltas,
+    bucket_objects,
     metrics_saved,
     run_manage,
+    s3_unreachable,
 )
 
 SUMMARY_RE = r"swept 2 acked, 1 expired in \d+ ms"
@@ -93,7 +97,18 @@ def test_json_prints_exactly_one_json_line(rows) -> None:
     assert out.endswith("\n")
     assert out.count("\n") == 1
     payload = json.loads(out)
-    assert set(payload) == {"acked", "expired", "duration_ms", "gauges_ms", "dry_run"}
+    assert set(payload) == {
+        "acked",
+        "expired",
+        "duration_ms",
+        "gauges_ms",
+        "objects_deleted",
+        "object_delete_errors",
+        "drain_ms",
+        "dry_run",
+    }
+    assert (payload["objects_deleted"], payload["object_delete_errors"]) == (0, 0)
+    assert isinstance(payload["drain_ms"], float) and payload["drain_ms"] >= 0
     assert (payload["acked"], payload["expired"], payload["dry_run"]) == (2, 1, False)
     assert isinstance(payload["duration_ms"], float) and payload["duration_ms"] >= 0
     assert isinstance(payload["gauges_ms"], float) and payload["gauges_ms"] >= 0
@@ -111,6 +126,7 @@ def test_dry_run_changes_nothing_and_says_would_sweep(rows) -> None:
     assert re.fullmatch(r"would sweep 2 acked, 1 expired in \d+ ms \(dry run\)\n", out), out
     assert payload["dry_run"] is True
     assert (payload["acked"], payload["expired"], payload["gauges_ms"]) == (2, 1, None)
+    assert payload["drain_ms"] is None
     assert remaining() == before_rows
     assert_metric_deltas(before, SWEPT, "outcome", {"acked": 0, "expired": 0, "error": 0})
 
@@ -213,3 +229,88 @@ def test_partial_sweep_error_message_is_the_first_line_only(db, monkeypatch) -> 
     assert str(caught.value) == "pending_uploads sweep failed: gone"
 
     assert_metric_delta(before, 1, SWEPT, outcome="error")
+
+
+# --- with a bucket: the sweep's objects, and reap_upload_objects -------------------------------
+
+
+@override_settings(PENDING_UPLOADS_ACK_RETENTION=timedelta(hours=1))
+def test_in_bucket_mode_the_summary_counts_the_deleted_objects(s3_bucket, rows) -> None:
+    dry = sweep_uploads("--dry-run")
+    objects_before = len(bucket_objects(s3_bucket))
+
+    out = sweep_uploads()
+
+    assert re.fullmatch(r"would sweep 2 acked, 1 expired in \d+ ms \(dry run\)\n", dry), dry
+    assert objects_before == 4
+    assert re.fullmatch(SUMMARY_RE + r"; 3 objects deleted, 0 failed\n", out), out
+    assert remaining() == rows
+    assert len(bucket_objects(s3_bucket)) == 1
+
+
+def crashed_upload(content: bytes) -> str:
+    """An object whose upload died between its PUT and its commit: no row names it."""
+    row = PendingUpload(
+        file_id=uuid.uuid4(), workspace_id=uuid.uuid4(), size_bytes=len(content), filename="x"
+    )
+    storage.bucket().save(row, io.BytesIO(content))
+    return row.storage_key
+
+
+def reap(*args: str) -> str:
+    out = StringIO()
+    call_command("reap_upload_objects", *args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+REAP_RE = (
+    r"(?P<orphans>\d+) orphaned of (?P<listed>\d+) objects, (?P<bytes>\d+) bytes, "
+    r"oldest (?P<oldest>\S+); (?P<reapable>\d+) past the grace"
+)
+
+
+def test_reaper_reports_orphans_and_deletes_only_those_past_the_grace(s3_bucket, db) -> None:
+    kept = put_row(uuid.uuid4())
+    orphan = crashed_upload(b"crashed")
+
+    report = reap()
+    # An upload in flight is younger than the grace: --delete leaves it alone.
+    young = json.loads(reap("--delete", "--json"))
+    reaped = reap("--grace", "0s", "--delete")
+
+    match = re.fullmatch(REAP_RE + r"\n", report)
+    assert match, report
+    assert match.group("orphans", "listed", "bytes", "reapable") == ("1", "2", "7", "0")
+    assert young == {
+        "listed": 2,
+        "orphans": 1,
+        "orphan_bytes": 7,
+        "oldest": match.group("oldest"),
+        "reapable": 0,
+        "deleted": 0,
+        "failed": 0,
+        "delete": True,
+    }
+    assert re.fullmatch(REAP_RE + r", 1 deleted, 0 failed\n", reaped), reaped
+    assert list(bucket_objects(s3_bucket)) == [PendingUpload.objects.get(pk=kept).storage_key]
+    assert orphan not in bucket_objects(s3_bucket)
+    assert re.fullmatch(r"0 orphaned of 1 objects, 0 bytes, oldest -; 0 past the grace\n", reap())
+
+
+@pytest.mark.parametrize(
+    ("bucket", "message"),
+    [
+        ("", "PENDING_UPLOADS_S3_BUCKET is unset: there is no bucket to reap"),
+        ("unreachable", "reaping the bucket's objects failed: Could not connect to the endpoint"),
+    ],
+)
+def test_reaper_failures_are_one_line_command_errors(s3_server, db, bucket, message) -> None:
+    with (
+        override_settings(PENDING_UPLOADS_S3_BUCKET=bucket),
+        s3_unreachable(),
+        pytest.raises(CommandError) as caught,
+    ):
+        reap()
+
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)

@@ -281,8 +281,18 @@ def test_concurrent_sweeps_share_the_work_without_double_counting(sweepers):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("arm", ["acked", "expired"])
-def test_batches_stop_at_the_byte_cap_and_continue_from_there(arm):
+@pytest.mark.parametrize(
+    ("arm", "bytes_in", "batches"),
+    [
+        ("acked", "the table", [3, 6, 9, 10]),
+        ("expired", "the table", [3, 6, 9, 10]),
+        # In a bucket the bytes are not the table's: deleting a row costs the same whatever
+        # its size, so the cap does not hold the batch back.
+        ("acked", "a bucket", [10]),
+        ("expired", "a bucket", [10]),
+    ],
+)
+def test_batches_stop_at_the_byte_cap_and_continue_from_there(arm, bytes_in, batches):
     # Ten rows that claim 1,000 bytes each; a 2,500-byte cap takes three rows per batch
     # (a row is taken while the bytes before it are under the cap).
     if arm == "acked":
@@ -291,6 +301,8 @@ def test_batches_stop_at_the_byte_cap_and_continue_from_there(arm):
         insert_rows(10, expires_in=-10.0, spread_seconds=10)
     insert_rows(5, expires_in=HOUR)
     run_sql("UPDATE pending_uploads SET size_bytes = 1000")
+    if bytes_in == "a bucket":
+        run_sql("UPDATE pending_uploads SET content = NULL, storage_key = 'k/' || file_id")
     totals: list[int] = []
 
     result = upload_sweep(
@@ -301,7 +313,7 @@ def test_batches_stop_at_the_byte_cap_and_continue_from_there(arm):
     )
 
     assert result == (SweepResult(10, 0) if arm == "acked" else SweepResult(0, 10))
-    assert totals == [3, 6, 9, 10]
+    assert totals == batches
     assert PendingUpload.objects.count() == 5
 
 
@@ -569,6 +581,8 @@ def test_sweep_result_arithmetic():
     assert SweepResult(1, 2).total == 3
     assert SweepResult(0, 0).__add__((1, 2)) is NotImplemented
     assert managers.SweepError("x").partial == SweepResult(0, 0)
+    assert managers.DrainResult(1, 2) + managers.DrainResult(3, 4) == managers.DrainResult(4, 6)
+    assert managers.DrainResult(0, 0).__add__((1, 2)) is NotImplemented
 
 
 DAY_STARTS = [datetime(2025, 12, 31, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)]

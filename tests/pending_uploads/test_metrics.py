@@ -54,6 +54,14 @@ def test_never_swept_database_shows_every_swept_series_at_zero(db) -> None:
     assert f"# TYPE {SWEPT} counter" in text
     series = metric_series(SWEPT, exposition=text)
     assert series == {(("outcome", outcome),): 0.0 for outcome in OUTCOMES}
+    # The bucket's series exist from the first scrape too, in either storage mode.
+    for name, kind in (
+        ("molecule_pending_uploads_objects_deleted_total", "counter"),
+        ("molecule_pending_uploads_object_delete_errors_total", "counter"),
+        ("molecule_pending_uploads_object_deletions_pending", "gauge"),
+    ):
+        assert f"# TYPE {name} {kind}" in text
+        assert metric_series(name, exposition=text) == {(): 0.0}
 
 
 @pytest.mark.django_db

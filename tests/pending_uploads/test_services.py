@@ -45,7 +45,7 @@ from tests.helpers import (
 )
 
 RETENTION = timedelta(hours=1)
-SERVICE_LOGGER = "pending_uploads.services"
+SERVICE_LOGGER = "pending_uploads.services.sweep"
 TASK_LOGGER = "pending_uploads.tasks"
 SWEPT = "molecule_pending_uploads_swept_total"
 DURATIONS = "molecule_pending_uploads_sweep_duration_seconds_count"

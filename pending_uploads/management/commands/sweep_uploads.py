@@ -14,7 +14,8 @@ from pending_uploads.services import uploads_sweep
 class Command(SweepCommand):
     help = (
         "Sweep pending_uploads: delete acked rows past the retention and unacked rows past "
-        "expires_at, and count them in the swept metrics. Safe to run from cron, also while "
+        "expires_at, and count them in the swept metrics; with a bucket, delete their objects "
+        "too (queued in the same transaction, so none is lost). Safe to run from cron, also while "
         "the scheduled sweep runs: concurrent sweeps share the rows and never count one twice."
     )
     duration_option = "--ack-retention"
@@ -35,17 +36,29 @@ class Command(SweepCommand):
         finally:
             if progress is not None:
                 progress.finish()
-        result = report.result
+        result, objects = report.result, report.objects
         verb = "would sweep" if report.dry_run else "swept"
+        summary = (
+            f"{verb} {result.acked} acked, {result.expired} expired in {report.duration_ms:.0f} ms"
+        )
+        if objects.deleted or objects.failed:
+            summary += f"; {objects.deleted} objects deleted, {objects.failed} failed"
         return (
-            f"{verb} {result.acked} acked, {result.expired} expired in {report.duration_ms:.0f} ms",
+            summary,
             {
                 "acked": result.acked,
                 "expired": result.expired,
                 "duration_ms": round(report.duration_ms, 3),
-                "gauges_ms": None if report.gauges_ms is None else round(report.gauges_ms, 3),
+                "gauges_ms": _rounded(report.gauges_ms),
+                "objects_deleted": objects.deleted,
+                "object_delete_errors": objects.failed,
+                "drain_ms": _rounded(report.drain_ms),
             },
         )
+
+
+def _rounded(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 3)
 
 
 class _Progress:
