@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from bench.memory import reset_peak, status_kib
-from devtools.processes import ServiceStack
+from devtools.processes import ServiceStack, process_reset_peak, process_rss_bytes
 from devtools.processes.workspace import StandInWorkspace
 from pending_uploads.forward import INGEST_PATH
 from pending_uploads.metrics import FORWARD_OUTCOMES
@@ -132,8 +131,8 @@ def test_a_99_mib_forward_arrives_whole_in_bounded_worker_memory(
     warmed = pushing.upload(warm, len(warm))
     assert warmed[0] == 200, (warmed, pushing.stack.log_tail())
     pid = pushing.worker_pid()
-    reset_peak(pid)
-    before_kib = status_kib(pid, "VmRSS")
+    process_reset_peak(pid)
+    before = process_rss_bytes(pid)
     pushing.stand_in.received.clear()
 
     def body() -> Iterator[bytes]:
@@ -143,7 +142,7 @@ def test_a_99_mib_forward_arrives_whole_in_bounded_worker_memory(
         yield tail
 
     status, answer = pushing.upload(body(), content_length)
-    growth_mib = (status_kib(pid, "VmHWM") - before_kib) / 1024
+    growth_mib = (process_rss_bytes(pid, "VmHWM") - before) / MIB
 
     assert status == 200, answer[:300]
     assert json.loads(answer) == {"received": content_length, "sha256": expected}
