@@ -162,6 +162,19 @@ def test_alert_rules_reference_only_exported_metrics(exported: frozenset[str], r
     assert used <= exported, f"not exported: {sorted(used - exported)}"
 
 
+def test_every_alert_has_its_runbook_and_its_row_in_the_alert_list() -> None:
+    rules = (REPO_ROOT / ALERTS).read_text()
+    alerts = re.findall(r"(?m)^ +- alert: (\w+)$", rules)
+    assert alerts, f"{ALERTS} has no alert"
+    runbooks = re.findall(r"(?m)^ +runbook: (\S+)$", rules)
+    assert runbooks == [f"docs/operations.md#runbook-{name.lower()}" for name in alerts]
+    operations = (REPO_ROOT / "docs/operations.md").read_text()
+    metrics = (REPO_ROOT / "docs/metrics.md").read_text()
+    for name in alerts:
+        assert f"\n### Runbook: {name}\n" in operations, name
+        assert f"\n| [{name}](operations.md#runbook-{name.lower()}) |" in metrics, name
+
+
 def test_dashboard_filters_every_query_by_job_and_instance() -> None:
     dashboard = json.loads((REPO_ROOT / DASHBOARD).read_text())
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
