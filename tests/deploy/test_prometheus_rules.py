@@ -23,7 +23,11 @@ DASHBOARD = Path("deploy/grafana/molecule-uploads.json")
 # Counted by the web process that did the work (prometheus_client multiprocess files): each
 # target exports its own host's count, so these are summed across targets, never max()ed.
 PER_HOST_METRICS = frozenset(
-    {"molecule_chat_upload_forwards_total", "molecule_chat_upload_forward_duration_seconds_bucket"}
+    {
+        "molecule_chat_upload_forwards_total",
+        "molecule_chat_upload_forward_duration_seconds_bucket",
+        "molecule_quota_refusals_total",
+    }
 )
 METRIC_NAME = re.compile(r"molecule_[a-z_]+")
 
