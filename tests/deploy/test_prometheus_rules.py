@@ -27,6 +27,7 @@ PER_HOST_METRICS = frozenset(
         "molecule_chat_upload_forwards_total",
         "molecule_chat_upload_forward_duration_seconds_bucket",
         "molecule_quota_refusals_total",
+        "molecule_db_client_timeouts_total",
     }
 )
 METRIC_NAME = re.compile(r"molecule_[a-z_]+")
