@@ -23,7 +23,12 @@ DASHBOARD = Path("deploy/grafana/molecule-uploads.json")
 # Counted by the web process that did the work (prometheus_client multiprocess files): each
 # target exports its own host's count, so these are summed across targets, never max()ed.
 PER_HOST_METRICS = frozenset(
-    {"molecule_chat_upload_forwards_total", "molecule_chat_upload_forward_duration_seconds_bucket"}
+    {
+        "molecule_chat_upload_forwards_total",
+        "molecule_chat_upload_forward_duration_seconds_bucket",
+        "molecule_quota_refusals_total",
+        "molecule_db_client_timeouts_total",
+    }
 )
 METRIC_NAME = re.compile(r"molecule_[a-z_]+")
 
@@ -160,6 +165,19 @@ def test_alert_rules_reference_only_exported_metrics(exported: frozenset[str], r
     used = set(METRIC_NAME.findall((REPO_ROOT / rules).read_text()))
     assert used, f"{rules} names no molecule_ metric"
     assert used <= exported, f"not exported: {sorted(used - exported)}"
+
+
+def test_every_alert_has_its_runbook_and_its_row_in_the_alert_list() -> None:
+    rules = (REPO_ROOT / ALERTS).read_text()
+    alerts = re.findall(r"(?m)^ +- alert: (\w+)$", rules)
+    assert alerts, f"{ALERTS} has no alert"
+    runbooks = re.findall(r"(?m)^ +runbook: (\S+)$", rules)
+    assert runbooks == [f"docs/operations.md#runbook-{name.lower()}" for name in alerts]
+    operations = (REPO_ROOT / "docs/operations.md").read_text()
+    metrics = (REPO_ROOT / "docs/metrics.md").read_text()
+    for name in alerts:
+        assert f"\n### Runbook: {name}\n" in operations, name
+        assert f"\n| [{name}](operations.md#runbook-{name.lower()}) |" in metrics, name
 
 
 def test_dashboard_filters_every_query_by_job_and_instance() -> None:

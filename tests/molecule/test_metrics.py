@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import prometheus_client
 import pytest
 from django.db import OperationalError
+from prometheus_client import multiprocess
 
 from molecule.exposition import metrics_page, metrics_registry
+from molecule.metrics import QUOTAS
 from molecule.models import MetricTotal
 from molecule.totals import bucket_label
 from pending_uploads import metrics as upload_metrics
 from tests.helpers import (
     Exposition,
+    _child_env,
     assert_metric_delta,
     empty_totals_exposition,
+    metric_series,
     metric_value,
     metrics_saved,
+    run_module,
 )
 
 
@@ -100,3 +106,20 @@ def test_multiprocess_mode_serves_the_stored_families_beside_the_files(
     assert "python_info" not in {family.name for family in registry.collect()}
     monkeypatch.delenv(variable)
     assert "python_info" in {family.name for family in metrics_registry().collect()}
+
+
+def test_a_fresh_web_process_exports_its_own_counters_at_zero(tmp_path) -> None:
+    # What a gunicorn worker writes before its first request: loading molecule.wsgi runs the
+    # apps' ready(), which creates every series, so the alerts that sum them across targets
+    # see 0 from the first scrape rather than nothing.
+    env = _child_env(None) | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = run_module("molecule.wsgi", env=env)
+    assert result.returncode == 0, result.stderr
+    registry = prometheus_client.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+    text = prometheus_client.generate_latest(registry).decode()
+
+    assert metric_series("molecule_quota_refusals_total", exposition=text) == {
+        (("quota", quota),): 0.0 for quota in QUOTAS
+    }
+    assert metric_series("molecule_db_client_timeouts_total", exposition=text) == {(): 0.0}
