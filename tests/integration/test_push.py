@@ -146,6 +146,8 @@ def test_a_99_mib_forward_arrives_whole_in_bounded_worker_memory(
 
     assert status == 200, answer[:300]
     assert json.loads(answer) == {"received": content_length, "sha256": expected}
+    # The stand-in records a request just after it has answered it.
+    assert pushing.stand_in.wait_for(lambda ws: ws.received, timeout=30)
     (received,) = pushing.stand_in.received
     assert received.path == INGEST_PATH
     assert received.header("Authorization") == f"Bearer {pushing.stand_in.secret}"

@@ -112,7 +112,9 @@ def test_a_level_check_counts_under_the_lock_and_refuses_past_the_limit() -> Non
         quotas.quota_check_level(
             workspace_id=WS, quota=quotas.PENDING_BYTES, level=lambda: 100, retry_after=300
         )
-        locks = run_sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0]
+        locks = run_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )[0][0]
     assert locks == 1
 
     with pytest.raises(quotas.QuotaExceeded) as refused:

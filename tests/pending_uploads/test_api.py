@@ -479,8 +479,8 @@ BAD_IDS = [
 WORKSPACE_ENDPOINTS = [
     ("post", "chat/uploads"),
     ("get", "pending-uploads"),
-    ("get", f"pending-uploads/{uuid.uuid4()}/content"),
-    ("post", f"pending-uploads/{uuid.uuid4()}/ack"),
+    ("get", f"pending-uploads/{uuid.UUID(int=1)}/content"),
+    ("post", f"pending-uploads/{uuid.UUID(int=2)}/ack"),
 ]
 
 
