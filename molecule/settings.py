@@ -133,9 +133,11 @@ TEMPLATES = [
 ]
 
 # PostgreSQL is the only database, and only DATABASE_URL (checked first, above) names it.
+# No CONN_HEALTH_CHECKS: it costs a round trip (SELECT 1) per request; molecule.connections
+# checks a reused connection's socket instead, for free (docs/operations.md).
 try:
     _database = dj_database_url.parse(
-        DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=False
     )
 except ValueError as exc:
     # The URL itself stays out of the message: it may carry a password.
