@@ -170,6 +170,14 @@ DB_STATEMENT_TIMEOUT_MS = _env_parsed(
 DATABASES["default"]["OPTIONS"].setdefault(
     "options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
 )
+# The hot statements (authentication, polls, acks, file bytes) ask psycopg to prepare them
+# (prepare=True), once per connection; a threshold never reached keeps every other statement
+# unprepared (Django's own bind client-side and never are). None turns preparing off: for a
+# pooler that cannot keep prepared statements across transactions (PgBouncer in transaction
+# mode before 1.21).
+DATABASES["default"]["OPTIONS"].setdefault(
+    "prepare_threshold", 2**31 - 1 if _env_bool("DB_PREPARED_STATEMENTS", True) else None
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING
 
 import psycopg
 
-from pending_uploads.managers.cursors import RoutedCursorsMixin
+from molecule.managers.cursors import RoutedCursorsMixin
 from pending_uploads.managers.types import OpenedContent
 
 if TYPE_CHECKING:
@@ -133,11 +133,11 @@ class ContentMixin(RoutedCursorsMixin):
             raise ShortFile(f"{row.filename} ended {row.size_bytes - len(content)} bytes early")
         params = {field: getattr(row, field) for field in _INSERTED_FIELDS}
         with self._binary_cursor() as cursor:
-            cursor.execute(INSERT_SQL, {**params, "content": content, "ttl": ttl})
+            cursor.execute(INSERT_SQL, {**params, "content": content, "ttl": ttl}, prepare=True)
 
     def _row_clock(self, cursor: psycopg.Cursor, ttl: timedelta) -> tuple[bytes, bytes]:
         """created_at and expires_at in PostgreSQL's binary timestamptz, as COPY takes them."""
-        cursor.execute(ROW_CLOCK_SQL, {"ttl": ttl}, binary=True)
+        cursor.execute(ROW_CLOCK_SQL, {"ttl": ttl}, binary=True, prepare=True)
         result = cursor.pgresult
         assert result is not None
         return bytes(result.get_value(0, 0) or b""), bytes(result.get_value(0, 1) or b"")
@@ -155,7 +155,7 @@ class ContentMixin(RoutedCursorsMixin):
         params = {"file_id": file_id, "workspace_id": workspace_id, "length": CHUNK_BYTES}
         sql = OPEN_PRESENT_SQL if workspace_id is None else OPEN_FETCHABLE_SQL
         with self._binary_cursor() as cursor:
-            cursor.execute(sql, params, binary=True)
+            cursor.execute(sql, params, binary=True, prepare=True)
             found = cursor.fetchone()
             if found is None:
                 return None
@@ -179,6 +179,6 @@ class ContentMixin(RoutedCursorsMixin):
         """CHUNK_BYTES from ``offset`` (0-based), or b"" when the row is gone."""
         params = {"file_id": file_id, "start": offset + 1, "length": CHUNK_BYTES}
         with self._binary_cursor() as cursor:
-            cursor.execute(CHUNK_SQL, params, binary=True)
+            cursor.execute(CHUNK_SQL, params, binary=True, prepare=True)
             found = cursor.fetchone()
         return b"" if found is None else found[0]
