@@ -98,6 +98,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # API routes skip the admin's middleware below (sessions, CSRF, login, messages, static)
+    # and the per-view request metrics: molecule.middleware.SKIPPED_FOR_API.
+    "molecule.middleware.ApiRoutingMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS and JS) from the app itself, before sessions and auth.
