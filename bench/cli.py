@@ -101,6 +101,7 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
     from bench.phantom import bench_phantom
     from bench.slow_clients import bench_slow_clients
     from bench.sweeps import bench_sweep, bench_toast
+    from bench.throughput import bench_throughput
 
     return {
         "sweep": bench_sweep,
@@ -112,6 +113,7 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
         "memory": bench_memory,
         "slow": bench_slow_clients,
         "feed": bench_feed,
+        "throughput": bench_throughput,
     }
 
 

@@ -19,6 +19,7 @@ SECTIONS = (
     "memory",
     "slow",
     "feed",
+    "throughput",
 )
 
 # Long enough that no generated row crosses an eligibility boundary while the run lasts
@@ -62,6 +63,11 @@ class Scale:
     # Feed visibility: the upload kept in flight, and how long each phase (without, with) lasts.
     feed_upload_bytes: int
     feed_seconds: float
+    # Throughput, service against floor: seconds per wrk run, runs per side, the large file.
+    throughput_seconds: float
+    throughput_reps: int
+    throughput_file_bytes: int
+    throughput_file_reps: int
 
     @property
     def main_rows(self) -> int:
@@ -98,6 +104,10 @@ _KNOBS = {
     "big_file_reps": (5, 2),
     "feed_upload_bytes": (100_000_000, 8_000_000),
     "feed_seconds": (20.0, 3.0),
+    "throughput_seconds": (8.0, 2.0),
+    "throughput_reps": (3, 1),
+    "throughput_file_bytes": (99 * 1024 * 1024, 3 * 1024 * 1024),
+    "throughput_file_reps": (4, 1),
 }
 
 FULL = Scale(name="full", **{knob: full for knob, (full, _) in _KNOBS.items()})

@@ -130,6 +130,47 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
         rows += slow_report.slow_rows(figures["slow_clients"])
     if "feed" in figures:
         rows += _feed_rows(figures["feed"])
+    if "throughput" in figures:
+        rows += _throughput_rows(figures["throughput"])
+    return rows
+
+
+THROUGHPUT_PATHS = (
+    ("head_poll", "head poll (the runtime's idle poll, answer [])"),
+    ("page_poll", "poll returning a page"),
+    ("ack", "ack of a pending upload"),
+    ("activity_ack", "activity ack"),
+)
+
+
+def _throughput_rows(figure: dict[str, Any]) -> list[Row]:
+    """Service against floor, per path: rates (median, min, max of the runs), then the ratio."""
+    rows: list[Row] = []
+    for key, label in THROUGHPUT_PATHS:
+        path = figure[key]
+        rows.append(_stat(f"Throughput, {label}: service", path["service"]["rps"], "req/s"))
+        rows.append(_stat("  plain-WSGI floor", path["floor"]["rps"], "req/s"))
+        rows.append(_one("  service : floor", path["ratio"], "x"))
+        if "prototype" in path:
+            rows.append(
+                _stat(
+                    "  prototype: service + a cache that never misses",
+                    path["prototype"]["rps"],
+                    "req/s",
+                )
+            )
+            rows.append(_one("  prototype : floor", path["prototype_ratio"], "x"))
+    large = figure["large_file"]
+    for operation in ("upload", "fetch"):
+        head = f"Throughput, {large['file_mib']:g} MiB {operation}, one at a time: service"
+        rows.append(_stat(head, large[operation]["service_mib_s"], "MiB/s"))
+        rows.append(_stat("  plain-WSGI floor", large[operation]["floor_mib_s"], "MiB/s"))
+        rows.append(_one("  service : floor", large[operation]["ratio"], "x"))
+    rows.append(
+        _one("Workspaces polling every 5 s that one host carries", figure["workspaces_per_host"])
+    )
+    loads = figure["setup"]["load_average_at_start"], figure["setup"]["load_average_at_end"]
+    rows.append(_one("  load average (1, 5, 15 min) at start; at end", f"{loads[0]}; {loads[1]}"))
     return rows
 
 
