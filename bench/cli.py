@@ -94,6 +94,7 @@ def machine_info(db: BenchDatabases) -> dict[str, Any]:
 
 def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
     from bench.api import bench_api
+    from bench.cpu import bench_cpu
     from bench.empty import bench_empty
     from bench.feed import bench_feed
     from bench.interference import bench_interference
@@ -114,6 +115,7 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
         "slow": bench_slow_clients,
         "feed": bench_feed,
         "throughput": bench_throughput,
+        "cpu": bench_cpu,
     }
 
 

@@ -20,6 +20,7 @@ SECTIONS = (
     "slow",
     "feed",
     "throughput",
+    "cpu",
 )
 
 # Long enough that no generated row crosses an eligibility boundary while the run lasts
@@ -68,6 +69,8 @@ class Scale:
     throughput_reps: int
     throughput_file_bytes: int
     throughput_file_reps: int
+    # CPU per poll, in process: requests per variant and poll.
+    cpu_requests: int
 
     @property
     def main_rows(self) -> int:
@@ -108,6 +111,7 @@ _KNOBS = {
     "throughput_reps": (3, 1),
     "throughput_file_bytes": (99 * 1024 * 1024, 3 * 1024 * 1024),
     "throughput_file_reps": (4, 1),
+    "cpu_requests": (3000, 300),
 }
 
 FULL = Scale(name="full", **{knob: full for knob, (full, _) in _KNOBS.items()})

@@ -132,6 +132,30 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
         rows += _feed_rows(figures["feed"])
     if "throughput" in figures:
         rows += _throughput_rows(figures["throughput"])
+    if "cpu" in figures:
+        rows += _cpu_rows(figures["cpu"])
+    return rows
+
+
+CPU_VARIANTS = (
+    ("service", "service"),
+    ("whole_stack", "service, every request through the whole middleware stack"),
+    ("prototype", "service + a cache that never misses"),
+    ("floor", "plain-WSGI floor"),
+)
+
+
+def _cpu_rows(figure: dict[str, Any]) -> list[Row]:
+    """CPU per poll: this process's, then its PostgreSQL backend's (median column only)."""
+    rows: list[Row] = []
+    for poll, label in (("head_poll", "head poll"), ("page_poll", "page poll")):
+        for key, name in CPU_VARIANTS:
+            found = figure[key].get(poll)
+            if found is None:
+                continue
+            head = f"CPU per {label}, {name}: in process" if key == "service" else f"  {name}"
+            rows.append(_one(head, found["client_cpu_us"], "us"))
+            rows.append(_one("    in its PostgreSQL backend", found["backend_cpu_us"], "us"))
     return rows
 
 

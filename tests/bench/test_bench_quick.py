@@ -85,6 +85,7 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "setup",
         "workspaces_per_host",
     },
+    "cpu": {"service", "whole_stack", "prototype", "floor", "same_answer", "requests"},
 }
 FEED_PHASE = {
     "rows_committed",
@@ -96,14 +97,14 @@ FEED_PHASE = {
     "oldest_write_transaction_ms",
 }
 THROUGHPUT_PATH = {"service", "floor", "ratio", "ratios"}
-THROUGHPUT_SIDE = {"rps", "p50_ms", "p99_ms", "requests", "errors", "load_average"}
+THROUGHPUT_SIDE = {"rps", "p50_ms", "p99_ms", "requests", "errors", "timeouts", "load_average"}
 TARGET = {"target", "goal", "value", "compare", "bound", "requires", "met"}
 EXPECTED_TARGETS = 19
 # The sections build their own data, so `--only` runs of two halves of them, side by side,
 # report what one run of all does, in the time of the longer half (about 40 s, not 60 s).
 HALVES = (
     ("sweep", "toast", "empty", "feed", "throughput"),
-    ("interference", "phantom", "api", "memory", "slow"),
+    ("interference", "phantom", "api", "memory", "slow", "cpu"),
 )
 
 
@@ -281,3 +282,13 @@ def test_service_and_floor_did_the_same_work(quick_results: dict[str, Any]) -> N
         expected = throughput[path]["expected"]
         assert throughput[path]["applied"] == {"service": expected, "floor": expected}, path
     assert throughput["large_file"]["bytes_intact"] == {"service": True, "floor": True}
+
+
+@pytest.mark.slow
+def test_the_cpu_variants_gave_the_same_answer(quick_results: dict[str, Any]) -> None:
+    cpu = quick_results["figures"]["cpu"]
+    assert cpu["same_answer"]
+    for variant in ("service", "whole_stack", "floor"):
+        for poll in ("head_poll", "page_poll"):
+            assert cpu[variant][poll]["client_cpu_us"] > 0, (variant, poll)
+    assert cpu["prototype"]["head_poll"]["client_cpu_us"] > 0
