@@ -156,6 +156,16 @@ def _cpu_rows(figure: dict[str, Any]) -> list[Row]:
             head = f"CPU per {label}, {name}: in process" if key == "service" else f"  {name}"
             rows.append(_one(head, found["client_cpu_us"], "us"))
             rows.append(_one("    in its PostgreSQL backend", found["backend_cpu_us"], "us"))
+    large = figure["large_file"]
+    for operation in ("upload", "fetch"):
+        for key in ("service", "floor"):
+            found = large[key][operation]
+            name = "service" if key == "service" else "plain-WSGI floor"
+            head = f"CPU per {large['file_mib']:g} MiB {operation}, {name}: in process"
+            rows.append(
+                _one(head if key == "service" else f"  {name}", found["client_cpu_us"], "us")
+            )
+            rows.append(_one("    in its PostgreSQL backend", found["backend_cpu_us"], "us"))
     return rows
 
 

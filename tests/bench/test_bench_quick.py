@@ -85,7 +85,15 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "setup",
         "workspaces_per_host",
     },
-    "cpu": {"service", "whole_stack", "prototype", "floor", "same_answer", "requests"},
+    "cpu": {
+        "service",
+        "whole_stack",
+        "prototype",
+        "floor",
+        "same_answer",
+        "requests",
+        "large_file",
+    },
 }
 FEED_PHASE = {
     "rows_committed",
@@ -292,3 +300,6 @@ def test_the_cpu_variants_gave_the_same_answer(quick_results: dict[str, Any]) ->
         for poll in ("head_poll", "page_poll"):
             assert cpu[variant][poll]["client_cpu_us"] > 0, (variant, poll)
     assert cpu["prototype"]["head_poll"]["client_cpu_us"] > 0
+    for side in ("service", "floor"):
+        for operation in ("upload", "fetch"):
+            assert cpu["large_file"][side][operation]["client_cpu_us"] > 0, (side, operation)
