@@ -137,19 +137,20 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
     return rows
 
 
-CPU_VARIANTS = (
-    ("service", "service"),
-    ("whole_stack", "service, every request through the whole middleware stack"),
-    ("prototype", "service + a cache that never misses"),
-    ("floor", "plain-WSGI floor"),
-)
+# What the throughput and cpu sections compare, in the order they are printed.
+VARIANTS = {
+    "service": "service",
+    "whole_stack": "service, every request through the whole middleware stack",
+    "prototype": "prototype: service + a cache that never misses",
+    "floor": "plain-WSGI floor",
+}
 
 
 def _cpu_rows(figure: dict[str, Any]) -> list[Row]:
     """CPU per poll: this process's, then its PostgreSQL backend's (median column only)."""
     rows: list[Row] = []
     for poll, label in (("head_poll", "head poll"), ("page_poll", "page poll")):
-        for key, name in CPU_VARIANTS:
+        for key, name in VARIANTS.items():
             found = figure[key].get(poll)
             if found is None:
                 continue
@@ -160,7 +161,7 @@ def _cpu_rows(figure: dict[str, Any]) -> list[Row]:
     for operation in ("upload", "fetch"):
         for key in ("service", "floor"):
             found = large[key][operation]
-            name = "service" if key == "service" else "plain-WSGI floor"
+            name = VARIANTS[key]
             head = f"CPU per {large['file_mib']:g} MiB {operation}, {name}: in process"
             rows.append(
                 _one(head if key == "service" else f"  {name}", found["client_cpu_us"], "us")
@@ -183,22 +184,16 @@ def _throughput_rows(figure: dict[str, Any]) -> list[Row]:
     for key, label in THROUGHPUT_PATHS:
         path = figure[key]
         rows.append(_stat(f"Throughput, {label}: service", path["service"]["rps"], "req/s"))
-        rows.append(_stat("  plain-WSGI floor", path["floor"]["rps"], "req/s"))
+        rows.append(_stat(f"  {VARIANTS['floor']}", path["floor"]["rps"], "req/s"))
         rows.append(_one("  service : floor", path["ratio"], "x"))
         if "prototype" in path:
-            rows.append(
-                _stat(
-                    "  prototype: service + a cache that never misses",
-                    path["prototype"]["rps"],
-                    "req/s",
-                )
-            )
+            rows.append(_stat(f"  {VARIANTS['prototype']}", path["prototype"]["rps"], "req/s"))
             rows.append(_one("  prototype : floor", path["prototype_ratio"], "x"))
     large = figure["large_file"]
     for operation in ("upload", "fetch"):
         head = f"Throughput, {large['file_mib']:g} MiB {operation}, one at a time: service"
         rows.append(_stat(head, large[operation]["service_mib_s"], "MiB/s"))
-        rows.append(_stat("  plain-WSGI floor", large[operation]["floor_mib_s"], "MiB/s"))
+        rows.append(_stat(f"  {VARIANTS['floor']}", large[operation]["floor_mib_s"], "MiB/s"))
         rows.append(_one("  service : floor", large[operation]["ratio"], "x"))
     rows.append(
         _one("Workspaces polling every 5 s that one host carries", figure["workspaces_per_host"])
