@@ -220,8 +220,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 
 # --- Uploads: every file part streams to a temporary file, never into memory. ---
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
-# Django's TemporaryFileUploadHandler, writing a chunk (1 MiB) at a time rather than 64 KiB.
-FILE_UPLOAD_HANDLERS = ["pending_uploads.uploadhandlers.ChunkedTemporaryFileUploadHandler"]
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
 # JSON bodies (register, heartbeat, activity) are small; anything larger is refused.
 DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("MOLECULE_MAX_JSON_BYTES", 1024 * 1024)
 
