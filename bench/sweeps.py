@@ -207,10 +207,11 @@ def io_profile(db: BenchDatabases, dataset: str) -> dict[str, Any]:
 
 
 def _deleted_rows(plan: dict[str, Any]) -> int:
+    """The rows the plan's DELETE removed (ours also inserts into metric_totals: not those)."""
     pending = [plan]
     while pending:
         node = pending.pop()
-        if node["Node Type"] == "ModifyTable":
+        if node["Node Type"] == "ModifyTable" and node.get("Operation") == "Delete":
             return node["Actual Rows"]
         pending.extend(node.get("Plans", []))
     return 0

@@ -257,6 +257,12 @@ def test_both_sweep_variants_deleted_the_same_rows(
         eligible = point["eligible_acked"] + point["eligible_expired"]
         assert ours["rows_deleted"] == unbounded["rows_deleted"] == eligible > 0, point["rows"]
         assert ours["rows_deleted_consistent"] and unbounded["rows_deleted_consistent"]
+    if figure == "upload_sweep":
+        # The per-row I/O divides by the rows each statement deleted: both must have counted.
+        io = quick_results["figures"]["sweep_io"]
+        eligible = points[0]["eligible_acked"] + points[0]["eligible_expired"]
+        assert io["unbounded"]["rows_deleted"] == eligible
+        assert 0 < io["ours_first_batch"]["rows_deleted"] <= eligible
 
 
 @pytest.mark.slow
