@@ -4,15 +4,17 @@ it answered as a clean 503."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.http import HttpResponse
 from django.test import Client, override_settings
 
-from molecule.middleware import SKIPPED_FOR_API, ApiRoutingMiddleware
+from molecule.middleware import SKIPPED_FOR_API, ApiHandler, ApiRoutingMiddleware
 from molecule.models import ActivityLog
 from tests.helpers import (
     RegisteredWorkspace,
@@ -169,3 +171,41 @@ def test_api_requests_are_counted_but_not_broken_down_by_view(register):
     by_view = {"transport": "http", "method": "GET"}
     assert_metric_delta(saved, 0, PROMETHEUS_BY_VIEW, view="workspace-activity", **by_view)
     assert_metric_delta(saved, 1, PROMETHEUS_BY_VIEW, view="admin:login", **by_view)
+
+
+class Unused:
+    def __init__(self, get_response: Callable) -> None:
+        raise MiddlewareNotUsed
+
+
+class Hooked:
+    """A middleware with every hook Django's handler knows, recording the ones it ran."""
+
+    seen: list[str] = []
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        return self.get_response(request)
+
+    def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
+        self.seen.append("view")
+
+    def process_template_response(self, request: Any, response: Any) -> Any:
+        return response
+
+    def process_exception(self, request: Any, exception: Exception) -> None:
+        self.seen.append("exception")
+
+
+def test_the_api_chain_keeps_djangos_middleware_hooks(rf):
+    handler = ApiHandler([f"{__name__}.Unused", f"{__name__}.Hooked"])
+    Hooked.seen.clear()
+
+    response = handler._middleware_chain(rf.get("/uploads/limits"))
+
+    assert response.status_code == 200
+    assert Hooked.seen == ["view"]
+    assert len(handler._template_response_middleware) == 1
+    assert len(handler._exception_middleware) == 1
