@@ -100,6 +100,7 @@ def machine_info(db: BenchDatabases) -> dict[str, Any]:
 def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
     from bench.api import bench_api
     from bench.bucket import bench_bucket_memory, bench_bucket_sweep
+    from bench.cpu import bench_cpu
     from bench.empty import bench_empty
     from bench.feed import bench_feed
     from bench.interference import bench_interference
@@ -107,6 +108,7 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
     from bench.phantom import bench_phantom
     from bench.slow_clients import bench_slow_clients
     from bench.sweeps import bench_sweep, bench_toast
+    from bench.throughput import bench_throughput
 
     return {
         "sweep": bench_sweep,
@@ -120,6 +122,8 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
         "feed": bench_feed,
         "bucket_sweep": bench_bucket_sweep,
         "bucket_memory": bench_bucket_memory,
+        "throughput": bench_throughput,
+        "cpu": bench_cpu,
     }
 
 

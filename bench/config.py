@@ -21,6 +21,8 @@ SECTIONS = (
     "feed",
     "bucket_sweep",
     "bucket_memory",
+    "throughput",
+    "cpu",
 )
 
 # Long enough that no generated row crosses an eligibility boundary while the run lasts
@@ -66,6 +68,13 @@ class Scale:
     feed_seconds: float
     # Bucket sweep: at most this many of the eligible rows get a real object (bench/bucket.py).
     bucket_objects: int
+    # Throughput, service against floor: seconds per wrk run, runs per side, the large file.
+    throughput_seconds: float
+    throughput_reps: int
+    throughput_file_bytes: int
+    throughput_file_reps: int
+    # CPU per poll, in process: requests per variant and poll.
+    cpu_requests: int
 
     @property
     def main_rows(self) -> int:
@@ -103,6 +112,11 @@ _KNOBS = {
     "feed_upload_bytes": (100_000_000, 8_000_000),
     "feed_seconds": (20.0, 3.0),
     "bucket_objects": (10_000, 100),
+    "throughput_seconds": (8.0, 2.0),
+    "throughput_reps": (3, 1),
+    "throughput_file_bytes": (99 * 1024 * 1024, 3 * 1024 * 1024),
+    "throughput_file_reps": (4, 1),
+    "cpu_requests": (3000, 300),
 }
 
 FULL = Scale(name="full", **{knob: full for knob, (full, _) in _KNOBS.items()})

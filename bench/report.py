@@ -125,7 +125,77 @@ def table_rows(figures: dict[str, Any]) -> list[Row]:
         rows += slow_report.slow_rows(figures["slow_clients"])
     if "feed" in figures:
         rows += _feed_rows(figures["feed"])
+    if "throughput" in figures:
+        rows += _throughput_rows(figures["throughput"])
+    if "cpu" in figures:
+        rows += _cpu_rows(figures["cpu"])
     rows += _bucket_rows(figures)
+    return rows
+
+
+# What the throughput and cpu sections compare, in the order they are printed.
+VARIANTS = {
+    "service": "service",
+    "whole_stack": "service, every request through the whole middleware stack",
+    "prototype": "prototype: service + a cache that never misses",
+    "floor": "plain-WSGI floor",
+}
+
+
+def _cpu_rows(figure: dict[str, Any]) -> list[Row]:
+    """CPU per poll: this process's, then its PostgreSQL backend's (median column only)."""
+    rows: list[Row] = []
+    for poll, label in (("head_poll", "head poll"), ("page_poll", "page poll")):
+        for key, name in VARIANTS.items():
+            found = figure[key].get(poll)
+            if found is None:
+                continue
+            head = f"CPU per {label}, {name}: in process" if key == "service" else f"  {name}"
+            rows.append(_one(head, found["client_cpu_us"], "us"))
+            rows.append(_one("    in its PostgreSQL backend", found["backend_cpu_us"], "us"))
+    large = figure["large_file"]
+    for operation in ("upload", "fetch"):
+        for key in ("service", "floor"):
+            found = large[key][operation]
+            name = VARIANTS[key]
+            head = f"CPU per {large['file_mib']:g} MiB {operation}, {name}: in process"
+            rows.append(
+                _one(head if key == "service" else f"  {name}", found["client_cpu_us"], "us")
+            )
+            rows.append(_one("    in its PostgreSQL backend", found["backend_cpu_us"], "us"))
+    return rows
+
+
+THROUGHPUT_PATHS = (
+    ("head_poll", "head poll (the runtime's idle poll, answer [])"),
+    ("page_poll", "poll returning a page"),
+    ("ack", "ack of a pending upload"),
+    ("activity_ack", "activity ack"),
+)
+
+
+def _throughput_rows(figure: dict[str, Any]) -> list[Row]:
+    """Service against floor, per path: rates (median, min, max of the runs), then the ratio."""
+    rows: list[Row] = []
+    for key, label in THROUGHPUT_PATHS:
+        path = figure[key]
+        rows.append(_stat(f"Throughput, {label}: service", path["service"]["rps"], "req/s"))
+        rows.append(_stat(f"  {VARIANTS['floor']}", path["floor"]["rps"], "req/s"))
+        rows.append(_one("  service : floor", path["ratio"], "x"))
+        if "prototype" in path:
+            rows.append(_stat(f"  {VARIANTS['prototype']}", path["prototype"]["rps"], "req/s"))
+            rows.append(_one("  prototype : floor", path["prototype_ratio"], "x"))
+    large = figure["large_file"]
+    for operation in ("upload", "fetch"):
+        head = f"Throughput, {large['file_mib']:g} MiB {operation}, one at a time: service"
+        rows.append(_stat(head, large[operation]["service_mib_s"], "MiB/s"))
+        rows.append(_stat(f"  {VARIANTS['floor']}", large[operation]["floor_mib_s"], "MiB/s"))
+        rows.append(_one("  service : floor", large[operation]["ratio"], "x"))
+    rows.append(
+        _one("Workspaces polling every 5 s that one host carries", figure["workspaces_per_host"])
+    )
+    loads = figure["setup"]["load_average_at_start"], figure["setup"]["load_average_at_end"]
+    rows.append(_one("  load average (1, 5, 15 min) at start; at end", f"{loads[0]}; {loads[1]}"))
     return rows
 
 

@@ -21,8 +21,8 @@ def setting(name: str, default: T) -> Callable[[], T]:
 
 
 # A web process cuts a connection whose operation waited this long for PostgreSQL
-# (molecule.dbdeadline): with the 2 s health check and the 5 s connect_timeout, a frozen
-# database answers every request with a 503 within 10 s. 0 disables it.
+# (molecule.dbdeadline): a frozen database answers every request with a 503 within 10 s, a
+# reused connection's after this, a new one's after the 5 s connect_timeout. 0 disables it.
 db_client_timeout = setting("DB_CLIENT_TIMEOUT", timedelta(seconds=8))
 
 # Upstream's since_secs ceiling: older activity has typically been pruned anyway.

@@ -5,7 +5,7 @@ bytes and answers keepalive probes, so a query waiting for its answer would wait
 hold its gunicorn thread with it; TCP keepalives and tcp_user_timeout (settings.py) catch only
 a peer that stops answering at the TCP level, a network partition. So every blocking psycopg
 operation, which all go through ``Connection.wait()`` (queries, fetches, COPY writes, commits,
-Django's health check), is marked "waiting since T" on its connection, and one watchdog thread
+Django's is_usable check), is marked "waiting since T" on its connection, and one watchdog thread
 per process shuts the socket down under an operation that has waited DB_CLIENT_TIMEOUT. The
 blocked call then fails at once with OperationalError, which DatabaseUnavailableMiddleware
 answers as JSON 503; Django discards the broken connection and the next request connects anew.
@@ -35,9 +35,9 @@ from molecule import conf, metrics
 
 logger = logging.getLogger(__name__)
 
-# Django's health check (SELECT 1 before a request reuses a persistent connection) answers in
-# milliseconds on a live server. Kept short, so that with connect_timeout after it a frozen
-# server's 503 still arrives within 10 s of the request.
+# Django's is_usable (a SELECT 1, run when a request that met a database error ends) answers
+# in milliseconds on a live server; kept short, so that a frozen server's request is answered
+# and its thread freed soon after the cut.
 HEALTH_CHECK_SECONDS = 2.0
 # How often the watchdog looks while operations wait; it sleeps when none does.
 TICK_SECONDS = 0.25

@@ -274,6 +274,25 @@ def query_limit(request: HttpRequest, *, default: int = 100, maximum: int = 500)
     return default if value is None else min(value, maximum)
 
 
+def workspace_credentials(request: HttpRequest, workspace_id: str) -> tuple[uuid.UUID, str]:
+    """The workspace id from the URL and the request's bearer token: 400 for a malformed id,
+    401 without a token. Check them with ``workspace_admit`` against what the database holds."""
+    parsed_id = parse_uuid(workspace_id, "workspace id")
+    token = bearer_token(request)
+    if token is None:
+        raise ApiError(401, "missing or malformed bearer token")
+    return parsed_id, token
+
+
+def workspace_admit(workspace: Workspace | None, token: str) -> Workspace:
+    """``workspace`` (its credentials, as the database holds them) when ``token`` opens it;
+    401 otherwise, the same for a wrong token, a removed workspace and an unknown id."""
+    admitted = Workspace.objects.admit(workspace, token, admin_token=conf.admin_token())
+    if admitted is None:
+        raise ApiError(401, "invalid token for this workspace")
+    return admitted
+
+
 def workspace_auth(view: View) -> View:
     """Require ``Authorization: Bearer <token>`` of the workspace named in the URL.
 
@@ -295,11 +314,5 @@ def workspace_authenticate(request: HttpRequest, workspace_id: str) -> Workspace
 
     From the headers alone: the request body is never read.
     """
-    parsed_id = parse_uuid(workspace_id, "workspace id")
-    token = bearer_token(request)
-    if token is None:
-        raise ApiError(401, "missing or malformed bearer token")
-    workspace = Workspace.objects.authenticate(parsed_id, token, admin_token=conf.admin_token())
-    if workspace is None:
-        raise ApiError(401, "invalid token for this workspace")
-    return workspace
+    parsed_id, token = workspace_credentials(request, workspace_id)
+    return workspace_admit(Workspace.objects.credentials(parsed_id), token)

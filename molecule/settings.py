@@ -118,6 +118,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # API routes skip the admin's middleware below (sessions, CSRF, login, messages, static)
+    # and the per-view request metrics: molecule.middleware.SKIPPED_FOR_API.
+    "molecule.middleware.ApiRoutingMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS and JS) from the app itself, before sessions and auth.
@@ -155,9 +158,11 @@ TEMPLATES = [
 ]
 
 # PostgreSQL is the only database, and only DATABASE_URL (checked first, above) names it.
+# No CONN_HEALTH_CHECKS: it costs a round trip (SELECT 1) per request; molecule.connections
+# checks a reused connection's socket instead, for free (docs/operations.md).
 try:
     _database = dj_database_url.parse(
-        DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        DATABASE_URL, conn_max_age=_env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=False
     )
 except ValueError as exc:
     # The URL itself stays out of the message: it may carry a password.
@@ -205,6 +210,14 @@ DATABASES["default"]["OPTIONS"].setdefault(
 )
 if os.environ.get("DB_CLIENT_TIMEOUT"):
     DB_CLIENT_TIMEOUT = _env_duration("DB_CLIENT_TIMEOUT", positive=False)
+# The hot statements (authentication, polls, acks, file bytes) ask psycopg to prepare them
+# (prepare=True), once per connection; a threshold never reached keeps every other statement
+# unprepared (Django's own bind client-side and never are). None turns preparing off: for a
+# pooler that cannot keep prepared statements across transactions (PgBouncer in transaction
+# mode before 1.21).
+DATABASES["default"]["OPTIONS"].setdefault(
+    "prepare_threshold", 2**31 - 1 if _env_bool("DB_PREPARED_STATEMENTS", True) else None
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

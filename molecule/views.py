@@ -30,10 +30,12 @@ from molecule.http import (
     query_timestamp,
     query_uuid,
     quota_refused,
+    workspace_admit,
     workspace_auth,
     workspace_authenticate,
+    workspace_credentials,
 )
-from molecule.managers import CursorGone
+from molecule.managers import FeedFilters, FeedRow
 from molecule.models import ActivityLog, Workspace
 from molecule.tokens import token_hash, token_matches
 
@@ -144,10 +146,12 @@ def heartbeat(request: HttpRequest) -> HttpResponse:
     return _secret_answer(answer)
 
 
-def _activity_json(row: ActivityLog, *, peer_info: bool = False) -> dict[str, Any]:
+def _activity_json(row: FeedRow, workspace_id: str, *, peer_info: str | None) -> dict[str, Any]:
+    """One feed row in upstream's shape; ``peer_info`` is None without include=peer_info, else
+    the platform URL for agent_card_url ('' when unset), read once per page."""
     answer = {
         "id": row.id,
-        "workspace_id": str(row.workspace_id),
+        "workspace_id": workspace_id,
         "activity_type": row.activity_type,
         "source_id": str(row.source_id) if row.source_id else None,
         "target_id": str(row.target_id) if row.target_id else None,
@@ -161,18 +165,17 @@ def _activity_json(row: ActivityLog, *, peer_info: bool = False) -> dict[str, An
         "created_at": row.created_at.isoformat(),
         "seq": row.seq,
     }
-    if peer_info:
-        answer.update(_peer_info(row))
+    if peer_info is not None:
+        answer.update(_peer_info(row, peer_info))
     return answer
 
 
-def _peer_info(row: ActivityLog) -> dict[str, Any]:
+def _peer_info(row: FeedRow, platform: str) -> dict[str, Any]:
     """include=peer_info's keys, each left out when it has no value. No peer_role: this
     service keeps no roles, so upstream's role is never known here."""
     info: dict[str, Any] = {}
     if row.peer_name:
         info["peer_name"] = row.peer_name
-    platform = conf.external_platform_url().rstrip("/")
     if platform and row.source_id:
         info["agent_card_url"] = f"{platform}/registry/discover/{row.source_id}"
     attachments = attachments_from_request_body(row.request_body)
@@ -187,10 +190,14 @@ def _optional_uuid(body: dict[str, Any], name: str) -> Any:
 
 
 @api_view("GET", "POST")
-@workspace_auth
-def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
+def activity(request: HttpRequest, workspace_id: str) -> HttpResponse:
     if request.method == "POST":
-        return _activity_report(request, workspace)
+        return _activity_report(request, workspace_id)
+    return _activity_feed(request, workspace_id)
+
+
+def _feed_filters(request: HttpRequest) -> FeedFilters:
+    """The feed's query parameters; 400 for the first one that is invalid."""
     peer_id = query_uuid(request, "peer_id")
     before = query_timestamp(request, "before_ts")
     activity_type = request.GET.get("type") or None
@@ -201,32 +208,44 @@ def activity(request: HttpRequest, workspace: Workspace) -> HttpResponse:
         raise ApiError(400, "source must be 'canvas' or 'agent'")
     since_secs = query_positive_int(request, "since_secs")
     limit = query_limit(request)
-    since_id = request.GET.get("since_id")
-    try:
-        after_id = ActivityLog.objects.cursor_id(workspace.id, since_id) if since_id else None
-    except CursorGone:
-        # 410, not 400: the poller resets its cursor on 410 and would retry a 400 forever.
-        raise ApiError(
-            410,
-            "since_id cursor not found (pruned, another workspace's, or not an activity id); "
-            "omit since_id to reset",
-        ) from None
     # Comma-separated flags, as upstream reads them; unknown ones are ignored.
     peer_info = "peer_info" in {flag.strip() for flag in request.GET.get("include", "").split(",")}
-    rows = ActivityLog.objects.feed(
-        workspace.id,
+    return FeedFilters(
         activity_type=activity_type,
         source=source,
         peer_id=peer_id,
         before=before,
-        after_id=after_id,
         since_seconds=None
         if since_secs is None
         else min(since_secs, conf.ACTIVITY_MAX_SINCE_SECONDS),
         limit=limit,
         peer_info=peer_info,
     )
-    return ApiResponse([_activity_json(row, peer_info=peer_info) for row in rows])
+
+
+def _activity_feed(request: HttpRequest, workspace_id: str) -> HttpResponse:
+    """The poll: authentication, the cursor and the page come from one statement."""
+    parsed_id, token = workspace_credentials(request, workspace_id)
+    try:
+        filters = _feed_filters(request)
+    except ApiError:
+        # Authentication answers first, as on every route: a stranger gets 401, never a 400.
+        workspace_admit(Workspace.objects.credentials(parsed_id), token)
+        raise
+    page = ActivityLog.objects.feed(
+        parsed_id, since_id=request.GET.get("since_id") or None, filters=filters
+    )
+    workspace = workspace_admit(page.workspace, token)
+    if not page.cursor_found:
+        # 410, not 400: the poller resets its cursor on 410 and would retry a 400 forever.
+        raise ApiError(
+            410,
+            "since_id cursor not found (pruned, another workspace's, or not an activity id); "
+            "omit since_id to reset",
+        )
+    text_id = str(workspace.id)
+    platform = conf.external_platform_url().rstrip("/") if filters.peer_info else None
+    return ApiResponse([_activity_json(row, text_id, peer_info=platform) for row in page.rows])
 
 
 # acked_seq is stored as a bigint; like upstream's int64, anything outside is not an integer.
@@ -262,6 +281,7 @@ def activity_ack(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     return ApiResponse({"last_acked_seq": stored})
 
 
+@workspace_auth
 def _activity_report(request: HttpRequest, workspace: Workspace) -> HttpResponse:
     try:
         # Before the body is read: what it would add cannot fit this window.

@@ -174,10 +174,11 @@ class CloseDelimiterWatch:
 
     def _scan(self, chunk: bytes) -> bytes:
         if not self.seen and chunk:
-            # Keep a tail, so a delimiter split across two reads is still found.
-            window = self._tail + chunk
-            self.seen = self._needle in window
-            self._tail = window[-(len(self._needle) - 1) :]
+            # Keep a tail, so a delimiter split across two reads is still found; join only the
+            # tail and the chunk's start, never the whole chunk (a copy of every byte).
+            keep = len(self._needle) - 1
+            self.seen = self._needle in self._tail + chunk[:keep] or self._needle in chunk
+            self._tail = (self._tail + chunk)[-keep:] if len(chunk) < keep else chunk[-keep:]
         return chunk
 
 

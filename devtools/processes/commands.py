@@ -15,18 +15,21 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STOP_GRACE_SECONDS = 15.0
 
 
-def gunicorn_command(bind: str, workers: int | None = None) -> list[str]:
+def gunicorn_command(
+    bind: str, workers: int | None = None, app: str = "molecule.wsgi:application"
+) -> list[str]:
     """argv for gunicorn with the repository's gunicorn.conf.py (read from the working directory).
 
     ``workers`` overrides WEB_CONCURRENCY for harnesses that need an exact count; the short
-    graceful timeout keeps stops quick when a test leaves a slow client connected.
+    graceful timeout keeps stops quick when a test leaves a slow client connected. ``app``
+    is the WSGI application (the bench's floor runs under the same settings).
     """
     worker_args = ["--workers", str(workers)] if workers is not None else []
     return [
         sys.executable,
         "-m",
         "gunicorn",
-        "molecule.wsgi:application",
+        app,
         "--bind",
         bind,
         *worker_args,

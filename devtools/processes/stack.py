@@ -37,7 +37,8 @@ _running: weakref.WeakSet[ServiceStack] = weakref.WeakSet()
 class ServiceStack(Lifecycle):
     """gunicorn plus N qcluster processes sharing one database and one metrics directory.
 
-    ``web_workers=None`` leaves the count to gunicorn.conf.py (WEB_CONCURRENCY).
+    ``web_workers=None`` leaves the count to gunicorn.conf.py (WEB_CONCURRENCY). ``wsgi_app``
+    and ``ready_path`` let the bench run its floor under the same gunicorn settings.
     """
 
     def __init__(
@@ -50,6 +51,8 @@ class ServiceStack(Lifecycle):
         qclusters: int = 1,
         extra_env: dict[str, str] | None = None,
         log_dir: Path | None = None,
+        wsgi_app: str = "molecule.wsgi:application",
+        ready_path: str = "/metrics",
     ) -> None:
         self.database_url = database_url
         self.metrics_dir = Path(metrics_dir)
@@ -58,6 +61,8 @@ class ServiceStack(Lifecycle):
         self.qclusters = qclusters
         self.extra_env = dict(extra_env or {})
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.wsgi_app = wsgi_app
+        self.ready_path = ready_path
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env: dict[str, str] = {}
         self.web: subprocess.Popen[bytes] | None = None
@@ -82,7 +87,8 @@ class ServiceStack(Lifecycle):
         try:
             if web:
                 self.web = self._spawn(
-                    "gunicorn", gunicorn_command(f"127.0.0.1:{self.port}", self.web_workers)
+                    "gunicorn",
+                    gunicorn_command(f"127.0.0.1:{self.port}", self.web_workers, self.wsgi_app),
                 )
             if qcluster:
                 for number in range(self.qclusters):
@@ -212,7 +218,9 @@ class ServiceStack(Lifecycle):
             if not web_ready:
                 with contextlib.suppress(OSError):
                     status, _, _ = http_get(
-                        self.url("/metrics"), token=self.extra_env.get("METRICS_TOKEN"), timeout=2
+                        self.url(self.ready_path),
+                        token=self.extra_env.get("METRICS_TOKEN"),
+                        timeout=2,
                     )
                     web_ready = status == 200
             for number in range(len(self.workers)):
@@ -223,7 +231,7 @@ class ServiceStack(Lifecycle):
             if web_ready and all(workers_ready):
                 return
             if time.monotonic() > deadline:
-                waiting = [] if web_ready else ["gunicorn /metrics"]
+                waiting = [] if web_ready else [f"gunicorn {self.ready_path}"]
                 waiting += [f"qcluster-{n}" for n, ok in enumerate(workers_ready) if not ok]
                 raise RuntimeError(
                     f"not ready within {timeout:.0f} s: {', '.join(waiting)}\n{self.log_tail()}"

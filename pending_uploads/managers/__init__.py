@@ -45,7 +45,9 @@ if TYPE_CHECKING:
     from pending_uploads.models import PendingUpload
 
 __all__ = [
+    "ACK_SQL",
     "CHUNK_BYTES",
+    "MARK_FETCHED_SQL",
     "SWEEP_BATCH_SQL",
     "SWEEP_PREVIEW_SQL",
     "AckOutcome",
@@ -79,15 +81,17 @@ WITH seen AS (
 SELECT (SELECT bool_or(unacked) FROM seen), EXISTS (SELECT 1 FROM stamped)
 """
 
+# Raw so that it is prepared once per connection: every content fetch runs it.
+MARK_FETCHED_SQL = """
+UPDATE pending_uploads SET fetched_at = now()
+ WHERE workspace_id = %(workspace_id)s AND file_id = %(file_id)s AND expires_at > now()
+"""
+
 
 class PendingUploadQuerySet(AdminQuerySetMixin, models.QuerySet["PendingUpload"]):
     def live(self) -> PendingUploadQuerySet:
         """Unacked and unexpired: what a workspace still lists."""
         return self.filter(acked_at__isnull=True, expires_at__gt=Now())
-
-    def fetchable(self) -> PendingUploadQuerySet:
-        """Unexpired, acked or not: what a workspace may fetch until the sweep deletes it."""
-        return self.filter(expires_at__gt=Now())
 
     def for_workspace(self, workspace_id: uuid.UUID) -> PendingUploadQuerySet:
         return self.filter(workspace_id=workspace_id)
@@ -186,17 +190,16 @@ class PendingUploadManager(
 
     def mark_fetched(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> bool:
         """Stamp fetched_at with this fetch's time; False when the row is no longer fetchable."""
-        return bool(
-            self.fetchable()
-            .for_workspace(workspace_id)
-            .filter(file_id=file_id)
-            .update(fetched_at=Now())
-        )
+        with self._binary_cursor() as cursor:
+            params = {"workspace_id": workspace_id, "file_id": file_id}
+            cursor.execute(MARK_FETCHED_SQL, params, prepare=True)
+            return cursor.rowcount > 0
 
     def ack(self, workspace_id: uuid.UUID, file_id: uuid.UUID) -> AckOutcome:
         """Stamp acked_at the first time; say whether the row was there, or raced the sweep."""
-        with self._cursor() as cursor:
-            cursor.execute(ACK_SQL, {"workspace_id": workspace_id, "file_id": file_id})
+        with self._binary_cursor() as cursor:
+            params = {"workspace_id": workspace_id, "file_id": file_id}
+            cursor.execute(ACK_SQL, params, prepare=True)
             unacked, stamped = cursor.fetchone()
         if stamped:
             return AckOutcome.ACKED

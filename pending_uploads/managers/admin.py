@@ -12,7 +12,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.expressions import RawSQL
 
-from pending_uploads.managers.cursors import RoutedCursorsMixin
+from molecule.managers.cursors import RoutedCursorsMixin
 
 # Raw because the plan needs one index per arm: spelled as "file_id = X OR workspace_id = X"
 # inside the admin's ORDER BY created_at LIMIT, the planner walks pending_uploads_created_idx

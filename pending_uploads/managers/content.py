@@ -11,8 +11,8 @@ import uuid
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING
 
+from molecule.managers.cursors import RoutedCursorsMixin
 from pending_uploads import storage
-from pending_uploads.managers.cursors import RoutedCursorsMixin
 from pending_uploads.managers.types import OpenedContent
 from pending_uploads.storage import CHUNK_BYTES, ShortFile
 from pending_uploads.storage.postgres import POSTGRES
@@ -89,7 +89,7 @@ class ContentMixin(RoutedCursorsMixin):
                 raise ShortFile(f"{row.filename} ended {short} bytes early")
         params = {field: getattr(row, field) for field in _INSERTED_FIELDS}
         with self._binary_cursor() as cursor:
-            cursor.execute(INSERT_SQL, {**params, "content": content, "ttl": ttl})
+            cursor.execute(INSERT_SQL, {**params, "content": content, "ttl": ttl}, prepare=True)
         return row
 
     def open_chunks(
@@ -107,7 +107,7 @@ class ContentMixin(RoutedCursorsMixin):
         params = {"file_id": file_id, "workspace_id": workspace_id, "length": CHUNK_BYTES}
         sql = OPEN_PRESENT_SQL if workspace_id is None else OPEN_FETCHABLE_SQL
         with self._binary_cursor() as cursor:
-            cursor.execute(sql, params, binary=True)
+            cursor.execute(sql, params, binary=True, prepare=True)
             found = cursor.fetchone()
             if found is None:
                 return None

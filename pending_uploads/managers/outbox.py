@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from molecule.managers.cursors import RoutedCursorsMixin
 from molecule.totals import ADD_TO_TOTALS
 from pending_uploads import metrics
-from pending_uploads.managers.cursors import RoutedCursorsMixin
 from pending_uploads.managers.types import DrainResult, OrphanPage
 from pending_uploads.storage import Deleted
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.db import DatabaseError, transaction
 
+from molecule.managers.cursors import RoutedCursorsMixin
 from molecule.totals import ADD_TO_TOTALS
 from pending_uploads import metrics
-from pending_uploads.managers.cursors import RoutedCursorsMixin
 from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 
 # Raw so that one round trip per batch deletes and counts, with no row data travelling back.

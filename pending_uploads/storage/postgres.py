@@ -110,7 +110,7 @@ class PostgresStorage:
         while sent < length:
             params = {"file_id": file_id, "start": sent + 1, "length": CHUNK_BYTES}
             with cursor_factory() as cursor:
-                cursor.execute(CHUNK_SQL, params, binary=True)
+                cursor.execute(CHUNK_SQL, params, binary=True, prepare=True)
                 found = cursor.fetchone()
             if found is None or not found[0]:
                 return
@@ -120,7 +120,7 @@ class PostgresStorage:
 
 def _row_clock(cursor: psycopg.Cursor, ttl: timedelta) -> tuple[bytes, bytes]:
     """created_at and expires_at in PostgreSQL's binary timestamptz, as COPY takes them."""
-    cursor.execute(ROW_CLOCK_SQL, {"ttl": ttl}, binary=True)
+    cursor.execute(ROW_CLOCK_SQL, {"ttl": ttl}, binary=True, prepare=True)
     result = cursor.pgresult
     assert result is not None
     return bytes(result.get_value(0, 0) or b""), bytes(result.get_value(0, 1) or b"")

@@ -6,6 +6,7 @@ Timings are never asserted: they belong to the benchmark, not to the suite.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,24 @@ EXPECTED_FIGURES: dict[str, set[str]] = {
         "statement_io",
     },
     "bucket_memory": {"file_mib", "peak_upload_growth_mib", "peak_fetch_growth_mib"},
+    "throughput": {
+        "head_poll",
+        "page_poll",
+        "ack",
+        "activity_ack",
+        "large_file",
+        "setup",
+        "workspaces_per_host",
+    },
+    "cpu": {
+        "service",
+        "whole_stack",
+        "prototype",
+        "floor",
+        "same_answer",
+        "requests",
+        "large_file",
+    },
 }
 FEED_PHASE = {
     "rows_committed",
@@ -100,12 +119,15 @@ FEED_PHASE = {
     "poll",
     "oldest_write_transaction_ms",
 }
-EXPECTED_TARGETS = 18
+THROUGHPUT_PATH = {"service", "floor", "ratio", "ratios"}
+THROUGHPUT_SIDE = {"rps", "p50_ms", "p99_ms", "requests", "errors", "timeouts", "load_average"}
+TARGET = {"target", "goal", "value", "compare", "bound", "requires", "met"}
+EXPECTED_TARGETS = 22
 # The sections build their own data, so `--only` runs of two halves of them, side by side,
 # report what one run of all does, in the time of the longer half (about 40 s, not 60 s).
 HALVES = (
-    ("sweep", "toast", "empty", "feed", "bucket_sweep"),
-    ("interference", "phantom", "api", "memory", "slow", "bucket_memory"),
+    ("sweep", "toast", "empty", "feed", "bucket_sweep", "throughput"),
+    ("interference", "phantom", "api", "memory", "slow", "bucket_memory", "cpu"),
 )
 
 
@@ -229,4 +251,83 @@ def test_quick_run_judges_every_target(quick_results: dict[str, Any]) -> None:
     found = quick_results["targets"]
     assert len(found) == EXPECTED_TARGETS
     for item in found:
-        assert not missing(item, {"target", "goal", "value", "met"})
+        assert not missing(item, TARGET)
+        # met says what the value says: present, on the right side of the bound, and every
+        # correctness flag the target needs is true.
+        holds = {"<=": operator.le, ">=": operator.ge}[item["compare"]]
+        expected = (
+            item["value"] is not None
+            and holds(item["value"], item["bound"])
+            and all(item["requires"].values())
+        )
+        assert item["met"] is expected, item
+
+
+# --- the bench's own correctness: the variants it compares did the same work -----------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("figure", ["upload_sweep", "toast_sweep"])
+def test_both_sweep_variants_deleted_the_same_rows(
+    quick_results: dict[str, Any], figure: str
+) -> None:
+    points = [quick_results["figures"][figure]]
+    if figure == "upload_sweep":
+        points += quick_results["figures"]["sweep_curve"]
+    for point in points:
+        ours, unbounded = point["ours"], point["unbounded"]
+        eligible = point["eligible_acked"] + point["eligible_expired"]
+        assert ours["rows_deleted"] == unbounded["rows_deleted"] == eligible > 0, point["rows"]
+        assert ours["rows_deleted_consistent"] and unbounded["rows_deleted_consistent"]
+    if figure == "upload_sweep":
+        # The per-row I/O divides by the rows each statement deleted: both must have counted.
+        io = quick_results["figures"]["sweep_io"]
+        eligible = points[0]["eligible_acked"] + points[0]["eligible_expired"]
+        assert io["unbounded"]["rows_deleted"] == eligible
+        assert 0 < io["ours_first_batch"]["rows_deleted"] <= eligible
+
+
+@pytest.mark.slow
+def test_the_acks_and_resets_the_bench_times_were_applied(quick_results: dict[str, Any]) -> None:
+    figures = quick_results["figures"]
+    interference = figures["interference"]
+    assert interference["acks_not_applied"] == 0
+    assert interference["smaller_batches"]["acks_not_applied"] == 0
+    phantom = figures["phantom_busy"]
+    assert phantom["same_rows_reset"]
+    assert phantom["reset_rows"] == phantom["phantom_expected"] > 0
+    for endpoint in ("upload_1k", "upload_1m", "fetch_1m", "ack"):
+        for side in ("api", "raw"):
+            assert figures["api"][endpoint][side]["errors"] == 0, (endpoint, side)
+
+
+@pytest.mark.slow
+def test_service_and_floor_did_the_same_work(quick_results: dict[str, Any]) -> None:
+    throughput = quick_results["figures"]["throughput"]
+    for path in ("head_poll", "page_poll", "ack", "activity_ack"):
+        figure = throughput[path]
+        assert not missing(figure, THROUGHPUT_PATH), path
+        for side in ("service", "floor"):
+            assert not missing(figure[side], THROUGHPUT_SIDE), (path, side)
+            assert figure[side]["requests"] > 0 and figure[side]["errors"] == 0, (path, side)
+    # The same bytes from the service, the floor and the prototype.
+    assert throughput["head_poll"]["same_answer"] and throughput["head_poll"]["rows"] == 0
+    assert throughput["page_poll"]["same_answer"] and throughput["page_poll"]["rows"] > 0
+    assert throughput["head_poll"]["prototype"]["errors"] == 0
+    for path in ("ack", "activity_ack"):
+        expected = throughput[path]["expected"]
+        assert throughput[path]["applied"] == {"service": expected, "floor": expected}, path
+    assert throughput["large_file"]["bytes_intact"] == {"service": True, "floor": True}
+
+
+@pytest.mark.slow
+def test_the_cpu_variants_gave_the_same_answer(quick_results: dict[str, Any]) -> None:
+    cpu = quick_results["figures"]["cpu"]
+    assert cpu["same_answer"]
+    for variant in ("service", "whole_stack", "floor"):
+        for poll in ("head_poll", "page_poll"):
+            assert cpu[variant][poll]["client_cpu_us"] > 0, (variant, poll)
+    assert cpu["prototype"]["head_poll"]["client_cpu_us"] > 0
+    for side in ("service", "floor"):
+        for operation in ("upload", "fetch"):
+            assert cpu["large_file"][side][operation]["client_cpu_us"] > 0, (side, operation)

@@ -152,7 +152,7 @@ def test_an_ack_for_a_workspace_deleted_after_it_authenticated_is_500(
     # Check the foreign key at once, as the commit would outside the test's transaction.
     run_sql("SET CONSTRAINTS ALL IMMEDIATE")
     vanished = Workspace(id=uuid.uuid4(), name="gone")
-    monkeypatch.setattr(Workspace.objects, "authenticate", lambda *args, **kwargs: vanished)
+    monkeypatch.setattr(Workspace.objects, "admit", lambda *args, **kwargs: vanished)
 
     response = ack(api, poll_workspace, {"acked_seq": 1})
 

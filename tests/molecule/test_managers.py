@@ -7,13 +7,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from molecule.managers import (
     PHANTOM_BUSY_PREVIEW_SQL,
     PHANTOM_BUSY_RESET_SQL,
-    CursorGone,
+    FeedFilters,
+    FeedPage,
     WorkspaceRef,
 )
 from molecule.models import ActivityLog, InboxDeliveryState, Workspace
@@ -22,6 +24,19 @@ from scheduler.metrics import phantom_busy_resets
 from tests.helpers import run_sql
 
 STALE_AFTER = timedelta(minutes=10)
+
+
+def feed(workspace_id: uuid.UUID, since_id: int | str | None = None, **filters: Any) -> FeedPage:
+    since = None if since_id is None else str(since_id)
+    return ActivityLog.objects.feed(workspace_id, since_id=since, filters=FeedFilters(**filters))
+
+
+def feed_ids(workspace_id: uuid.UUID, since_id: int | None = None, **filters: Any) -> list[int]:
+    page = feed(workspace_id, since_id, **filters)
+    assert page.cursor_found
+    return [row.id for row in page.rows]
+
+
 RESETS = phantom_busy_resets.name
 
 
@@ -193,6 +208,52 @@ def test_authenticate(register):
 
 
 @pytest.mark.django_db
+def test_credentials_read_only_what_authentication_and_the_views_use(register):
+    ws = register("owner")
+
+    found = Workspace.objects.credentials(ws.id)
+
+    assert found == ws.workspace
+    assert (found.status, found.delivery_mode, found.token_hash) == (
+        "online",
+        "poll",
+        ws.workspace.token_hash,
+    )
+    # The token from before a rotation is read (only while its overlap lasts); the sealed
+    # platform_inbound_secret never is.
+    assert found.previous_token_hash is None
+    assert found.get_deferred_fields() == {
+        "name",
+        "url",
+        "active_tasks",
+        "current_task",
+        "previous_token_expires_at",
+        "platform_inbound_secret_sealed",
+        "created_at",
+        "updated_at",
+    }
+    assert Workspace.objects.credentials(uuid.uuid4()) is None
+
+
+@pytest.mark.django_db
+def test_admit_compares_both_tiers_and_refuses_a_removed_workspaces_own_token(register):
+    ws = register("owner")
+    operator = "operator-token-of-at-least-some-length"
+    removed = register("gone", status="removed")
+
+    def admitted(found: Workspace | None, token: str) -> Any:
+        workspace = Workspace.objects.admit(found, token, admin_token=operator)
+        return None if workspace is None else workspace.by_admin_token
+
+    assert admitted(Workspace.objects.credentials(ws.id), ws.token) is False
+    assert admitted(Workspace.objects.credentials(ws.id), operator) is True
+    assert admitted(Workspace.objects.credentials(removed.id), removed.token) is None
+    assert admitted(Workspace.objects.credentials(removed.id), operator) is True
+    assert admitted(None, operator) is None
+    assert admitted(None, ws.token) is None
+
+
+@pytest.mark.django_db
 def test_count_active_excludes_removed(register):
     register("a")
     register("b", status="offline")
@@ -222,15 +283,30 @@ def test_activity_feed_filters_newest_first_and_after_a_cursor_oldest_first(regi
     ]
     activity_append(workspace_id=other.id, activity_type="a2a_receive")
 
-    def listed(since_id: int | None = None, **kwargs: Any) -> list[int]:
-        after = None if since_id is None else ActivityLog.objects.cursor_id(ws.id, str(since_id))
-        return [row.id for row in ActivityLog.objects.feed(ws.id, after_id=after, **kwargs)]
+    assert feed_ids(ws.id) == ids[::-1]
+    assert feed_ids(ws.id, activity_type="a2a_receive") == [ids[3], ids[2], ids[0]]
+    assert feed_ids(ws.id, since_id=ids[1]) == [ids[2], ids[3]]
+    assert feed_ids(ws.id, activity_type="a2a_receive", since_id=ids[0], limit=1) == [ids[2]]
+    assert feed_ids(ws.id, activity_type="missing") == []
 
-    assert listed() == ids[::-1]
-    assert listed(activity_type="a2a_receive") == [ids[3], ids[2], ids[0]]
-    assert listed(since_id=ids[1]) == [ids[2], ids[3]]
-    assert listed(activity_type="a2a_receive", since_id=ids[0], limit=1) == [ids[2]]
-    assert listed(activity_type="missing") == []
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("since_id", [None, "cursor"])
+def test_the_feed_reads_the_workspaces_credentials_in_the_same_statement(register, since_id):
+    ws = register("agent")
+    cursor = activity_append(workspace_id=ws.id, activity_type="agent_log").id
+    since = None if since_id is None else cursor
+
+    with CaptureQueriesContext(connection) as queries:
+        page = feed(ws.id, since)
+
+    # The binary cursor is psycopg's own: Django records none of its statements.
+    assert len(queries) == 0
+    assert page.workspace == ws.workspace
+    assert page.workspace.token_hash == ws.workspace.token_hash
+    assert page.cursor_found
+    assert [row.id for row in page.rows] == ([] if since else [cursor])
+    assert feed(uuid.uuid4(), since) == FeedPage(None, False, [])
 
 
 @pytest.mark.django_db
@@ -241,10 +317,10 @@ def test_rows_of_one_transaction_page_by_id_and_none_is_skipped(register):
         ids = [activity_append(workspace_id=ws.id, activity_type="agent_log").id for _ in range(5)]
     assert len(set(ActivityLog.objects.filter(pk__in=ids).values_list("created_at"))) == 1
 
-    seen, after = [], ActivityLog.objects.cursor_id(ws.id, str(ids[0]))
-    while page := ActivityLog.objects.feed(ws.id, after_id=after, limit=2):
-        seen += [row.id for row in page]
-        after = ActivityLog.objects.cursor_id(ws.id, str(page[-1].id))
+    seen, after = [], ids[0]
+    while page := feed_ids(ws.id, since_id=after, limit=2):
+        seen += page
+        after = page[-1]
 
     assert seen == ids[1:]
 
@@ -258,8 +334,8 @@ def test_the_feed_follows_ids_not_creation_times(register):
     long = activity_append(workspace_id=ws.id, activity_type="a2a_receive").id
     ActivityLog.objects.filter(pk=long).update(created_at=timezone.now() - timedelta(seconds=2))
 
-    assert [row.id for row in ActivityLog.objects.feed(ws.id, after_id=short)] == [long]
-    assert [row.id for row in ActivityLog.objects.feed(ws.id)] == [long, short]
+    assert feed_ids(ws.id, since_id=short) == [long]
+    assert feed_ids(ws.id) == [long, short]
 
 
 @pytest.mark.django_db
@@ -270,6 +346,7 @@ def test_a_cursor_that_names_no_row_of_this_workspace_is_gone(register, since_id
     ws = register("agent")
     other = register("other")
     foreign = activity_append(workspace_id=other.id, activity_type="agent_log").id
+    activity_append(workspace_id=ws.id, activity_type="agent_log")
     values = {
         "foreign": str(foreign),
         "missing": str(foreign + 1000),
@@ -280,8 +357,9 @@ def test_a_cursor_that_names_no_row_of_this_workspace_is_gone(register, since_id
         "unicode-digit": "\u0661",
     }
 
-    with pytest.raises(CursorGone):
-        ActivityLog.objects.cursor_id(ws.id, values[since_id])
+    page = feed(ws.id, values[since_id])
+
+    assert (page.workspace, page.cursor_found, page.rows) == (ws.workspace, False, [])
 
 
 @pytest.mark.django_db
@@ -292,14 +370,12 @@ def test_feed_source_and_since_seconds_filters(register):
     old = activity_append(workspace_id=ws.id, activity_type="a2a_receive", source_id=ws.id).id
     ActivityLog.objects.filter(pk=old).update(created_at=timezone.now() - timedelta(hours=2))
 
-    def ids(**kwargs: Any) -> list[int]:
-        return [row.id for row in ActivityLog.objects.feed(ws.id, **kwargs)]
-
-    assert ids(source="canvas") == [canvas]
+    assert feed_ids(ws.id, source="canvas") == [canvas]
     # Newest first by id, the feed's order: the backdated row was appended last.
-    assert ids(source="agent") == [old, agent]
-    assert ids(since_seconds=3600) == [agent, canvas]
-    assert ids(source="agent", since_seconds=3600) == [agent]
+    assert feed_ids(ws.id, source="agent") == [old, agent]
+    assert feed_ids(ws.id, since_seconds=3600) == [agent, canvas]
+    assert feed_ids(ws.id, source="agent", since_seconds=3600) == [agent]
+    assert feed_ids(ws.id, since_id=canvas, since_seconds=3600) == [agent]
 
 
 @pytest.mark.django_db

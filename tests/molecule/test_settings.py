@@ -552,3 +552,23 @@ def test_object_storage_settings_come_from_the_environment(env, printed):
         "PENDING_UPLOADS_REAP_GRACE",
     )
     assert printed_by(PRINT_STORAGE, **{**dict.fromkeys(names), **env}) == printed
+
+
+PRINT_CONNECTION_SETTINGS = (
+    "import django; django.setup(); from django.conf import settings; "
+    "db = settings.DATABASES['default']; "
+    "print(db['CONN_HEALTH_CHECKS'], db['OPTIONS']['prepare_threshold'])"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "printed"),
+    [(None, "False 2147483647"), ("1", "False 2147483647"), ("0", "False None")],
+    ids=["default", "on", "off"],
+)
+def test_prepared_statements_are_on_unless_switched_off_and_health_checks_cost_no_query(
+    value, printed
+):
+    # The threshold is never reached: only statements that ask (prepare=True) are prepared;
+    # None turns even those off. Dead connections are found without a query (connections.py).
+    assert printed_by(PRINT_CONNECTION_SETTINGS, DB_PREPARED_STATEMENTS=value) == printed

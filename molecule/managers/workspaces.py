@@ -1,21 +1,38 @@
-"""Queries on workspaces and their activity log, including the phantom-busy statement."""
+"""Queries on workspaces: their credentials, the admin's last activity, the phantom-busy reset."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.contrib.postgres.functions import TransactionNow as Now
-from django.db import connections, models, router
+from django.db import models
 
+from molecule.managers.cursors import RoutedCursorsMixin
 from molecule.pruning import WorkspacePruneMixin
-from molecule.retention import ActivityRetentionMixin
 from molecule.tokens import token_hash, token_matches
 from molecule.totals import ADD_TO_TOTALS
 
 if TYPE_CHECKING:
     from molecule.models import Workspace
+
+# What authentication reads, and what the API's views use of the workspace, in the model's
+# field order (Model.from_db takes them so; the rest stay deferred). previous_token_hash is
+# read only while its rotation's overlap lasts (CREDENTIALS_COLUMNS), NULL after it.
+CREDENTIAL_FIELDS = ("id", "status", "delivery_mode", "token_hash", "previous_token_hash")
+# The same columns as SQL, for every statement that authenticates (the poll reads them too).
+CREDENTIALS_COLUMNS = """
+       w.id, w.status, w.delivery_mode, w.token_hash,
+       CASE WHEN w.previous_token_expires_at > now() THEN w.previous_token_hash END
+"""
+
+# Raw so that it is prepared once per connection (every API request but registration runs it)
+# and reads only the columns authentication and the views use, not the whole row.
+CREDENTIALS_SQL = f"""
+SELECT {CREDENTIALS_COLUMNS} FROM workspaces AS w WHERE w.id = %(workspace_id)s
+"""  # noqa: S608 - composed of constants; every value is a bound parameter
 
 # A busy workspace with no activity within the stale window: the reset and its preview share it.
 # NOT EXISTS probes activity_logs_ws_created_idx once per busy workspace instead of collecting
@@ -54,25 +71,33 @@ SELECT w.id, w.name
 """  # noqa: S608 - composed of constants; every value is a bound parameter
 
 
-# Raw for upstream's upsert in one statement: the first ack inserts, later ones move the mark
-# forward only (GREATEST, so a late or repeated ack never moves it back), and RETURNING gives
-# the value stored, which may be above the one sent.
-INBOX_ACK_SQL = """
-INSERT INTO inbox_delivery_state (workspace_id, last_acked_seq, updated_at)
-VALUES (%(workspace_id)s, %(acked_seq)s, now())
-ON CONFLICT (workspace_id) DO UPDATE
-   SET last_acked_seq = GREATEST(inbox_delivery_state.last_acked_seq, EXCLUDED.last_acked_seq),
-       updated_at = now()
-RETURNING last_acked_seq
-"""
-
-
 class WorkspaceRef(NamedTuple):
     id: uuid.UUID
     name: str
 
 
-class WorkspaceManager(WorkspacePruneMixin, models.Manager["Workspace"]):
+class WorkspaceManager(RoutedCursorsMixin, WorkspacePruneMixin, models.Manager["Workspace"]):
+    def credentials(self, workspace_id: uuid.UUID) -> Workspace | None:
+        """The workspace with only CREDENTIAL_FIELDS loaded, or None when there is none."""
+        with self._binary_cursor() as cursor:
+            cursor.execute(
+                CREDENTIALS_SQL,
+                {"workspace_id": workspace_id},
+                binary=True,
+                prepare=True,
+            )
+            found = cursor.fetchone()
+        return self.from_credentials(found)
+
+    def from_credentials(self, values: Sequence[Any] | None) -> Workspace | None:
+        """A Workspace of CREDENTIAL_FIELDS values (as CREDENTIALS_SQL reads them), or None."""
+        if values is None or values[0] is None:
+            return None
+        workspace = self.model.from_db(self.db, CREDENTIAL_FIELDS, values)
+        # The statement read the previous token only while its overlap lasts.
+        workspace.previous_token_live = workspace.previous_token_hash is not None
+        return workspace
+
     def with_token_state(self) -> models.QuerySet:
         """Workspaces with ``previous_token_live``: whether the overlap of the last rotation
         is still running, by the database clock."""
@@ -85,27 +110,27 @@ class WorkspaceManager(WorkspacePruneMixin, models.Manager["Workspace"]):
 
     def token_owner(self, workspace: Workspace, token: str) -> str | None:
         """ "current" or "previous" (within the overlap): which of the workspace's tokens
-        ``token`` is, else None. Read from a with_token_state() row; both are compared."""
+        ``token`` is, else None. Read from a credentials() or with_token_state() row; both
+        are compared, so timing does not tell whether a rotation is under way."""
         previous = workspace.previous_token_hash if workspace.previous_token_live else None
         current = token_matches(token, workspace.token_hash)
-        # Compared even when there is none, so that timing does not tell.
         old = token_matches(token, previous)
         if current:
             return "current"
         return "previous" if old else None
 
-    def authenticate(
-        self, workspace_id: uuid.UUID, token: str, *, admin_token: str = ""
+    def admit(
+        self, workspace: Workspace | None, token: str, *, admin_token: str = ""
     ) -> Workspace | None:
-        """Return the workspace when ``token`` is its bearer token or ``admin_token``, else None.
+        """``workspace`` when ``token`` is its bearer token or ``admin_token``, else None.
 
-        A removed workspace's own token never authenticates again; ``admin_token`` ('' when
-        disabled) opens every workspace that exists. The workspace returned carries
-        ``by_admin_token``: True when only the operator token matched, and
+        No query but one: ``workspace`` comes from credentials() or a statement that read the
+        same columns. A removed workspace's own token never authenticates again;
+        ``admin_token`` ('' when disabled) opens every workspace that exists. The workspace
+        returned carries ``by_admin_token``: True when only the operator token matched, and
         ``by_previous_token``: True for the token from before a rotation, within its overlap.
-        The first use of a rotated-to token ends the overlap.
+        The first use of a rotated-to token ends the overlap (the one write, once).
         """
-        workspace = self.with_token_state().filter(pk=workspace_id).first()
         usable = workspace is not None and workspace.status != workspace.Status.REMOVED
         # Compare even for an unknown id, so timing does not tell which ids exist; compare the
         # admin token too (against a dummy when disabled), so both tiers cost the same.
@@ -123,6 +148,13 @@ class WorkspaceManager(WorkspacePruneMixin, models.Manager["Workspace"]):
         if owner == "current" and workspace.previous_token_hash is not None:
             self.forget_previous_token(workspace)
         return workspace
+
+    def authenticate(
+        self, workspace_id: uuid.UUID, token: str, *, admin_token: str = ""
+    ) -> Workspace | None:
+        """Return the workspace when ``token`` is its bearer token or ``admin_token``, else None
+        (see admit)."""
+        return self.admit(self.credentials(workspace_id), token, admin_token=admin_token)
 
     def forget_previous_token(self, workspace: Workspace) -> None:
         """End a rotation's overlap: the new token has been used."""
@@ -191,77 +223,7 @@ class WorkspaceManager(WorkspacePruneMixin, models.Manager["Workspace"]):
             "stale_after_seconds": max(stale_after.total_seconds(), 0.0),
             "counter": counter,
         }
-        connection = connections[router.db_for_write(self.model)]
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         return sorted((WorkspaceRef(*row) for row in rows), key=lambda ref: (ref.name, ref.id))
-
-
-class CursorGone(Exception):
-    """A since_id that is not a row of this workspace: pruned, foreign, missing or malformed."""
-
-
-class ActivityLogManager(ActivityRetentionMixin, models.Manager):
-    def cursor_id(self, workspace_id: uuid.UUID, since_id: str) -> int:
-        """The id ``since_id`` names when it is a row of this workspace, or raise CursorGone."""
-        # Ids are bigints; anything else cannot name a row, so it is as gone as a pruned one.
-        if not since_id.isascii() or not since_id.isdigit() or len(since_id) > 19:
-            raise CursorGone
-        row_id = int(since_id)
-        if row_id >= 2**63 or not self.filter(workspace_id=workspace_id, id=row_id).exists():
-            raise CursorGone
-        return row_id
-
-    def feed(
-        self,
-        workspace_id: uuid.UUID,
-        *,
-        activity_type: str | None = None,
-        source: str | None = None,
-        peer_id: uuid.UUID | None = None,
-        before: datetime | None = None,
-        after_id: int | None = None,
-        since_seconds: int | None = None,
-        limit: int = 100,
-        peer_info: bool = False,
-    ) -> list:
-        """One page of the feed: oldest first strictly after ``after_id``, else newest first.
-
-        The feed's order is the id, which the database assigns in commit order per workspace
-        (see ActivityLog), so "after the cursor" is just a larger id. ``source`` is "canvas"
-        (source_id IS NULL) or "agent"; ``peer_id`` matches the sender or the recipient;
-        ``before`` and ``since_seconds`` bound created_at. Every filter ANDs. With
-        ``peer_info``, each row carries ``peer_name``: its source workspace's name, or None.
-        """
-        rows = self.filter(workspace_id=workspace_id)
-        if activity_type:
-            rows = rows.filter(activity_type=activity_type)
-        if source is not None:
-            rows = rows.filter(source_id__isnull=source == "canvas")
-        if peer_id is not None:
-            rows = rows.filter(models.Q(source_id=peer_id) | models.Q(target_id=peer_id))
-        if before is not None:
-            rows = rows.filter(created_at__lt=before)
-        if since_seconds is not None:
-            rows = rows.filter(created_at__gte=Now() - timedelta(seconds=since_seconds))
-        if peer_info:
-            # Through the app registry: models.py imports this module, so it cannot import back.
-            workspaces = self.model._meta.apps.get_model("molecule", "Workspace").objects
-            # order_by(): the primary key finds at most one; Workspace's default ordering
-            # would add a sort to every row's lookup.
-            name = workspaces.filter(pk=models.OuterRef("source_id")).order_by().values("name")
-            rows = rows.annotate(peer_name=models.Subquery(name[:1]))
-        if after_id is None:
-            return list(rows.order_by("-id")[:limit])
-        return list(rows.filter(id__gt=after_id).order_by("id")[:limit])
-
-
-class InboxDeliveryStateManager(models.Manager):
-    def ack(self, workspace_id: uuid.UUID, acked_seq: int) -> int:
-        """Record that the workspace's poller has every row up to ``acked_seq``; return the
-        stored mark (the larger of it and any earlier ack)."""
-        connection = connections[router.db_for_write(self.model)]
-        with connection.cursor() as cursor:
-            cursor.execute(INBOX_ACK_SQL, {"workspace_id": workspace_id, "acked_seq": acked_seq})
-            return cursor.fetchone()[0]
