@@ -22,10 +22,11 @@ API_PATH_PREFIXES = ("/registry/", "/workspaces/", "/uploads/limits")
 
 # What API requests skip; none of it changes an API answer. The admin's: the API views are
 # CSRF-exempt and touch no session, message or user, so no cookie or Vary is ever added, and
-# serve no static file; django-axes only watches the admin's logins. And django-prometheus' per-view, per-method and per-status request
-# metrics (a dozen labelled series updated per request, about 0.1 ms of CPU in multiprocess
-# mode, a sixth of a poll): API requests are still counted and timed, before the other
-# middleware, by PrometheusBeforeMiddleware (docs/metrics.md).
+# serve no static file; django-axes only watches the admin's logins. And django-prometheus'
+# per-view, per-method and per-status request metrics (a dozen labelled series updated per
+# request, about 0.1 ms of CPU in multiprocess mode, a sixth of a poll): API requests are
+# still counted and timed, before the other middleware, by PrometheusBeforeMiddleware
+# (docs/metrics.md).
 SKIPPED_FOR_API = frozenset(
     {
         "whitenoise.middleware.WhiteNoiseMiddleware",
