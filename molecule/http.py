@@ -268,10 +268,15 @@ def query_uuid(request: HttpRequest, name: str) -> uuid.UUID | None:
     return parse_uuid(raw, name) if raw else None
 
 
-def query_limit(request: HttpRequest, *, default: int = 100, maximum: int = 500) -> int:
-    """``?limit=``: ``default`` when absent, clamped to ``maximum``, 400 unless an integer >= 1."""
+# A page's rows: upstream's default and cap.
+LIMIT_DEFAULT = 100
+LIMIT_MAX = 500
+
+
+def query_limit(request: HttpRequest, *, default: int = LIMIT_DEFAULT) -> int:
+    """``?limit=``: ``default`` when absent, clamped to LIMIT_MAX, 400 unless an integer >= 1."""
     value = query_positive_int(request, "limit")
-    return default if value is None else min(value, maximum)
+    return default if value is None else min(value, LIMIT_MAX)
 
 
 def workspace_credentials(request: HttpRequest, workspace_id: str) -> tuple[uuid.UUID, str]:

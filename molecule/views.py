@@ -16,6 +16,8 @@ from molecule.attachments import attachments_from_request_body
 from molecule.exposition import metrics_page
 from molecule.http import (
     BEARER_CHALLENGE,
+    LIMIT_DEFAULT,
+    LIMIT_MAX,
     ApiError,
     ApiResponse,
     api_view,
@@ -197,7 +199,13 @@ def activity(request: HttpRequest, workspace_id: str) -> HttpResponse:
 
 
 def _feed_filters(request: HttpRequest) -> FeedFilters:
-    """The feed's query parameters; 400 for the first one that is invalid."""
+    """The feed's query parameters; 400 for the first one that is invalid.
+
+    A poller that starts without a cursor asks for its backlog as ``since_secs`` with no
+    ``limit`` (the runtime's first poll: ``since_secs=600``) and takes the newest page as all
+    there is: the default page of 100 would drop the oldest rows of a busier window without a
+    word. That one request gets the whole window up to the cap (LIMIT_MAX) instead.
+    """
     peer_id = query_uuid(request, "peer_id")
     before = query_timestamp(request, "before_ts")
     activity_type = request.GET.get("type") or None
@@ -207,7 +215,8 @@ def _feed_filters(request: HttpRequest) -> FeedFilters:
     if source not in (None, "canvas", "agent"):
         raise ApiError(400, "source must be 'canvas' or 'agent'")
     since_secs = query_positive_int(request, "since_secs")
-    limit = query_limit(request)
+    backlog = since_secs is not None and not request.GET.get("since_id")
+    limit = query_limit(request, default=LIMIT_MAX if backlog else LIMIT_DEFAULT)
     # Comma-separated flags, as upstream reads them; unknown ones are ignored.
     peer_info = "peer_info" in {flag.strip() for flag in request.GET.get("include", "").split(",")}
     return FeedFilters(

@@ -816,6 +816,28 @@ def test_since_secs_is_capped_at_30_days_and_ands_with_the_other_filters(api, po
     assert listed(since_secs=str(40 * 86400), since_id=ids[1]) == [ids[2], ids[3]]
 
 
+def test_a_backlog_poll_without_a_limit_gets_the_whole_window_up_to_the_cap(
+    api, poll_workspace
+):
+    # The runtime's first poll (no cursor yet): since_secs=600 and no limit. 150 messages sent
+    # before it started all come back, newest first, where the default page would hold 100.
+    ws = poll_workspace
+    append_activity(ws, 150, "a2a_receive")
+    newest_first = sorted(ActivityLog.objects.values_list("id", flat=True), reverse=True)
+
+    def listed(**query: Any) -> list[int]:
+        response = api.get(ws.url("activity"), query, **ws.auth)
+        assert response.status_code == 200, response.content
+        return [row["id"] for row in response.json()]
+
+    assert listed(type="a2a_receive", include="peer_info", since_secs=600) == newest_first
+    # An explicit limit is kept, and so is the default page everywhere else.
+    assert listed(since_secs=600, limit=20) == newest_first[:20]
+    assert listed() == newest_first[:100]
+    # A cursor poll pages as before.
+    assert listed(since_secs=600, since_id=newest_first[-1]) == sorted(newest_first)[1:101]
+
+
 def test_source_canvas_and_agent(api, poll_workspace):
     ws = poll_workspace
     post_json(api, ws.url("activity"), {"activity_type": "agent_log"}, **ws.auth)
