@@ -816,9 +816,7 @@ def test_since_secs_is_capped_at_30_days_and_ands_with_the_other_filters(api, po
     assert listed(since_secs=str(40 * 86400), since_id=ids[1]) == [ids[2], ids[3]]
 
 
-def test_a_backlog_poll_without_a_limit_gets_the_whole_window_up_to_the_cap(
-    api, poll_workspace
-):
+def test_a_backlog_poll_without_a_limit_gets_the_whole_window_up_to_the_cap(api, poll_workspace):
     # The runtime's first poll (no cursor yet): since_secs=600 and no limit. 150 messages sent
     # before it started all come back, newest first, where the default page would hold 100.
     ws = poll_workspace
