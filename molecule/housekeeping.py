@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError
+from django.template.defaultfilters import pluralize
 
 from molecule import conf, metrics, quotas
+from molecule.durations import format_duration
 from molecule.errors import first_line
 from molecule.jobs import failure_count
 from molecule.models import Workspace
@@ -78,12 +80,15 @@ def workspaces_prune(*, idle_for: timedelta | None = None) -> WorkspacePruneRepo
         raise PruneError(f"workspace prune failed: {first_line(exc)}", result) from exc
     duration_ms = (time.perf_counter() - started) * 1000
     logger.info(
-        "workspace prune: %d workspaces idle for %ss deleted in %d batches, "
-        "%d quota windows, %.1f ms",
+        "workspace prune: %d workspace%s idle for %s deleted in %d batch%s, "
+        "%d quota window%s, %.1f ms",
         result.pruned,
-        int(idle.total_seconds()),
+        pluralize(result.pruned),
+        format_duration(idle),
         result.batches,
+        pluralize(result.batches, "es"),
         windows,
+        pluralize(windows),
         duration_ms,
     )
     return WorkspacePruneReport(result.pruned, result.batches, idle, windows, duration_ms, False)

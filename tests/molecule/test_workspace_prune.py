@@ -131,7 +131,20 @@ def test_batches_and_the_setting(fleet, caplog) -> None:
 
     assert (report.pruned, report.batches) == (3, 2)
     [line] = [r.getMessage() for r in caplog.records if r.name == "molecule.housekeeping"]
-    assert line.startswith("workspace prune: 3 workspaces idle for 2592000s deleted in 2 batches")
+    assert line.startswith("workspace prune: 3 workspaces idle for 30 d deleted in 2 batches")
+
+
+def test_one_workspace_is_counted_in_the_singular(db, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="molecule.housekeeping")
+    workspace("alone", idle_days=40)
+
+    out = prune_workspaces("--idle-for", "36h")
+
+    assert out.startswith("pruned 1 workspace idle for 1 d 12 h in ")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "molecule.housekeeping"]
+    assert line.startswith(
+        "workspace prune: 1 workspace idle for 1 d 12 h deleted in 1 batch, 0 quota windows, "
+    )
 
 
 def test_the_prune_also_deletes_ended_quota_windows(fleet) -> None:
@@ -219,7 +232,7 @@ def prune_workspaces(*args: str) -> str:
 def test_the_command_prints_one_summary_line(fleet) -> None:
     out = prune_workspaces()
 
-    assert out.startswith("pruned 3 workspaces idle for 2592000s in ")
+    assert out.startswith("pruned 3 workspaces idle for 30 d in ")
     assert out.endswith(" ms\n")
 
 
@@ -239,6 +252,6 @@ def test_the_command_json_is_one_line_with_the_documented_keys(fleet) -> None:
 def test_the_command_dry_run_changes_nothing(fleet) -> None:
     out = prune_workspaces("--dry-run")
 
-    assert out.startswith("would prune 3 workspaces idle for 2592000s in ")
+    assert out.startswith("would prune 3 workspaces idle for 30 d in ")
     assert out.endswith(" ms (dry run)\n")
     assert len(names_left()) == len(fleet)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.template.defaultfilters import pluralize
+
+from molecule.durations import format_duration
 from molecule.housekeeping import workspaces_prune, workspaces_prune_preview
 from molecule.management.base import SweepCommand
 from molecule.pruning import PruneError
@@ -30,7 +33,8 @@ class Command(SweepCommand):
         seconds = int(report.idle_for.total_seconds())
         verb = "would prune" if report.dry_run else "pruned"
         return (
-            f"{verb} {report.pruned} workspaces idle for {seconds}s in {report.duration_ms:.0f} ms",
+            f"{verb} {report.pruned} workspace{pluralize(report.pruned)} idle for "
+            f"{format_duration(report.idle_for)} in {report.duration_ms:.0f} ms",
             {
                 "pruned": report.pruned,
                 "batches": report.batches,
