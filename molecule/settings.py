@@ -237,7 +237,7 @@ AXES_COOLOFF_TIME = _env_parsed(
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # The client address as the shipped nginx reports it (TRUSTED_PROXIES), not the proxy's own.
-AXES_CLIENT_IP_CALLABLE = "molecule.http.client_address"
+AXES_CLIENT_IP_CALLABLE = "molecule.http.auth.client_address"
 # Lockouts are still logged; not a banner at every process start, which would break the
 # commands' one-line errors on stderr.
 AXES_VERBOSE = False
