@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report, targets
+from bench import targets
 from bench.config import (
     ACK_RETENTION,
     FULL,
@@ -28,6 +28,8 @@ from bench.config import (
 )
 from bench.database import BenchDatabases, Server, close_django_connections, django_setup
 from bench.memory import draw_memory_chart
+from bench.report.chart import draw_chart
+from bench.report.table import format_table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 logger = logging.getLogger("bench")
@@ -106,9 +108,9 @@ def runners() -> dict[str, Callable[[BenchDatabases, Scale], dict[str, Any]]]:
     from bench.interference import bench_interference
     from bench.memory import bench_memory
     from bench.phantom import bench_phantom
-    from bench.slow_clients import bench_slow_clients
+    from bench.slow_clients.run import bench_slow_clients
     from bench.sweeps import bench_sweep, bench_toast
-    from bench.throughput import bench_throughput
+    from bench.throughput.run import bench_throughput
 
     return {
         "sweep": bench_sweep,
@@ -182,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(report.format_table(figures))
+    print(format_table(figures))
     print(targets.format_targets(found))
     print(f"\nresults written to {output}")
-    print(report.draw_chart(figures, output.with_suffix(".png")))
+    print(draw_chart(figures, output.with_suffix(".png")))
     print(draw_memory_chart(figures, output.with_name(f"{output.stem}-memory.png")))
     return 0

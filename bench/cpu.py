@@ -14,7 +14,6 @@ cost less here than in gunicorn.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -28,7 +27,7 @@ from bench import loadgen
 from bench.api import payload
 from bench.config import Scale
 from bench.database import BenchDatabases
-from bench.throughput import PAGE_ROWS, SEED_ACTIVITY_SQL, SEED_WORKSPACE_SQL
+from bench.throughput.seed import PAGE_ROWS, SEED_ACTIVITY_SQL, make_workspaces
 
 logger = logging.getLogger("bench")
 
@@ -119,16 +118,13 @@ def _service_backend() -> int | None:
 
 
 def _floor_backend() -> int:
-    from bench import floor
+    from bench.floor.wire import connection
 
-    return floor.connection().info.backend_pid
+    return connection().info.backend_pid
 
 
 def _workspace(db: BenchDatabases, name: str) -> Client:
-    workspace, token = uuid.uuid4(), uuid.uuid4().hex * 2
-    with db.connect() as conn:
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        conn.execute(SEED_WORKSPACE_SQL, [workspace, name, digest])
+    [(workspace, token)] = make_workspaces(db, 1, name)
     return Client(workspace, token)
 
 
@@ -137,7 +133,8 @@ def bench_cpu(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
     from django.core.handlers.wsgi import WSGIHandler
     from django.test.utils import override_settings
 
-    from bench import cached_poll, floor
+    from bench import cached_poll
+    from bench.floor.app import application as floor_app
 
     db.fresh()
     poller = _workspace(db, "cpu")
@@ -151,7 +148,7 @@ def bench_cpu(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
     variants: list[tuple[str, App, Callable[[], Any]]] = [
         ("service", service, _service_backend),
         ("whole_stack", whole_stack, _service_backend),
-        ("floor", floor.application, _floor_backend),
+        ("floor", floor_app, _floor_backend),
     ]
     figure: dict[str, Any] = {}
     for name, app, backend in variants:
@@ -169,7 +166,7 @@ def bench_cpu(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
         len({Client.call(app, polls["page_poll"]) for _, app, _ in variants}) == 1
     )
     figure["requests"] = scale.cpu_requests
-    figure["large_file"] = _large_file(db, scale, {"service": service, "floor": floor.application})
+    figure["large_file"] = _large_file(db, scale, {"service": service, "floor": floor_app})
     return {"cpu": figure}
 
 

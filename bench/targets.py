@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import slow_report
-from bench.report import cell
+from bench.report.rows import cell
 
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {"<=": operator.le, ">=": operator.ge}
 

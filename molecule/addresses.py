@@ -81,7 +81,7 @@ def saas_mode() -> bool:
     """MOLECULE_DEPLOY_MODE=saas, or when it is unset a non-empty MOLECULE_ORG_ID (upstream)."""
     mode = conf.deploy_mode().strip().lower()
     if mode:
-        # settings.py refuses any other value; anything else set in code counts as self-hosted.
+        # The settings refuse any other value; anything else set in code counts as self-hosted.
         return mode == "saas"
     return bool(conf.org_id().strip())
 

@@ -2,7 +2,7 @@
 
 A frozen PostgreSQL (SIGSTOP, a hung disk) still has a kernel that accepts connections, ACKs
 bytes and answers keepalive probes, so a query waiting for its answer would wait for ever and
-hold its gunicorn thread with it; TCP keepalives and tcp_user_timeout (settings.py) catch only
+hold its gunicorn thread with it; TCP keepalives and tcp_user_timeout (the settings) catch only
 a peer that stops answering at the TCP level, a network partition. So every blocking psycopg
 operation, which all go through ``Connection.wait()`` (queries, fetches, COPY writes, commits,
 Django's is_usable check), is marked "waiting since T" on its connection, and one watchdog thread
@@ -12,7 +12,7 @@ answers as JSON 503; Django discards the broken connection and the next request 
 
 The deadline is per wait, not per request: a 100 MiB upload is a hundred 1 MiB COPY writes and
 a download one statement per chunk, each a short wait. molecule.wsgi enables it, so it applies
-to the web processes only; commands and qcluster keep their long statements (settings.py's
+to the web processes only; commands and qcluster keep their long statements (the settings'
 statement_timeout and django-q2's task timeout bound those).
 """
 

@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
-from molecule.http import json_error
+from molecule.http.responses import json_error
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from molecule.http import api_view
+from molecule.http.responses import api_view
 
 # Routes that are not the workspace API: the page links to them itself, or they are Django's.
 NOT_API = ("admin/", "metrics", "internal/auth", "")

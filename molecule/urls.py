@@ -3,35 +3,36 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from molecule import pages, views
+from molecule import pages
+from molecule.views import activity, internal, registry
 from pending_uploads import views as upload_views
 
 urlpatterns = [
-    path("registry/register", views.register, name="registry-register"),
-    path("registry/heartbeat", views.heartbeat, name="registry-heartbeat"),
-    path("workspaces/<str:workspace_id>/activity", views.activity, name="workspace-activity"),
+    path("registry/register", registry.register, name="registry-register"),
+    path("registry/heartbeat", registry.heartbeat, name="registry-heartbeat"),
+    path("workspaces/<str:workspace_id>/activity", activity.activity, name="workspace-activity"),
     path(
         "workspaces/<str:workspace_id>/activity/ack",
-        views.activity_ack,
+        activity.activity_ack,
         name="workspace-activity-ack",
     ),
     # Ours, not upstream's: rotate the workspace's bearer token.
     path(
         "workspaces/<str:workspace_id>/token/rotate",
-        views.token_rotate,
+        registry.token_rotate,
         name="workspace-token-rotate",
     ),
     path("workspaces/<str:workspace_id>/", include("pending_uploads.urls")),
     path("uploads/limits", upload_views.limits, name="uploads-limits"),
-    path("metrics", views.metrics, name="prometheus-django-metrics"),
+    path("metrics", internal.metrics, name="prometheus-django-metrics"),
     # nginx's token check before it reads a body (deploy/nginx); never routed publicly.
-    path("internal/auth", views.proxy_auth, name="internal-auth"),
+    path("internal/auth", internal.proxy_auth, name="internal-auth"),
     path("admin/", admin.site.urls),
     # Static files are WhiteNoise's (settings.MIDDLEWARE), with DEBUG on or off.
     path("", pages.home, name="home"),
 ]
 
-handler400 = "molecule.views.bad_request"
-handler403 = "molecule.views.permission_denied"
-handler404 = "molecule.views.not_found"
-handler500 = "molecule.views.server_error"
+handler400 = "molecule.views.errors.bad_request"
+handler403 = "molecule.views.errors.permission_denied"
+handler404 = "molecule.views.errors.not_found"
+handler500 = "molecule.views.errors.server_error"

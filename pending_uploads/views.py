@@ -11,17 +11,10 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 
-from molecule.http import (
-    ApiError,
-    ApiResponse,
-    api_view,
-    declared_length,
-    json_error,
-    parse_uuid,
-    query_limit,
-    quota_refused,
-    workspace_auth,
-)
+from molecule.http.auth import workspace_auth
+from molecule.http.bodies import declared_length, parse_uuid
+from molecule.http.params import query_limit
+from molecule.http.responses import ApiError, ApiResponse, api_view, json_error, quota_refused
 from molecule.models import Workspace
 from molecule.quotas import QuotaExceeded
 from pending_uploads import conf, forward, quotas, services

@@ -17,7 +17,7 @@ from django.test import Client, override_settings
 
 from devtools.processes import S3Server
 from molecule.models import Workspace
-from molecule.services import workspace_register
+from molecule.services.workspaces import workspace_register
 from tests.helpers import RegisteredWorkspace, bucket_create, bucket_remove, s3_unreachable
 
 

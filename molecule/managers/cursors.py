@@ -27,7 +27,7 @@ class RoutedCursorsMixin:
         so a hot statement can be prepared: ``execute(..., prepare=True)`` prepares it on its
         first run on a connection, and PostgreSQL never parses or plans it again there. Only
         statements that ask are prepared (the connection's prepare_threshold, set in
-        settings.py, is never reached otherwise), and none when DB_PREPARED_STATEMENTS is off.
+        the settings, is never reached otherwise), and none when DB_PREPARED_STATEMENTS is off.
         """
         connection = connections[router.db_for_write(self.model)]
         connection.ensure_connection()

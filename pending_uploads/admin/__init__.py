@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from molecule.admin_utils import COUNT_CAP, MachineWrittenAdmin, compact_time, short_uuid
-from molecule.http import ApiError
+from molecule.http.responses import ApiError
 from pending_uploads import conf
 from pending_uploads.admin.filters import (
     STATE_ORDERING,

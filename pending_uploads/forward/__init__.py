@@ -12,7 +12,7 @@ from typing import Any
 from molecule.addresses import AddressPolicy, AddressRefused, AddressUnresolved, Target, url_check
 from molecule.errors import first_line
 from molecule.models import Workspace
-from molecule.services import inbound_secret_open
+from molecule.services.inbound_secrets import inbound_secret_open
 from pending_uploads import conf, metrics
 from pending_uploads.forward.slots import SLOTS, ForwardSlots
 from pending_uploads.forward.transport import (

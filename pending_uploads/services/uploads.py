@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError
 
 from molecule.models import ActivityLog, Workspace
-from molecule.services import activity_append_many
+from molecule.services.activity import activity_append_many
 from pending_uploads import conf, quotas
 from pending_uploads.conf import DEFAULT_MAX_FILE_BYTES
 from pending_uploads.managers import FileTooLarge, NewUpload

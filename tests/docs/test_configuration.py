@@ -59,7 +59,7 @@ def _key(node: ast.AST, *, django_settings: bool) -> ast.AST | None:
         func = ast.unparse(node.func)
         if isinstance(node.func, ast.Attribute) and node.func.attr in {"get", "pop"}:
             return node.args[0] if ast.unparse(node.func.value) in ENVIRONMENTS else None
-        # settings.py's and gunicorn.conf.py's readers: _env_int("NAME", ...), ...
+        # the settings' and gunicorn.conf.py's readers: _env_int("NAME", ...), ...
         if func == "os.getenv" or func.startswith("_env"):
             return node.args[0]
         if django_settings and func == "setting":

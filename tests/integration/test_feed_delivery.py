@@ -28,7 +28,7 @@ from django.db import connection
 from django.test import Client
 
 from devtools.processes import ServiceStack
-from molecule.services import activity_append
+from molecule.services.activity import activity_append
 from pending_uploads.services import uploads_receive
 from tests.helpers import RegisteredWorkspace, current_database_url, run_sql, service_stack
 from tests.integration.conftest import tables_truncate

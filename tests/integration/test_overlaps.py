@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from django.test import Client, override_settings
 
-from molecule.services import activity_sweep
+from molecule.services.activity_sweep import activity_sweep
 from tests.helpers import (
     assert_metric_delta,
     metrics_saved,

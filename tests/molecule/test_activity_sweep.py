@@ -17,7 +17,11 @@ from molecule import tasks
 from molecule.managers import ActivityLogManager
 from molecule.models import InboxDeliveryState, MetricTotal, Workspace
 from molecule.retention import ActivitySweepError
-from molecule.services import activity_count_error, activity_sweep, activity_sweep_preview
+from molecule.services.activity_sweep import (
+    activity_count_error,
+    activity_sweep,
+    activity_sweep_preview,
+)
 from tests.helpers import (
     assert_metric_delta,
     lock_timeout,
@@ -63,7 +67,7 @@ def sweep_activity(*args: str) -> str:
 
 @override_settings(ACTIVITY_SWEEP_BATCH_SIZE=3)
 def test_sweep_deletes_past_the_default_retention_counts_and_logs_one_line(table, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="molecule.services")
+    caplog.set_level(logging.INFO, logger="molecule.services.activity_sweep")
     before = metrics_saved()
 
     report = activity_sweep()
@@ -75,7 +79,7 @@ def test_sweep_deletes_past_the_default_retention_counts_and_logs_one_line(table
     assert_metric_delta(before, 7, SWEPT, outcome="deleted")
     stamp = metric_value("molecule_activity_logs_last_sweep_timestamp_seconds")
     assert stamp == pytest.approx(float(run_sql("SELECT EXTRACT(EPOCH FROM now())")[0][0]))
-    lines = [r.getMessage() for r in caplog.records if r.name == "molecule.services"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "molecule.services.activity_sweep"]
     assert len(lines) == 1
     assert lines[0].startswith(
         "activity sweep: 7 rows acknowledged and older than 7 d, or older than 30 d, "
@@ -231,7 +235,7 @@ def test_acknowledged_rows_go_after_the_soft_horizon(table) -> None:
 
 @override_settings(ACTIVITY_SOFT_RETENTION=timedelta(days=40))
 def test_a_soft_horizon_beyond_the_hard_one_raises_it_and_says_so(table, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="molecule.services")
+    caplog.set_level(logging.INFO, logger="molecule.services.activity_sweep")
 
     out = sweep_activity()
     report = activity_sweep()
@@ -243,7 +247,7 @@ def test_a_soft_horizon_beyond_the_hard_one_raises_it_and_says_so(table, caplog)
     assert second == "retention 30 d is below the soft retention 40 d: both are 40 d"
     assert report.horizons.clamped_from == timedelta(days=30)
     assert json.loads(sweep_activity("--json"))["retention_clamped"] is True
-    [record, *_] = [r for r in caplog.records if r.name == "molecule.services"]
+    [record, *_] = [r for r in caplog.records if r.name == "molecule.services.activity_sweep"]
     assert record.levelno == logging.WARNING
     assert record.getMessage().endswith(
         "(retention 30 d is below the soft retention 40 d: both are 40 d)"

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from molecule.admin_utils import MAX_INDENT, compact_time, json_pretty
 from molecule.models import ActivityLog, InboxDeliveryState, Workspace
-from molecule.services import activity_append
+from molecule.services.activity import activity_append
 from tests.helpers import RegisteredWorkspace, assert_metric_delta, metrics_saved, run_sql
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory, override_settings
 from django.utils import timezone
 
-from molecule.http import client_address
+from molecule.http.auth import client_address
 
 LOGIN = "/admin/login/?next=/admin/"
 PASSWORD = "correct horse battery staple"

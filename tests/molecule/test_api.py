@@ -14,7 +14,7 @@ from django.http import HttpResponse
 from django.test import Client, override_settings
 
 from molecule.models import ActivityLog, Workspace
-from molecule.services import activity_sweep
+from molecule.services.activity_sweep import activity_sweep
 from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
 
 # Shorter than the default, so the test says which horizon prunes the cursor.

@@ -13,7 +13,8 @@ from django.http import HttpResponse
 from django.test import Client, override_settings
 
 from molecule.models import ActivityLog, InboxDeliveryState, Workspace
-from molecule.services import activity_append, activity_sweep
+from molecule.services.activity import activity_append
+from molecule.services.activity_sweep import activity_sweep
 from tests.helpers import RegisteredWorkspace, assert_json_error, run_sql
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.test import Client, override_settings
 
 from molecule.models import Workspace
 from molecule.sealing import unseal
-from molecule.services import inbound_secret_ensure
+from molecule.services.inbound_secrets import inbound_secret_ensure
 from tests.helpers import assert_json_error, run_sql
 from tests.molecule.test_api import bearer, post_json
 

@@ -11,9 +11,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import OperationalError
 from django.test import Client, RequestFactory, override_settings
 
-from molecule import views
-from molecule.http import ApiError, ApiResponse, declared_length
+from molecule.http.bodies import declared_length
+from molecule.http.responses import ApiError, ApiResponse
 from molecule.middleware import DatabaseUnavailableMiddleware
+from molecule.views import errors
 from tests.helpers import RegisteredWorkspace
 
 pytestmark = pytest.mark.django_db
@@ -90,9 +91,9 @@ def test_every_route_answers_compact_json_errors_included(register):
     request = factory.get("/anything")
     middleware = DatabaseUnavailableMiddleware(lambda request: None)
     for response in (
-        views.server_error(request),
-        views.bad_request(request),
-        views.permission_denied(request),
+        errors.server_error(request),
+        errors.bad_request(request),
+        errors.permission_denied(request),
         middleware.process_exception(request, OperationalError("connection refused")),
     ):
         assert_compact(response.content)

@@ -39,7 +39,7 @@ def test_a_newline_forged_workspace_name_makes_one_log_line(stderr_lines):
     )
 
     assert response.status_code == 200
-    lines = [line for line in stderr_lines() if "molecule.services" in line]
+    lines = [line for line in stderr_lines() if "molecule.services.workspaces" in line]
     assert len(lines) == 1
     assert "workspace registered" in lines[0]
     assert "name=agent\\n2026-01-01" in lines[0]

@@ -19,7 +19,7 @@ from molecule.managers import (
     WorkspaceRef,
 )
 from molecule.models import ActivityLog, InboxDeliveryState, Workspace
-from molecule.services import activity_append
+from molecule.services.activity import activity_append
 from scheduler.metrics import phantom_busy_resets
 from tests.helpers import run_sql
 

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client, RequestFactory, override_settings
 
 from molecule.models import Workspace
-from molecule.views import proxy_auth
+from molecule.views.internal import proxy_auth
 from tests.helpers import RegisteredWorkspace
 from tests.molecule.test_auth import ADMIN_TOKEN, CREDENTIALS, ROUTES, fill
 

@@ -202,7 +202,7 @@ def test_activity_is_refused_by_content_length_before_the_body_is_read(
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("the body was read")
 
-    monkeypatch.setattr("molecule.views.json_object", never)
+    monkeypatch.setattr("molecule.views.activity.json_object", never)
     with override_settings(QUOTA_ACTIVITY_BYTES=body_size() - 1):
         refused = report(api, poll_workspace)
 

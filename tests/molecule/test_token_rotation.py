@@ -131,14 +131,14 @@ def test_a_removed_workspace_cannot_rotate(api: Client, poll_workspace) -> None:
 
 
 def test_a_rotation_that_lost_a_race_changes_nothing(api: Client, poll_workspace) -> None:
-    from molecule import services
+    from molecule.services import workspaces
 
     workspace = Workspace.objects.authenticate(poll_workspace.id, poll_workspace.token)
     assert workspace is not None
-    services.workspace_token_rotate(workspace=workspace)
+    workspaces.workspace_token_rotate(workspace=workspace)
 
-    with pytest.raises(services.TokenRotationRaced):
-        services.workspace_token_rotate(workspace=workspace)
+    with pytest.raises(workspaces.TokenRotationRaced):
+        workspaces.workspace_token_rotate(workspace=workspace)
 
 
 def test_rotation_is_a_post(api: Client, poll_workspace) -> None:

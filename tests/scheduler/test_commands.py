@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from molecule.models import ActivityLog, Workspace
-from molecule.services import activity_append
+from molecule.services.activity import activity_append
 from tests.helpers import (
     assert_metric_delta,
     metrics_saved,

@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from molecule.managers import WorkspaceRef
 from molecule.models import ActivityLog, MetricTotal, Workspace
-from molecule.services import activity_append
+from molecule.services.activity import activity_append
 from scheduler import tasks
 from scheduler.services import (
     PhantomBusySweepError,

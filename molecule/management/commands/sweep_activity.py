@@ -10,7 +10,7 @@ from django.template.defaultfilters import pluralize
 from molecule.durations import format_duration
 from molecule.management.base import SweepCommand, duration_argument
 from molecule.retention import ActivitySweepError
-from molecule.services import (
+from molecule.services.activity_sweep import (
     activity_horizons_clamp_note,
     activity_sweep,
     activity_sweep_preview,

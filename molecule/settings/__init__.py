@@ -9,11 +9,27 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-# The one module of ours imported here: a parser with no imports beyond the standard library.
-# Settings import no app (its conf.py reads settings; the arrows point one way).
+# The one module of ours imported here, besides this package's parts: a parser with no imports
+# beyond the standard library. Settings import no app (its conf.py reads settings; the arrows
+# point one way).
 from molecule.durations import parse_duration
+from molecule.settings.framework import (  # noqa: F401 - settings Django reads from here
+    AUTH_PASSWORD_VALIDATORS,
+    DEFAULT_AUTO_FIELD,
+    INSTALLED_APPS,
+    LANGUAGE_CODE,
+    LOGGING,
+    MIDDLEWARE,
+    ROOT_URLCONF,
+    TEMPLATES,
+    TIME_ZONE,
+    USE_I18N,
+    USE_TZ,
+    WSGI_APPLICATION,
+)
+from molecule.settings.parsers import deploy_mode, http_url, integer, milliseconds
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -25,19 +41,6 @@ def _env_bool(name: str, default: bool) -> bool:
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"must be an integer, got {text!r}") from None
-
-
-def _http_url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise ValueError(f"must be an http(s) URL, got {text!r}")
-    return text
 
 
 def _env_parsed(name: str, parse, default=None):
@@ -52,24 +55,12 @@ def _env_parsed(name: str, parse, default=None):
 
 
 def _env_int(name: str, default: int = 0) -> int:
-    return _env_parsed(name, _integer, default)
+    return _env_parsed(name, integer, default)
 
 
-def _env_duration(name: str, *, positive: bool):
+def _env_duration(name: str, *, positive: bool, default: timedelta | None = None):
     """A duration from the environment; negative, or 0 with ``positive``, stops in one line."""
-    return _env_parsed(name, lambda text: parse_duration(text, positive=positive))
-
-
-# Upstream's values; it logs a warning for any other and runs self-hosted, where a typo here
-# stops startup instead, since it switches what the address guard allows.
-_DEPLOY_MODES = ("saas", "self-hosted", "selfhosted", "standalone")
-
-
-def _deploy_mode(text: str) -> str:
-    mode = text.strip().lower()
-    if mode and mode not in _DEPLOY_MODES:
-        raise ValueError(f"must be one of {', '.join(_DEPLOY_MODES)}, got {text!r}")
-    return mode
+    return _env_parsed(name, lambda text: parse_duration(text, positive=positive), default)
 
 
 DEBUG = _env_bool("DEBUG", False)
@@ -99,63 +90,6 @@ else:
 # (molecule/sealing.py) made with it stay readable. Comma-separated.
 if os.environ.get("SECRET_KEY_FALLBACKS"):
     SECRET_KEY_FALLBACKS = _env_list("SECRET_KEY_FALLBACKS")
-
-INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "django.contrib.staticfiles",
-    "django_prometheus",
-    # Admin login throttling: failed attempts and lockouts, listed in the admin.
-    "axes",
-    # Listed before django_q so that its qcluster command wraps django_q's.
-    "scheduler",
-    "django_q",
-    "molecule",
-    "pending_uploads",
-]
-
-MIDDLEWARE = [
-    # API routes skip the admin's middleware below (sessions, CSRF, login, messages, static)
-    # and the per-view request metrics: molecule.middleware.SKIPPED_FOR_API.
-    "molecule.middleware.ApiRoutingMiddleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    # Static files (the admin's CSS and JS) from the app itself, before sessions and auth.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Inside CommonMiddleware, whose APPEND_SLASH redirect still sees the 404.
-    "molecule.middleware.JsonNotFoundMiddleware",
-    "molecule.middleware.DatabaseUnavailableMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
-    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
-    "axes.middleware.AxesMiddleware",
-]
-
-ROOT_URLCONF = "molecule.urls"
-WSGI_APPLICATION = "molecule.wsgi.application"
-
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ],
-        },
-    },
-]
 
 # PostgreSQL is the only database, and only DATABASE_URL (checked first, above) names it.
 # No CONN_HEALTH_CHECKS: it costs a round trip (SELECT 1) per request; molecule.connections
@@ -187,26 +121,16 @@ DATABASES["default"]["OPTIONS"].setdefault(
 DATABASES["default"]["OPTIONS"].setdefault("keepalives_count", _env_int("DB_KEEPALIVES_COUNT", 2))
 
 
-def _milliseconds(text: str) -> int:
-    # A duration ("30s", "2m") or a bare number of milliseconds, as PostgreSQL reads it.
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    if text.endswith("ms") and text[:-2].strip().isdigit():
-        return int(text[:-2])
-    return round(parse_duration(text).total_seconds() * 1000)
-
-
 # Every session (web, commands, django-q2 jobs) runs with it: a runaway query is cancelled by
 # PostgreSQL itself, even after the worker that sent it has been killed. 0 disables it. Its
 # default lives here, with the DATABASES setting it is part of: no app reads it.
-DB_STATEMENT_TIMEOUT_MS = _env_parsed("DB_STATEMENT_TIMEOUT", _milliseconds, 30_000)
+DB_STATEMENT_TIMEOUT_MS = _env_parsed("DB_STATEMENT_TIMEOUT", milliseconds, 30_000)
 DATABASES["default"]["OPTIONS"].setdefault(
     "options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
 )
 DATABASES["default"]["OPTIONS"].setdefault(
     "tcp_user_timeout",
-    _env_parsed("DB_TCP_USER_TIMEOUT", _milliseconds, 8_000),
+    _env_parsed("DB_TCP_USER_TIMEOUT", milliseconds, 8_000),
 )
 if os.environ.get("DB_CLIENT_TIMEOUT"):
     DB_CLIENT_TIMEOUT = _env_duration("DB_CLIENT_TIMEOUT", positive=False)
@@ -219,8 +143,6 @@ DATABASES["default"]["OPTIONS"].setdefault(
     "prepare_threshold", 2**31 - 1 if _env_bool("DB_PREPARED_STATEMENTS", True) else None
 )
 
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
 # --- Admin logins: django-axes refuses a username from an address after AXES_FAILURE_LIMIT
 # wrong passwords, for AXES_COOLOFF_TIME (its backend first, so a locked-out login never
 # reaches the password check). axes reads these once at import, so they and their defaults
@@ -230,29 +152,15 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = _env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = _env_parsed(
-    "AXES_COOLOFF_TIME", lambda text: parse_duration(text, positive=True), timedelta(minutes=15)
-)
+AXES_COOLOFF_TIME = _env_duration("AXES_COOLOFF_TIME", positive=True, default=timedelta(minutes=15))
 # Per username and address together: an attacker cannot lock the real admin out from elsewhere.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # The client address as the shipped nginx reports it (TRUSTED_PROXIES), not the proxy's own.
-AXES_CLIENT_IP_CALLABLE = "molecule.http.client_address"
+AXES_CLIENT_IP_CALLABLE = "molecule.http.auth.client_address"
 # Lockouts are still logged; not a banner at every process start, which would break the
 # commands' one-line errors on stderr.
 AXES_VERBOSE = False
-
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-]
-
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / ".data" / "static")
@@ -325,7 +233,7 @@ if os.environ.get("ACTIVITY_RETENTION"):
 if os.environ.get("ACTIVITY_SOFT_RETENTION"):
     ACTIVITY_SOFT_RETENTION = _env_duration("ACTIVITY_SOFT_RETENTION", positive=False)
 if os.environ.get("EXTERNAL_PLATFORM_URL"):
-    EXTERNAL_PLATFORM_URL = _env_parsed("EXTERNAL_PLATFORM_URL", _http_url)
+    EXTERNAL_PLATFORM_URL = _env_parsed("EXTERNAL_PLATFORM_URL", http_url)
 if os.environ.get("ACTIVITY_SWEEP_INTERVAL"):
     ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL", positive=True)
 if os.environ.get("ACTIVITY_SWEEP_BATCH_SIZE"):
@@ -345,7 +253,7 @@ if os.environ.get("PENDING_UPLOADS_FORWARD_MAX_CONCURRENT"):
 if os.environ.get("MOLECULE_ENV"):
     MOLECULE_ENV = os.environ["MOLECULE_ENV"]
 if os.environ.get("MOLECULE_DEPLOY_MODE"):
-    MOLECULE_DEPLOY_MODE = _env_parsed("MOLECULE_DEPLOY_MODE", _deploy_mode)
+    MOLECULE_DEPLOY_MODE = _env_parsed("MOLECULE_DEPLOY_MODE", deploy_mode)
 if os.environ.get("MOLECULE_ORG_ID"):
     MOLECULE_ORG_ID = os.environ["MOLECULE_ORG_ID"]
 # Upstream's names for the phantom-busy job; ours win when both are set.
@@ -400,25 +308,3 @@ if os.environ.get("Q_REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
 else:
     Q_CLUSTER["orm"] = "default"
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    # User-supplied values (names, filenames, summaries) never make a second log line.
-    "filters": {"escape_control": {"()": "molecule.logs.EscapeControlCharsFilter"}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["escape_control"],
-        },
-    },
-    "root": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "django.request": {"level": "ERROR"},
-    },
-}

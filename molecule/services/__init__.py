@@ -1,0 +1,1 @@
+"""Workspace and activity services: transactions, metrics, logging (one module per concern)."""

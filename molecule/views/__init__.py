@@ -1,0 +1,1 @@
+"""The workspace API's views, /metrics, the proxy's token check and the JSON error pages."""
