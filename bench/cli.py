@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -135,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     scale = QUICK if args.quick else MEDIUM if args.medium else FULL
     output = args.output or RESULTS_DIR / f"{'latest' if scale is FULL else scale.name}.json"
     sections = [name for name in SECTIONS if not args.only or name in args.only]
+    if "throughput" in sections and not shutil.which("wrk"):
+        print("bench: the throughput section needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     server = Server.start()
     db = BenchDatabases(server, args.db_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -128,6 +129,12 @@ EXPECTED_TARGETS = 22
 HALVES = (
     ("sweep", "toast", "empty", "feed", "bucket_sweep", "throughput"),
     ("interference", "phantom", "api", "memory", "slow", "bucket_memory", "cpu"),
+)
+
+
+# Like the browser, promtool and nginx tests: skipped with a reason where the tool is missing.
+pytestmark = pytest.mark.skipif(
+    not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)"
 )
 
 
