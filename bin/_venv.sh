@@ -16,6 +16,7 @@ ensure_venv() {
     stamp=".venv/.installed-${extras:-base}-$(sha256sum pyproject.toml | cut -c1-16)"
     if [ ! -f "$stamp" ]; then
         log=".venv/pip-install.log"
+        echo "installing molecule-uploads${extras:+[$extras]} into .venv (about 20 s the first time; log: $log)" >&2
         if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
             .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"; } >"$log" 2>&1; then
             echo "could not install molecule-uploads${extras:+[$extras]} into .venv (see $log)" >&2
