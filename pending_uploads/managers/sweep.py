@@ -40,7 +40,8 @@ from pending_uploads.managers.types import Backlog, SweepError, SweepResult
 # The counted CTE adds the batch's counts to metric_totals in the same statement, so the
 # counter commits with the delete: no crash can leave rows gone and uncounted.
 # The outboxed CTE is the transactional outbox: the bucket keys of the deleted rows commit with
-# their delete, and the drain (managers.outbox) deletes the objects afterwards. No crash can
+# their delete, as one entry for the batch (one row, one index entry, however many keys), and
+# the drain (managers.outbox) deletes the objects afterwards. No crash can
 # leave an object without a row and without an outbox entry, nor delete an object whose row
 # is still there.
 SWEEP_BATCH_SQL = f"""
@@ -78,8 +79,9 @@ WITH acked_picked AS (
             OR (acked_at IS NULL AND expires_at <= now()))
  RETURNING acked_at, expires_at, storage_key
 ), outboxed AS (
-    INSERT INTO pending_uploads_object_deletions (key)
-    SELECT storage_key FROM deleted WHERE storage_key IS NOT NULL
+    INSERT INTO pending_uploads_object_deletions (keys)
+    SELECT array_agg(storage_key) FROM deleted WHERE storage_key IS NOT NULL
+    HAVING count(*) > 0
 ), tally AS (
     SELECT count(*) FILTER (WHERE acked_at IS NOT NULL) AS acked,
            count(*) FILTER (WHERE acked_at IS NULL) AS expired,
@@ -109,7 +111,7 @@ SELECT count(*) FILTER (WHERE acked_at IS NOT NULL),
 # The backlog gauges in one statement; the acked count is an index-only scan.
 BACKLOG_SQL = """
 SELECT (SELECT count(*) FROM pending_uploads WHERE acked_at IS NOT NULL),
-       (SELECT count(*) FROM pending_uploads_object_deletions),
+       (SELECT coalesce(sum(cardinality(keys)), 0) FROM pending_uploads_object_deletions),
        count(*) FILTER (WHERE fetched_at IS NULL),
        count(*) FILTER (WHERE fetched_at IS NOT NULL),
        EXTRACT(EPOCH FROM now() - min(created_at))
