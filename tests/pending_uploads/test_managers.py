@@ -319,9 +319,10 @@ def until_a_sweep_waits_for_a_row(timeout: float = 10.0) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_sweep_behind_another_sweeps_batch_counts_none_of_its_rows():
-    # Both sweeps pick the same rows (nothing is locked at pick time); the second waits on the
-    # first's delete, then finds the rows gone: each row is deleted and counted once.
+def test_a_sweep_beside_another_sweeps_open_batch_takes_only_the_other_rows():
+    # The first sweep's batch is open: its rows are locked, the second sweep skips them and
+    # takes the later ones. Each row is deleted and counted once (the second's counter upsert
+    # waits for the first's commit).
     first_batch = insert_rows(5, acked_ago=2 * HOUR, spread_seconds=5)
     first_batch += insert_rows(5, expires_in=-60.0, spread_seconds=5)
     later = insert_rows(3, acked_ago=HOUR + 600) + insert_rows(3, expires_in=-10.0)
@@ -339,8 +340,6 @@ def test_a_sweep_behind_another_sweeps_batch_counts_none_of_its_rows():
     }
     with psycopg.connect(current_database_url()) as first, ThreadPoolExecutor(1) as pool:
         acked, expired, *_ = first.execute(SWEEP_BATCH_SQL, first_params).fetchone()
-        # Its first batch picks the same 5 rows per arm and deletes none of them: each arm
-        # goes on from where it was and takes the later rows in its next batch.
         second = in_a_thread(pool, lambda: upload_sweep(RETENTION, batch_size=5))
         until_a_sweep_waits_for_a_row()
         first.commit()
@@ -354,27 +353,25 @@ def test_a_sweep_behind_another_sweeps_batch_counts_none_of_its_rows():
 
 @pytest.mark.django_db(transaction=True)
 def test_an_update_racing_the_sweep_never_gets_an_ineligible_row_deleted():
-    # Three rows expired at the same instant. While the sweep runs, one is acked (it leaves
-    # the sweep's predicate: acked inside retention) and one is fetched (it stays expired).
+    # Three rows expired at the same instant. While the sweep runs, one is being acked (it
+    # leaves the sweep's predicate: acked inside retention) and one fetched (it stays expired).
     acked_late, fetched_late, untouched = insert_rows(3, expires_in=-60.0)
     before = swept_total()
-    with psycopg.connect(current_database_url()) as other, ThreadPoolExecutor(1) as pool:
+    with psycopg.connect(current_database_url()) as other:
         other.execute(
             "UPDATE pending_uploads SET acked_at = now() WHERE file_id = %s", [acked_late]
         )
         other.execute(
             "UPDATE pending_uploads SET fetched_at = now() WHERE file_id = %s", [fetched_late]
         )
-        sweep = in_a_thread(pool, lambda: upload_sweep(RETENTION, batch_size=100))
-        until_a_sweep_waits_for_a_row()
+        # The updating transaction holds both rows: the sweep skips them without waiting.
+        assert upload_sweep(RETENTION) == SweepResult(0, 1)
         other.commit()
-        result = sweep.result(timeout=30)
 
-    # The acked row is kept; the fetched one is still eligible and goes in this sweep.
-    assert result == SweepResult(0, 2)
+    # The next sweep takes the fetched row, still expired, and keeps the acked one.
+    assert upload_sweep(RETENTION) == SweepResult(0, 1)
     assert surviving([acked_late, fetched_late, untouched]) == {acked_late}
     assert swept_total() - before == 2
-    assert upload_sweep(RETENTION) == SweepResult(0, 0)
 
 
 @pytest.mark.django_db
