@@ -102,10 +102,10 @@ class ObjectDeletion(models.Model):
     statement, emptied as the object deletes succeed (the transactional outbox).
 
     One entry per batch, its keys in an array: the batch's statement writes one row and one
-    index entry instead of a row and an index entry per key. A partly failed drain leaves the
-    entry with only the keys whose delete failed. A key is never queued twice (its row is
-    deleted once), and the reaper's lookups by key read the outbox whole, which is empty or
-    small.
+    index entry instead of a row and an index entry per key (the keys TOASTed uncompressed:
+    storage EXTERNAL, set by migration 0004). A partly failed drain leaves the entry with only
+    the keys whose delete failed. A key is never queued twice (its row is deleted once), and
+    the reaper's lookups by key read the outbox whole, which is empty or small.
     """
 
     id = models.BigAutoField(primary_key=True)
