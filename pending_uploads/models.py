@@ -98,17 +98,18 @@ class PendingUpload(models.Model):
 
 
 class ObjectDeletion(models.Model):
-    """A bucket object whose row the sweep deleted: written by the sweep's own statement,
-    removed once the object delete succeeded (the transactional outbox).
+    """The bucket objects of one sweep batch's deleted rows: written by the sweep's own
+    statement, emptied as the object deletes succeed (the transactional outbox).
 
-    Keyed by an identity, not by the object key: each insert appends to one small index, where
-    a unique index on random keys dirtied a leaf page per key and cost the sweep a third of
-    its time. A key is never queued twice (its row is deleted once), and the reaper's lookups
-    by key read the outbox whole, which is empty or small.
+    One entry per batch, its keys in an array: the batch's statement writes one row and one
+    index entry instead of a row and an index entry per key (the keys TOASTed uncompressed:
+    storage EXTERNAL, set by migration 0004). A partly failed drain leaves the entry with only
+    the keys whose delete failed. A key is never queued twice (its row is deleted once), and
+    the reaper's lookups by key read the outbox whole, which is empty or small.
     """
 
     id = models.BigAutoField(primary_key=True)
-    key = models.TextField()
+    keys = ArrayField(models.TextField())
     created_at = models.DateTimeField(db_default=TransactionNow())
 
     class Meta:
@@ -116,4 +117,4 @@ class ObjectDeletion(models.Model):
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return self.key
+        return f"{len(self.keys)} keys, first {self.keys[0] if self.keys else '-'}"

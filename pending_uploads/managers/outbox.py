@@ -15,30 +15,34 @@ from pending_uploads import metrics
 from pending_uploads.managers.types import DrainResult, OrphanPage
 from pending_uploads.storage import Deleted
 
-# Raw for FOR UPDATE SKIP LOCKED: concurrent drains (two sweepers) claim disjoint keys and
-# never wait for each other. Keyset on the id, so one drain visits each queued key once, and
-# a key whose delete keeps failing cannot hold the drain in a loop.
+# Raw for FOR UPDATE SKIP LOCKED: concurrent drains (two sweepers) claim disjoint entries and
+# never wait for each other. One entry (one sweep batch's keys) per claim; keyset on the id, so
+# one drain visits each entry once, and a key whose delete keeps failing cannot hold the drain
+# in a loop.
 OUTBOX_CLAIM_SQL = """
-SELECT id, key FROM pending_uploads_object_deletions
+SELECT id, keys FROM pending_uploads_object_deletions
  WHERE id > %(after)s
  ORDER BY id
- LIMIT %(limit)s
+ LIMIT 1
    FOR UPDATE SKIP LOCKED
 """
 
-# Raw so that the keys whose objects are gone leave the outbox and are counted in one
-# statement: the count commits with the removal. Failed keys stay queued; their count is
-# added here too.
+# Raw so that the entry loses the keys whose objects are gone and the counts are added in one
+# statement: the counts commit with the entry's change. An entry with no key left is removed;
+# one whose deletes partly failed keeps only the keys still to delete.
 OUTBOX_DONE_SQL = f"""
-WITH removed AS (
-    DELETE FROM pending_uploads_object_deletions WHERE id = ANY(%(deleted)s::bigint[])
- RETURNING 1
+WITH kept AS (
+    UPDATE pending_uploads_object_deletions SET keys = %(left)s::text[]
+     WHERE id = %(id)s AND cardinality(%(left)s::text[]) > 0
+), removed AS (
+    DELETE FROM pending_uploads_object_deletions
+     WHERE id = %(id)s AND cardinality(%(left)s::text[]) = 0
 ), increments (metric, label, n) AS (
-    SELECT %(deleted_counter)s, '', count(*)::double precision FROM removed
+    SELECT %(deleted_counter)s, '', %(deleted)s::double precision
     UNION ALL
     SELECT %(failed_counter)s, '', %(failed)s::double precision
 ), counted AS ({ADD_TO_TOTALS})
-SELECT count(*) FROM removed
+SELECT 1
 """  # noqa: S608 - composed of constants; every value is a bound parameter
 
 # Raw to check a listing page of up to 1,000 objects in one round trip. A bucket row is found
@@ -51,7 +55,8 @@ SELECT k.key, k.modified < now() - make_interval(secs => %(grace_seconds)s)
        AS k (key, file_id, modified)
  WHERE NOT EXISTS (SELECT 1 FROM pending_uploads AS p
                     WHERE p.file_id = k.file_id AND p.storage_key = k.key)
-   AND NOT EXISTS (SELECT 1 FROM pending_uploads_object_deletions AS d WHERE d.key = k.key)
+   AND NOT EXISTS (SELECT 1 FROM pending_uploads_object_deletions AS d, unnest(d.keys) AS q (key)
+                    WHERE q.key = k.key)
 """
 
 
@@ -61,37 +66,41 @@ class OutboxMixin(RoutedCursorsMixin):
     def outbox_drain(
         self, delete: Callable[[list[str]], Deleted], *, batch_size: int
     ) -> DrainResult:
-        """Delete every queued object once, ``batch_size`` keys per claim and transaction.
+        """Delete every queued object once: one entry per transaction, its keys passed to
+        ``delete`` ``batch_size`` at a time.
 
-        The claimed keys stay locked while ``delete`` runs and leave the outbox in the same
-        transaction, so a crash at any point leaves them queued; deleting an object twice is
-        harmless. Errors of ``delete`` roll the claim back and propagate.
+        The claimed entry stays locked while ``delete`` runs and loses the deleted keys in the
+        same transaction, so a crash at any point leaves them queued; deleting an object twice
+        is harmless. Errors of ``delete`` roll the claim back and propagate.
         """
         done = DrainResult(0, 0)
         after = 0
         while True:
             with transaction.atomic(using=self.db), self._cursor() as cursor:
-                cursor.execute(OUTBOX_CLAIM_SQL, {"after": after, "limit": batch_size})
-                claimed = dict(cursor.fetchall())
-                if not claimed:
+                cursor.execute(OUTBOX_CLAIM_SQL, {"after": after})
+                claimed = cursor.fetchone()
+                if claimed is None:
                     return done
-                keys = list(claimed.values())
-                deleted = delete(keys)
-                gone = set(deleted.keys)
+                after, keys = claimed
+                gone: set[str] = set()
+                failed = 0
+                for start in range(0, len(keys), batch_size):
+                    deleted = delete(keys[start : start + batch_size])
+                    gone.update(deleted.keys)
+                    failed += len(deleted.failed)
+                left = [key for key in keys if key not in gone]
                 cursor.execute(
                     OUTBOX_DONE_SQL,
                     {
-                        "deleted": [id_ for id_, key in claimed.items() if key in gone],
-                        "failed": len(deleted.failed),
+                        "id": after,
+                        "left": left,
+                        "deleted": len(keys) - len(left),
+                        "failed": failed,
                         "deleted_counter": metrics.objects_deleted.name,
                         "failed_counter": metrics.object_delete_errors.name,
                     },
                 )
-                (removed,) = cursor.fetchone()
-            done += DrainResult(removed, len(deleted.failed))
-            if len(claimed) < batch_size:
-                return done
-            after = max(claimed)
+            done += DrainResult(len(keys) - len(left), failed)
 
     def outbox_orphans(
         self, objects: Sequence[tuple[str, datetime]], *, grace: timedelta

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import io
 import itertools
+import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import psycopg
 import pytest
 from django.contrib.postgres.functions import TransactionNow
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
-from pending_uploads import managers
+from pending_uploads import managers, metrics
 from pending_uploads.managers import (
     SWEEP_BATCH_SQL,
     SWEEP_PREVIEW_SQL,
@@ -25,6 +30,7 @@ from pending_uploads.managers import (
 )
 from pending_uploads.models import PendingUpload
 from tests.helpers import (
+    current_database_url,
     run_sql,
     run_together,
     table_locked_elsewhere,
@@ -278,6 +284,94 @@ def test_concurrent_sweeps_share_the_work_without_double_counting(sweepers):
     assert surviving(eligible) == set()
     assert surviving(not_eligible) == set(not_eligible)
     assert PendingUpload.objects.count() == len(not_eligible)
+
+
+def swept_total() -> float:
+    """The sweep's counter as metric_totals holds it, both labels."""
+    [(total,)] = run_sql(
+        "SELECT coalesce(sum(value), 0) FROM metric_totals WHERE metric = %s",
+        [metrics.uploads_swept.name],
+    )
+    return total
+
+
+def in_a_thread(pool: ThreadPoolExecutor, job: Callable[[], Any]) -> Future:
+    """``job`` on a pool thread, which closes its own connection afterwards."""
+
+    def run() -> Any:
+        try:
+            return job()
+        finally:
+            connections.close_all()
+
+    return pool.submit(run)
+
+
+def until_a_sweep_waits_for_a_row(timeout: float = 10.0) -> None:
+    """Return once a session of this database waits for a row another transaction holds."""
+    deadline = time.monotonic() + timeout
+    while not run_sql(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND wait_event = 'transactionid'"
+    ):
+        assert time.monotonic() < deadline, "the sweep never waited for a row lock"
+        time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_beside_another_sweeps_open_batch_takes_only_the_other_rows():
+    # The first sweep's batch is open: its rows are locked, the second sweep skips them and
+    # takes the later ones. Each row is deleted and counted once (the second's counter upsert
+    # waits for the first's commit).
+    first_batch = insert_rows(5, acked_ago=2 * HOUR, spread_seconds=5)
+    first_batch += insert_rows(5, expires_in=-60.0, spread_seconds=5)
+    later = insert_rows(3, acked_ago=HOUR + 600) + insert_rows(3, expires_in=-10.0)
+    kept = insert_rows(3, expires_in=HOUR)
+    before = swept_total()
+    start = datetime(1, 1, 1, tzinfo=UTC)
+    first_params = {
+        "retention_seconds": HOUR,
+        "counter": metrics.uploads_swept.name,
+        "max_bytes": 1 << 20,
+        "acked_from": start,
+        "expired_from": start,
+        "acked_limit": 5,
+        "expired_limit": 5,
+    }
+    with psycopg.connect(current_database_url()) as first, ThreadPoolExecutor(1) as pool:
+        acked, expired, *_ = first.execute(SWEEP_BATCH_SQL, first_params).fetchone()
+        second = in_a_thread(pool, lambda: upload_sweep(RETENTION, batch_size=5))
+        until_a_sweep_waits_for_a_row()
+        first.commit()
+        assert second.result(timeout=30) == SweepResult(3, 3)
+
+    assert (acked, expired) == (5, 5)
+    assert surviving(first_batch + later) == set()
+    assert surviving(kept) == set(kept)
+    assert swept_total() - before == len(first_batch + later)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_update_racing_the_sweep_never_gets_an_ineligible_row_deleted():
+    # Three rows expired at the same instant. While the sweep runs, one is being acked (it
+    # leaves the sweep's predicate: acked inside retention) and one fetched (it stays expired).
+    acked_late, fetched_late, untouched = insert_rows(3, expires_in=-60.0)
+    before = swept_total()
+    with psycopg.connect(current_database_url()) as other:
+        other.execute(
+            "UPDATE pending_uploads SET acked_at = now() WHERE file_id = %s", [acked_late]
+        )
+        other.execute(
+            "UPDATE pending_uploads SET fetched_at = now() WHERE file_id = %s", [fetched_late]
+        )
+        # The updating transaction holds both rows: the sweep skips them without waiting.
+        assert upload_sweep(RETENTION) == SweepResult(0, 1)
+        other.commit()
+
+    # The next sweep takes the fetched row, still expired, and keeps the acked one.
+    assert upload_sweep(RETENTION) == SweepResult(0, 1)
+    assert surviving([acked_late, fetched_late, untouched]) == {acked_late}
+    assert swept_total() - before == 2
 
 
 @pytest.mark.django_db

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.postgres.functions import TransactionNow
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 
 from devtools.processes import run_captured
@@ -27,6 +29,7 @@ from tests.helpers import (
     make_upload,
     metric_value,
     metrics_saved,
+    run_sql,
     run_together,
     s3_unreachable,
 )
@@ -47,7 +50,7 @@ def stored(count: int, state: str = "acked") -> list[str]:
 
 
 def queued() -> set[str]:
-    return set(ObjectDeletion.objects.values_list("key", flat=True))
+    return {key for keys in ObjectDeletion.objects.values_list("keys", flat=True) for key in keys}
 
 
 def sweep_now() -> SweepResult:
@@ -104,6 +107,24 @@ def test_the_sweep_statement_queues_the_keys_of_exactly_the_rows_it_deletes(s3_b
 
 
 @pytest.mark.django_db
+def test_each_batch_queues_one_entry_and_a_batch_without_keys_none(s3_bucket):
+    keys = stored(5, "acked")
+    with override_settings(PENDING_UPLOADS_S3_BUCKET=""):
+        inline = make_upload("expired", content=b"inline")
+
+    result = PendingUpload.objects.sweep(timedelta(0), batch_size=2, batch_bytes=1 << 20)
+
+    # Acked arm: batches of 2, 2 and 1 keys; the expired arm's only row has its bytes inline
+    # (its batch, the first, queues the acked arm's keys and nothing for it).
+    assert result == SweepResult(5, 1)
+    assert not PendingUpload.objects.filter(pk=inline.pk).exists()
+    entries = list(ObjectDeletion.objects.order_by("id").values_list("keys", flat=True))
+    assert [len(entry) for entry in entries] == [2, 2, 1]
+    assert queued() == set(keys)
+    assert PendingUpload.objects.backlog().objects_pending == 5
+
+
+@pytest.mark.django_db
 def test_keys_deleteobjects_refuses_stay_queued_counted_and_logged(s3_bucket, monkeypatch, caplog):
     keys = stored(4, "acked")
     real_delete = storage.bucket().delete
@@ -122,12 +143,14 @@ def test_keys_deleteobjects_refuses_stay_queued_counted_and_logged(s3_bucket, mo
     assert report.result == SweepResult(4, 0)
     assert report.objects == DrainResult(2, 2)
     assert queued() == refused
+    # The entry keeps only the refused keys.
+    assert sorted(ObjectDeletion.objects.get().keys) == sorted(refused)
     assert set(bucket_objects(s3_bucket)) == refused
     assert_metric_delta(before, 2, DELETED)
     assert_metric_delta(before, 2, DELETE_ERRORS)
     assert metric_value(PENDING) == 2
     # The drain sends keys in queue order; the first refused one is the first still queued.
-    first_refused = ObjectDeletion.objects.first().key
+    first_refused = ObjectDeletion.objects.get().keys[0]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
         f"DeleteObjects refused 2 of 4 keys, which stay queued; first {first_refused}: "
@@ -150,8 +173,9 @@ def test_the_drain_claims_in_batches_and_visits_each_key_once(s3_bucket):
         calls.append(batch)
         return Deleted([], dict.fromkeys(batch, "SlowDown"))
 
+    # One batch, one entry: its keys go out three at a time, and all of them stay queued.
     assert PendingUpload.objects.outbox_drain(refuse_all, batch_size=3) == DrainResult(0, 7)
-    queue_order = list(ObjectDeletion.objects.order_by("id").values_list("key", flat=True))
+    queue_order = ObjectDeletion.objects.get().keys
     assert calls == [queue_order[0:3], queue_order[3:6], queue_order[6:]]
     assert sorted(queue_order) == sorted(keys)
 
@@ -236,3 +260,37 @@ def test_orphans_are_objects_no_row_and_no_outbox_entry_names(s3_bucket):
     assert sorted(page.orphans) == sorted(key for key, _ in objects[2:])
     assert sorted(page.reapable) == sorted(key for key, _ in objects[2:5])
     assert PendingUpload.objects.outbox_orphans([], grace=hour) == ([], [])
+
+
+def migrate_to(*targets: tuple[str, str]) -> None:
+    executor = MigrationExecutor(connection)
+    executor.migrate(list(targets) or executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_to_key_arrays_keeps_every_queued_key_both_ways():
+    rows = ("pending_uploads", "0003_object_storage")
+    arrays = ("pending_uploads", "0004_outbox_key_arrays")
+    try:
+        migrate_to(rows)
+        run_sql("INSERT INTO pending_uploads_object_deletions (key) VALUES ('a'), ('b')")
+        migrate_to(arrays)
+        # A batch's keys are TOASTed uncompressed (EXTERNAL): random UUIDs barely compress.
+        assert run_sql(
+            "SELECT attstorage FROM pg_attribute WHERE attname = 'keys'"
+            " AND attrelid = 'pending_uploads_object_deletions'::regclass"
+        ) == [("e",)]
+        assert sorted(run_sql("SELECT keys FROM pending_uploads_object_deletions")) == [
+            (["a"],),
+            (["b"],),
+        ]
+        run_sql("INSERT INTO pending_uploads_object_deletions (keys) VALUES ('{c,d}')")
+        migrate_to(rows)
+        assert sorted(run_sql("SELECT key FROM pending_uploads_object_deletions")) == [
+            ("a",),
+            ("b",),
+            ("c",),
+            ("d",),
+        ]
+    finally:
+        migrate_to()
