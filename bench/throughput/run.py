@@ -18,7 +18,7 @@ POLL_INTERVAL_SECONDS = 5
 
 def bench_throughput(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
     load_start = os.getloadavg()
-    with servers(db) as ports:
+    with servers(db, scale) as ports:
         figure: dict[str, Any] = {}
         for name, poll in poll_scenarios(db, ports).items():
             calls = poll.pop("calls")
@@ -35,7 +35,8 @@ def bench_throughput(db: BenchDatabases, scale: Scale) -> dict[str, Any]:
         figure["large_file"] = large_file(db, ports, scale)
     head = figure["head_poll"]["service"]["rps"]["median"]
     figure["setup"] = {
-        "servers": "gunicorn with gunicorn.conf.py: 2 workers x 16 threads (gthread), each",
+        "servers": "gunicorn with gunicorn.conf.py: 2 workers x "
+        f"{scale.throughput_threads} threads (gthread), each",
         "client": f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS}, {scale.throughput_seconds:g} s "
         f"per run, {scale.throughput_reps} runs per side, sides alternating",
         "page_rows": PAGE_ROWS,

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import loadgen
+from bench.config import Scale
 from bench.database import BenchDatabases
 
 SIDES = ("service", "floor")
@@ -29,7 +30,7 @@ def get(port: int, path: str, token: str) -> bytes:
 
 
 @contextlib.contextmanager
-def servers(db: BenchDatabases) -> Iterator[dict[str, int]]:
+def servers(db: BenchDatabases, scale: Scale) -> Iterator[dict[str, int]]:
     """Every app of APPS under the same gunicorn settings, on one fresh database: their ports."""
     from devtools.processes import ServiceStack
 
@@ -43,6 +44,7 @@ def servers(db: BenchDatabases) -> Iterator[dict[str, int]]:
             log_dir=scratch / name,
             wsgi_app=app,
             ready_path=ready,
+            extra_env={"GUNICORN_THREADS": str(scale.throughput_threads)},
         )
         for name, (app, ready) in APPS.items()
     }

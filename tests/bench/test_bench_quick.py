@@ -132,10 +132,15 @@ HALVES = (
 )
 
 
-# Like the browser, promtool and nginx tests: skipped with a reason where the tool is missing.
-pytestmark = pytest.mark.skipif(
-    not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)"
-)
+pytestmark = [
+    # Like the browser, promtool and nginx tests: skipped with a reason where the tool is missing.
+    pytest.mark.skipif(
+        not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)"
+    ),
+    # One pytest process runs the whole module, so the bench (and its servers) runs once: two at
+    # a time ran out of PostgreSQL's 100 connections.
+    pytest.mark.xdist_group("bench_quick"),
+]
 
 
 def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
