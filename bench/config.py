@@ -74,8 +74,9 @@ class Scale:
     throughput_file_bytes: int
     throughput_file_reps: int
     # gunicorn threads per worker of each side (gunicorn.conf.py's 16 at full scale). The quick
-    # run's 8 per worker still give each of wrk's 16 connections a thread, and keep its three
-    # sides within a small PostgreSQL's 100 connections beside the rest of the suite.
+    # run, a smoke test inside the suite, gives each side 4 per worker (wrk's other connections
+    # wait in gunicorn's queue), so that its three sides' persistent database connections stay
+    # well within a default PostgreSQL's 100 beside the rest of the suite.
     throughput_threads: int
     # CPU per poll, in process: requests per variant and poll.
     cpu_requests: int
@@ -120,7 +121,7 @@ _KNOBS = {
     "throughput_reps": (3, 1),
     "throughput_file_bytes": (99 * 1024 * 1024, 3 * 1024 * 1024),
     "throughput_file_reps": (4, 1),
-    "throughput_threads": (16, 8),
+    "throughput_threads": (16, 4),
     "cpu_requests": (3000, 300),
 }
 
