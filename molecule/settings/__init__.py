@@ -192,70 +192,76 @@ FILE_UPLOAD_HANDLERS = ["pending_uploads.uploadhandler.UnnamedTemporaryFileUploa
 DATA_UPLOAD_MAX_MEMORY_SIZE = _env_int("MOLECULE_MAX_JSON_BYTES", 1024 * 1024)
 
 # --- App settings: assigned only when the environment sets them; the defaults live in each
-# app's conf.py, which reads these at call time.
-if os.environ.get("PENDING_UPLOADS_MAX_FILE_BYTES"):
-    PENDING_UPLOADS_MAX_FILE_BYTES = _env_int("PENDING_UPLOADS_MAX_FILE_BYTES")
-if os.environ.get("PENDING_UPLOADS_MAX_REQUEST_BYTES"):
-    PENDING_UPLOADS_MAX_REQUEST_BYTES = _env_int("PENDING_UPLOADS_MAX_REQUEST_BYTES")
+# app's conf.py, which reads these at call time. Each tuple names the settings of one kind
+# (lower case, so that Django does not take the tuples for settings); a bad value stops in one
+# line naming it. The ones with more to them follow the loops.
+_app_integers = (
+    "PENDING_UPLOADS_MAX_FILE_BYTES",
+    "PENDING_UPLOADS_MAX_REQUEST_BYTES",
+    "PENDING_UPLOADS_MAX_FILES",
+    "PENDING_UPLOADS_SWEEP_BATCH_SIZE",
+    "PENDING_UPLOADS_SWEEP_BATCH_BYTES",
+    "PENDING_UPLOADS_S3_PART_BYTES",
+    "PENDING_UPLOADS_FORWARD_MAX_CONCURRENT",
+    "ACTIVITY_SWEEP_BATCH_SIZE",
+    "WORKSPACE_PRUNE_BATCH_SIZE",
+    "QUOTA_PENDING_BYTES",
+    "QUOTA_ACTIVITY_BYTES",
+    "QUOTA_UPLOADS",
+)
+# Intervals, TTLs and timeouts: more than 0.
+_app_durations = (
+    "PENDING_UPLOADS_TTL",
+    "PENDING_UPLOADS_SWEEP_INTERVAL",
+    "PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT",
+    "PENDING_UPLOADS_FORWARD_TIMEOUT",
+    "PHANTOM_BUSY_STALE_AFTER",
+    "PHANTOM_BUSY_SWEEP_INTERVAL",
+    "ACTIVITY_SWEEP_INTERVAL",
+    "WORKSPACE_PRUNE_AFTER",
+    "WORKSPACE_PRUNE_INTERVAL",
+    "QUOTA_WINDOW",
+)
+# Retentions, grace periods and overlaps: 0 allowed (keep nothing past the next run).
+_app_spans = (
+    "PENDING_UPLOADS_ACK_RETENTION",
+    "PENDING_UPLOADS_REAP_GRACE",
+    "ACTIVITY_RETENTION",
+    "ACTIVITY_SOFT_RETENTION",
+    "TOKEN_ROTATION_OVERLAP",
+)
+# Object storage: the bucket and its options. Endpoint, credentials and region are boto3's own
+# environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...), read by boto3, never here.
+# MOLECULE_ENV and MOLECULE_ORG_ID are the address guard's (molecule/addresses.py), upstream's
+# names; MOLECULE_ENV is its own switch, never DEBUG: a production box with DEBUG on still
+# refuses loopback URLs.
+_app_texts = (
+    "PENDING_UPLOADS_S3_BUCKET",
+    "PENDING_UPLOADS_S3_PREFIX",
+    "PENDING_UPLOADS_S3_ADDRESSING_STYLE",
+    "MOLECULE_ENV",
+    "MOLECULE_ORG_ID",
+)
+for _integer in _app_integers:
+    if os.environ.get(_integer):
+        globals()[_integer] = _env_int(_integer)
+for _duration in _app_durations:
+    if os.environ.get(_duration):
+        globals()[_duration] = _env_duration(_duration, positive=True)
+for _span in _app_spans:
+    if os.environ.get(_span):
+        globals()[_span] = _env_duration(_span, positive=False)
+for _text in _app_texts:
+    if os.environ.get(_text):
+        globals()[_text] = os.environ[_text]
 if os.environ.get("PENDING_UPLOADS_MAX_FILES"):
-    PENDING_UPLOADS_MAX_FILES = _env_int("PENDING_UPLOADS_MAX_FILES")
     # Django's own part-count limit stays above the app's cap, so the app's "at most N files"
     # answers, not Django (tests/pending_uploads/test_api.py checks Django's default does too).
-    DATA_UPLOAD_MAX_NUMBER_FILES = PENDING_UPLOADS_MAX_FILES + 1
-if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_SIZE"):
-    PENDING_UPLOADS_SWEEP_BATCH_SIZE = _env_int("PENDING_UPLOADS_SWEEP_BATCH_SIZE")
-if os.environ.get("PENDING_UPLOADS_SWEEP_BATCH_BYTES"):
-    PENDING_UPLOADS_SWEEP_BATCH_BYTES = _env_int("PENDING_UPLOADS_SWEEP_BATCH_BYTES")
-if os.environ.get("PENDING_UPLOADS_TTL"):
-    PENDING_UPLOADS_TTL = _env_duration("PENDING_UPLOADS_TTL", positive=True)
-if os.environ.get("PENDING_UPLOADS_ACK_RETENTION"):
-    PENDING_UPLOADS_ACK_RETENTION = _env_duration("PENDING_UPLOADS_ACK_RETENTION", positive=False)
-if os.environ.get("PENDING_UPLOADS_SWEEP_INTERVAL"):
-    PENDING_UPLOADS_SWEEP_INTERVAL = _env_duration("PENDING_UPLOADS_SWEEP_INTERVAL", positive=True)
-    # Object storage: the bucket and its options. Endpoint, credentials and region are boto3's own
-# environment (AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, ...), read by boto3, never here.
-if os.environ.get("PENDING_UPLOADS_S3_BUCKET"):
-    PENDING_UPLOADS_S3_BUCKET = os.environ["PENDING_UPLOADS_S3_BUCKET"]
-if os.environ.get("PENDING_UPLOADS_S3_PREFIX"):
-    PENDING_UPLOADS_S3_PREFIX = os.environ["PENDING_UPLOADS_S3_PREFIX"]
-if os.environ.get("PENDING_UPLOADS_S3_PART_BYTES"):
-    PENDING_UPLOADS_S3_PART_BYTES = _env_int("PENDING_UPLOADS_S3_PART_BYTES")
-if os.environ.get("PENDING_UPLOADS_S3_ADDRESSING_STYLE"):
-    PENDING_UPLOADS_S3_ADDRESSING_STYLE = os.environ["PENDING_UPLOADS_S3_ADDRESSING_STYLE"]
-if os.environ.get("PENDING_UPLOADS_REAP_GRACE"):
-    PENDING_UPLOADS_REAP_GRACE = _env_duration("PENDING_UPLOADS_REAP_GRACE", positive=False)
-if os.environ.get("PHANTOM_BUSY_STALE_AFTER"):
-    PHANTOM_BUSY_STALE_AFTER = _env_duration("PHANTOM_BUSY_STALE_AFTER", positive=True)
-if os.environ.get("PHANTOM_BUSY_SWEEP_INTERVAL"):
-    PHANTOM_BUSY_SWEEP_INTERVAL = _env_duration("PHANTOM_BUSY_SWEEP_INTERVAL", positive=True)
-if os.environ.get("ACTIVITY_RETENTION"):
-    ACTIVITY_RETENTION = _env_duration("ACTIVITY_RETENTION", positive=False)
-if os.environ.get("ACTIVITY_SOFT_RETENTION"):
-    ACTIVITY_SOFT_RETENTION = _env_duration("ACTIVITY_SOFT_RETENTION", positive=False)
+    DATA_UPLOAD_MAX_NUMBER_FILES = globals()["PENDING_UPLOADS_MAX_FILES"] + 1
 if os.environ.get("EXTERNAL_PLATFORM_URL"):
     EXTERNAL_PLATFORM_URL = _env_parsed("EXTERNAL_PLATFORM_URL", http_url)
-if os.environ.get("ACTIVITY_SWEEP_INTERVAL"):
-    ACTIVITY_SWEEP_INTERVAL = _env_duration("ACTIVITY_SWEEP_INTERVAL", positive=True)
-if os.environ.get("ACTIVITY_SWEEP_BATCH_SIZE"):
-    ACTIVITY_SWEEP_BATCH_SIZE = _env_int("ACTIVITY_SWEEP_BATCH_SIZE")
-if os.environ.get("PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT"):
-    PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT = _env_duration(
-        "PENDING_UPLOADS_FORWARD_CONNECT_TIMEOUT", positive=True
-    )
-if os.environ.get("PENDING_UPLOADS_FORWARD_TIMEOUT"):
-    PENDING_UPLOADS_FORWARD_TIMEOUT = _env_duration(
-        "PENDING_UPLOADS_FORWARD_TIMEOUT", positive=True
-    )
-if os.environ.get("PENDING_UPLOADS_FORWARD_MAX_CONCURRENT"):
-    PENDING_UPLOADS_FORWARD_MAX_CONCURRENT = _env_int("PENDING_UPLOADS_FORWARD_MAX_CONCURRENT")
-# The address guard's switches (molecule/addresses.py), upstream's names. MOLECULE_ENV is its
-# own switch, never DEBUG: a production box with DEBUG on still refuses loopback URLs.
-if os.environ.get("MOLECULE_ENV"):
-    MOLECULE_ENV = os.environ["MOLECULE_ENV"]
 if os.environ.get("MOLECULE_DEPLOY_MODE"):
     MOLECULE_DEPLOY_MODE = _env_parsed("MOLECULE_DEPLOY_MODE", deploy_mode)
-if os.environ.get("MOLECULE_ORG_ID"):
-    MOLECULE_ORG_ID = os.environ["MOLECULE_ORG_ID"]
 # Upstream's names for the phantom-busy job; ours win when both are set.
 if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
     "PHANTOM_BUSY_SWEEP_INTERVAL"
@@ -264,22 +270,6 @@ if os.environ.get("PHANTOM_BUSY_SWEEPER_INTERVAL_S") and not os.environ.get(
 if os.environ.get("PHANTOM_BUSY_SWEEPER_DISABLED"):
     PHANTOM_BUSY_SWEEP_DISABLED = _env_bool("PHANTOM_BUSY_SWEEPER_DISABLED", False)
 
-if os.environ.get("WORKSPACE_PRUNE_AFTER"):
-    WORKSPACE_PRUNE_AFTER = _env_duration("WORKSPACE_PRUNE_AFTER", positive=True)
-if os.environ.get("WORKSPACE_PRUNE_INTERVAL"):
-    WORKSPACE_PRUNE_INTERVAL = _env_duration("WORKSPACE_PRUNE_INTERVAL", positive=True)
-if os.environ.get("WORKSPACE_PRUNE_BATCH_SIZE"):
-    WORKSPACE_PRUNE_BATCH_SIZE = _env_int("WORKSPACE_PRUNE_BATCH_SIZE")
-if os.environ.get("TOKEN_ROTATION_OVERLAP"):
-    TOKEN_ROTATION_OVERLAP = _env_duration("TOKEN_ROTATION_OVERLAP", positive=False)
-if os.environ.get("QUOTA_PENDING_BYTES"):
-    QUOTA_PENDING_BYTES = _env_int("QUOTA_PENDING_BYTES")
-if os.environ.get("QUOTA_ACTIVITY_BYTES"):
-    QUOTA_ACTIVITY_BYTES = _env_int("QUOTA_ACTIVITY_BYTES")
-if os.environ.get("QUOTA_UPLOADS"):
-    QUOTA_UPLOADS = _env_int("QUOTA_UPLOADS")
-if os.environ.get("QUOTA_WINDOW"):
-    QUOTA_WINDOW = _env_duration("QUOTA_WINDOW", positive=True)
 if os.environ.get("TRUSTED_PROXIES"):
     TRUSTED_PROXIES = tuple(_env_list("TRUSTED_PROXIES"))
 
