@@ -131,15 +131,10 @@ HALVES = (
 )
 
 
-pytestmark = [
-    # Like the browser, promtool and nginx tests: skipped with a reason where the tool is missing.
-    pytest.mark.skipif(
-        not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)"
-    ),
-    # One pytest process runs the whole module, so the bench (and its servers) runs once: two at
-    # a time ran out of PostgreSQL's 100 connections.
-    pytest.mark.xdist_group("bench_quick"),
-]
+# Like the browser, promtool and nginx tests: skipped with a reason where the tool is missing.
+pytestmark = pytest.mark.skipif(
+    not shutil.which("wrk"), reason="wrk is not installed (apt-get install wrk)"
+)
 
 
 def missing(data: dict[str, Any], keys: set[str]) -> set[str]:
